@@ -85,10 +85,13 @@ def normalise(df: pd.DataFrame, cfg: DataParams, path: str) -> tuple[pd.DataFram
         pick_map[v.strip().lower()] = 0
 
     fmt = cfg.format
-    ids = df[cfg.id_column].map(_clean) if cfg.id_column else pd.Series([str(i) for i in range(len(df))])
-    texts = df[cfg.text_column].map(_clean)
-    picks = df[cfg.pick_column].map(_clean)
-    cats = df[cfg.category_column].map(_clean)
+    def column(name: str) -> pd.Series:  # cleaned cells as Python objects: str, or None when missing
+        return pd.Series([_clean(v) for v in df[name].tolist()], dtype=object)
+
+    ids = column(cfg.id_column) if cfg.id_column else pd.Series([str(i) for i in range(len(df))], dtype=object)
+    texts = column(cfg.text_column)
+    picks = column(cfg.pick_column)
+    cats = column(cfg.category_column)
 
     bad_id = ids.isna().to_numpy().nonzero()[0]
     if len(bad_id):
@@ -134,7 +137,7 @@ def normalise(df: pd.DataFrame, cfg: DataParams, path: str) -> tuple[pd.DataFram
             f" {cats.iloc[i]!r} in column {cfg.category_column!r}; {n_decline_cat} such row(s)."
             " A Decline row has no category; set data.decline_with_category: drop_category to drop them"
         )
-    cats = cats.where(~decline_with_cat, None)
+    cats = pd.Series([None if d else c for c, d in zip(cats, decline_with_cat)], dtype=object)
 
     out = pd.DataFrame({"id": ids.astype(str).to_numpy(), "text": texts.to_numpy(),
                         "pick": pick_arr, "category": cats.to_numpy(dtype=object)})
@@ -228,7 +231,7 @@ def prepare(data_cfg: DataParams, split_cfg: SplitParams) -> Prepared:
         raise DataError(f"{path}: no row has a category in column {data_cfg.category_column!r}")
     cat_id = {c: i for i, c in enumerate(categories)}
     df["labels_binary"] = df["pick"].astype(np.int64)
-    df["labels_category"] = df["category"].map(lambda c: IGNORE if c is None else cat_id[c]).astype(np.int64)
+    df["labels_category"] = df["category"].map(cat_id).fillna(IGNORE).astype(np.int64)
     df = df.drop(columns=["pick"])
     splits = {s: df[split.to_numpy() == s].reset_index(drop=True) for s in SPLITS}
     if len(splits["train"]) == 0:

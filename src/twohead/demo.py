@@ -55,19 +55,23 @@ SPECIAL_TOKENS = {"pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP
 
 
 def train_sentencepiece(texts: list[str], out_dir: Path, vocab_size: int) -> Path:
+    """Train the unigram model from memory (no file paths end up inside ``spm.model``, so the same
+    texts and settings give the same bytes wherever it is built)."""
+    import io
+
     import sentencepiece as spm
 
-    corpus = out_dir / "corpus.txt"
-    corpus.write_text("\n".join(t.replace("\n", " ") for t in texts), encoding="utf-8")
+    buf = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(out_dir / "spm"), vocab_size=vocab_size, model_type="unigram",
+        sentence_iterator=iter([t.replace("\n", " ") for t in texts]), model_writer=buf,
+        vocab_size=vocab_size, model_type="unigram",
         pad_id=0, pad_piece="[PAD]", bos_id=1, bos_piece="[CLS]", eos_id=2, eos_piece="[SEP]",
         unk_id=3, unk_piece="[UNK]", user_defined_symbols=["[MASK]"], character_coverage=0.9995,
         num_threads=1, shuffle_input_sentence=False, minloglevel=2,
     )
-    corpus.unlink()
-    (out_dir / "spm.vocab").unlink()
-    return out_dir / "spm.model"
+    path = out_dir / "spm.model"
+    path.write_bytes(buf.getvalue())
+    return path
 
 
 def build_demo_encoder(cfg: DemoEncoderParams) -> Path:

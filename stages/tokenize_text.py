@@ -1,4 +1,4 @@
-"""Stage tokenize: data/prepared/*.parquet → data/tokenized/*.parquet (token ids per row, no padding)."""
+"""Stage tokenize (file not named tokenize.py: that would shadow the standard library module): prepared rows → token ids."""
 
 from twohead.cli import run_stage
 from twohead.params import Params

@@ -1,0 +1,64 @@
+"""Build a throwaway git + DVC copy of this project with a tiny configuration, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from conftest import DEMO_CSV, ROOT
+
+TINY = {
+    "demo_encoder": {"vocab_size": 400, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
+    "tokenize": {"max_length": 64},
+    "split": {"val_ratio": 0.15, "test_ratio": 0.15},
+}
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="t",
+               GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def deep_update(base: dict, changes: dict) -> dict:
+    for k, v in changes.items():
+        if isinstance(v, dict):
+            deep_update(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+def make_project(dest: Path, rows: int = 600, overrides: dict | None = None) -> Path:
+    """Copy dvc.yaml, params.yaml, stages/ and src/ into ``dest``, shrink the demo data to ``rows`` rows
+    (every category kept), apply the tiny params, and make it a committed git + DVC repo."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(ROOT / name, dest / name)
+    for name in ("stages", "src"):
+        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    demo = pd.read_csv(DEMO_CSV, dtype=str, keep_default_na=False)
+    strat = demo["category"].where(demo["category"] != "", demo["pick"])
+    small = demo.groupby(strat, group_keys=False).head(5)
+    small = pd.concat([small, demo.drop(small.index).head(max(0, rows - len(small)))]).sort_index()
+    (dest / "data" / "demo").mkdir(parents=True)
+    small.to_csv(dest / "data" / "demo" / "news_demo.csv", index=False)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    deep_update(params, TINY)
+    deep_update(params, overrides or {})
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q", "-b", "main"], dest)
+    run(["dvc", "init", "-q"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-qm", "tiny project"], dest)
+    return dest

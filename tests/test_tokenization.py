@@ -1,0 +1,84 @@
+import json
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pyarrow as pa
+import pytest
+import sentencepiece as spm
+
+from twohead.tokenization import CheckpointError, encode, load_tokenizer, to_arrow, write_tokenized
+
+
+def test_demo_encoder_directory_layout(demo_encoder_dir):
+    names = {p.name for p in demo_encoder_dir.iterdir()}
+    assert {"spm.model", "tokenizer_config.json", "config.json", "model.safetensors"} <= names
+    assert "tokenizer.json" not in names  # like DeBERTa-v3's release: the spm-only path is exercised
+    cfg = json.loads((demo_encoder_dir / "config.json").read_text())
+    assert cfg["model_type"] == "deberta-v2" and cfg["relative_attention"] is True
+
+
+def test_roundtrip_matches_sentencepiece(demo_encoder_dir):
+    tok = load_tokenizer(demo_encoder_dir)
+    assert tok.is_fast
+    assert (tok.pad_token_id, tok.cls_token_id, tok.sep_token_id, tok.unk_token_id) == (0, 1, 2, 3)
+    sp = spm.SentencePieceProcessor(model_file=str(demo_encoder_dir / "spm.model"))
+    s = "Over 4 Million Americans Roll Up Sleeves For COVID Boosters"
+    ids = tok(s)["input_ids"]
+    assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
+    assert ids[1:-1] == sp.encode(s)
+    assert len(set(ids[1:-1])) > 5 and tok.unk_token_id not in ids  # a real segmentation, not [UNK]s
+    assert tok.decode(ids, skip_special_tokens=True) == s
+
+
+def test_model_vocab_covers_the_tokenizer(demo_encoder_dir):
+    from transformers import AutoModel
+
+    tok = load_tokenizer(demo_encoder_dir)
+    model = AutoModel.from_pretrained(str(demo_encoder_dir))
+    assert model.config.vocab_size >= len(tok)
+    assert tok.mask_token_id < model.config.vocab_size
+
+
+def test_demo_encoder_build_is_reproducible(demo_encoder_dir, tmp_path):
+    from twohead.demo import build_demo_encoder
+    from twohead.params import DemoEncoderParams
+    from conftest import DEMO_CSV
+
+    cfg = DemoEncoderParams(texts_path=str(DEMO_CSV), output_dir=str(tmp_path / "again"), vocab_size=1000,
+                            hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, seed=0)
+    again = build_demo_encoder(cfg)
+    for name in ("spm.model", "model.safetensors", "config.json"):
+        assert (again / name).read_bytes() == (demo_encoder_dir / name).read_bytes(), name
+
+
+def test_truncation_keeps_special_tokens_and_counts(demo_encoder_dir):
+    tok = load_tokenizer(demo_encoder_dir)
+    texts = ["short", " ".join(["politics"] * 50), "news", " ".join(["world news today"] * 20)]
+    full = [tok(t)["input_ids"] for t in texts]
+    assert [len(f) > 12 for f in full] == [False, True, False, True]
+    ids, n_trunc = encode(tok, texts, max_length=12, batch_size=3)
+    assert n_trunc == 2
+    assert ids[0] == full[0] and ids[2] == full[2]
+    for i in (1, 3):
+        assert len(ids[i]) == 12 and ids[i][0] == tok.cls_token_id and ids[i][-1] == tok.sep_token_id
+        assert ids[i][:-1] == full[i][:11]
+
+
+def test_arrow_format_is_unpadded_int32(tmp_path):
+    df = pd.DataFrame({"id": ["a", "b"], "labels_binary": [1, -100], "labels_category": [3, 0]})
+    table = to_arrow(df, [[1, 5, 6, 2], [1, 2]])
+    path = tmp_path / "t.parquet"
+    write_tokenized(path, table)
+    back = pq.read_table(path)
+    assert back.schema.field("input_ids").type == pa.list_(pa.int32())
+    assert back["input_ids"].to_pylist() == [[1, 5, 6, 2], [1, 2]]
+    assert back["length"].to_pylist() == [4, 2]
+    assert back["labels_binary"].to_pylist() == [1, -100]
+
+
+def test_missing_checkpoint_and_broken_tokenizer(tmp_path):
+    with pytest.raises(CheckpointError, match="checkpoint directory not found"):
+        load_tokenizer(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="cannot load a tokenizer"):
+        load_tokenizer(tmp_path / "empty")
