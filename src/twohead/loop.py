@@ -1,0 +1,99 @@
+"""One training epoch and one prediction pass, on Accelerate (so `accelerate launch` gives DDP).
+
+Host syncs are kept out of the step: losses, accuracy counts and gradient norms accumulate in device
+tensors and are read once per epoch (the progress bar's loss is refreshed every ``refresh`` steps).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .losses import IGNORE, LossAccumulator, TwoTaskLoss
+
+
+def _counts(logits1, logits2, y1, y2) -> torch.Tensor:
+    v1, v2 = (y1 != IGNORE), (y2 != IGNORE)
+    c1 = ((logits1.argmax(-1) == y1) & v1).sum()
+    c2 = ((logits2.argmax(-1) == y2) & v2).sum()
+    return torch.stack([c1, v1.sum(), c2, v2.sum()]).float()
+
+
+def train_one_epoch(accelerator, model, loader, loss_fn: TwoTaskLoss, optimizer, scheduler, max_grad_norm: float,
+                    epoch: int, first_step: int, refresh: int = 20) -> tuple[dict, list[dict]]:
+    """Train for one pass over ``loader``. Returns epoch figures and the per-step log rows."""
+    model.train()
+    device = accelerator.device
+    losses = LossAccumulator(device)
+    counts = torch.zeros(4, device=device)
+    step_rows: list[torch.Tensor] = []  # [step, loss1, loss2, total, grad_norm(or nan), lr]
+    grad_norms: list[torch.Tensor] = []
+    n_rows = 0
+    step = first_step
+    t0 = time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not accelerator.is_local_main_process)
+    for i, batch in enumerate(bar):
+        with accelerator.accumulate(model):
+            logits1, logits2 = model(batch["input_ids"], batch["attention_mask"])
+            parts = loss_fn.parts(logits1, logits2, batch["labels_binary"], batch["labels_category"])
+            accelerator.backward(parts["total"])
+            gn = torch.tensor(float("nan"), device=device)
+            if accelerator.sync_gradients:
+                gn = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm).detach().float()
+                grad_norms.append(gn)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        if accelerator.sync_gradients:
+            step += 1
+        losses.add(parts)
+        counts += _counts(logits1.detach(), logits2.detach(), batch["labels_binary"], batch["labels_category"])
+        n_rows += batch["input_ids"].shape[0]
+        lr = scheduler.get_last_lr()[0]
+        step_rows.append(torch.stack([torch.tensor(float(step), device=device), parts["task1"].detach(),
+                                      parts["task2"].detach(), parts["total"].detach(), gn,
+                                      torch.tensor(lr, device=device)]))
+        if refresh and i % refresh == 0:
+            bar.set_postfix(loss=f"{parts['total'].item():.4f}")
+    bar.close()
+    seconds = time.perf_counter() - t0
+    c1, n1, c2, n2 = counts.tolist()
+    loss = losses.result(loss_fn.lambda_task1, loss_fn.lambda_task2)
+    gns = torch.stack(grad_norms).tolist() if grad_norms else [float("nan")]
+    figures = {
+        "train_loss_total": loss["total"], "train_loss_task1": loss["task1"], "train_loss_task2": loss["task2"],
+        "train_acc_task1": c1 / n1 if n1 else float("nan"), "train_acc_task2": c2 / n2 if n2 else float("nan"),
+        "lr": float(scheduler.get_last_lr()[0]),
+        "grad_norm_mean": float(np.mean(gns)), "grad_norm_max": float(np.max(gns)),
+        "epoch_seconds": seconds, "train_samples_per_second": n_rows * accelerator.num_processes / seconds,
+        "steps": step,
+    }
+    rows = torch.stack(step_rows).tolist() if step_rows else []
+    log = [{"epoch": epoch, "step": int(r[0]), "loss_task1": r[1], "loss_task2": r[2], "loss_total": r[3],
+            "grad_norm": None if math.isnan(r[4]) else r[4], "lr": r[5]} for r in rows]
+    return figures, log
+
+
+@torch.inference_mode()
+def predict(accelerator, model, loader, n_rows: int, desc: str = "eval") -> tuple[np.ndarray, np.ndarray]:
+    """Logits of both heads for every row of the loader's dataset, in dataset order (float32, CPU)."""
+    model.eval()
+    out1 = out2 = None
+    bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not accelerator.is_local_main_process)
+    chunks1, chunks2, idx = [], [], []
+    for batch in bar:
+        logits1, logits2 = model(batch["input_ids"], batch["attention_mask"])
+        l1, l2, ix = accelerator.gather_for_metrics((logits1.float(), logits2.float(), batch["index"]))
+        chunks1.append(l1)
+        chunks2.append(l2)
+        idx.append(ix)
+    index = torch.cat(idx).cpu().numpy()
+    a1, a2 = torch.cat(chunks1).cpu().numpy(), torch.cat(chunks2).cpu().numpy()
+    out1 = np.zeros((n_rows, a1.shape[1]), np.float32)
+    out2 = np.zeros((n_rows, a2.shape[1]), np.float32)
+    out1[index], out2[index] = a1, a2
+    return out1, out2

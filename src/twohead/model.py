@@ -1,0 +1,106 @@
+"""TwoHeadModel = shared encoder + pooling + dropout + two linear heads; saving and :func:`load_stage2`.
+
+Nothing else is in the model: no multi-sample dropout, no R-Drop, no AWP, no uncertainty weighting.
+A saved Stage-2 directory holds the encoder in Hugging Face format (``config.json`` + weights), the
+tokenizer files, ``heads.safetensors`` (both heads), ``twohead.json`` (pooling, sizes, label names)
+and ``label_maps.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .tokenization import CheckpointError
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def load_encoder(checkpoint: str | Path) -> nn.Module:
+    """``AutoModel.from_pretrained`` for a local directory, with a clear message for what is missing."""
+    from transformers import AutoConfig, AutoModel
+
+    path = Path(checkpoint)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: checkpoint directory not found (model.stage1_checkpoint)")
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"{path}: no config.json; this is not a Hugging Face model directory")
+    if not any((path / f).is_file() for f in WEIGHT_FILES):
+        raise CheckpointError(f"{path}: no weights ({' / '.join(WEIGHT_FILES[:2])}) next to config.json")
+    try:
+        config = AutoConfig.from_pretrained(str(path))
+        model = AutoModel.from_pretrained(str(path), config=config)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: cannot load the encoder: {exc}") from exc
+    if not hasattr(model.config, "hidden_size"):
+        raise CheckpointError(f"{path}: model type {model.config.model_type!r} has no hidden_size; not a usable encoder")
+    return model
+
+
+class TwoHeadModel(nn.Module):
+    def __init__(self, encoder: nn.Module, n_categories: int, pooling: str = "mean", head_dropout: float = 0.1):
+        super().__init__()
+        if pooling not in ("mean", "cls"):
+            raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+        self.encoder = encoder
+        self.pooling = pooling
+        hidden = encoder.config.hidden_size
+        self.dropout = nn.Dropout(head_dropout)
+        self.head_task1 = nn.Linear(hidden, 2)
+        self.head_task2 = nn.Linear(hidden, n_categories)
+        std = getattr(encoder.config, "initializer_range", 0.02)
+        for head in (self.head_task1, self.head_task2):
+            nn.init.normal_(head.weight, std=std)
+            nn.init.zeros_(head.bias)
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        pooled = self.dropout(self.pool(hidden, attention_mask))
+        return self.head_task1(pooled), self.head_task2(pooled)
+
+
+def save_stage2(model: TwoHeadModel, out_dir: str | Path, tokenizer, label_maps: dict, extra: dict) -> None:
+    """Write the Stage-2 directory (call inside :func:`twohead.io.atomic_path` for atomicity)."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.encoder.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
+    heads = {f"head_task1.{k}": v for k, v in model.head_task1.state_dict().items()}
+    heads.update({f"head_task2.{k}": v for k, v in model.head_task2.state_dict().items()})
+    save_file({k: v.detach().cpu().contiguous() for k, v in heads.items()}, str(out / "heads.safetensors"))
+    meta = {"pooling": model.pooling, "head_dropout": model.dropout.p,
+            "n_categories": model.head_task2.out_features, **extra}
+    (out / "twohead.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    (out / "label_maps.json").write_text(json.dumps(label_maps, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def load_stage2(model_dir: str | Path, device: str | torch.device = "cpu"):
+    """Load a Stage-2 directory: returns ``(model, tokenizer, label_maps)``, the model in eval mode."""
+    from safetensors.torch import load_file
+
+    from .tokenization import load_tokenizer
+
+    d = Path(model_dir)
+    meta_path = d / "twohead.json"
+    if not meta_path.is_file():
+        raise CheckpointError(f"{d}: no twohead.json; not a Stage-2 model directory (run train_stage2)")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    label_maps = json.loads((d / "label_maps.json").read_text(encoding="utf-8"))
+    encoder = load_encoder(d)
+    model = TwoHeadModel(encoder, meta["n_categories"], meta["pooling"], meta["head_dropout"])
+    heads = load_file(str(d / "heads.safetensors"))
+    model.head_task1.load_state_dict({k.split(".", 1)[1]: v for k, v in heads.items() if k.startswith("head_task1.")})
+    model.head_task2.load_state_dict({k.split(".", 1)[1]: v for k, v in heads.items() if k.startswith("head_task2.")})
+    model.to(device).eval()
+    return model, load_tokenizer(d), label_maps

@@ -1,0 +1,190 @@
+"""The train_stage2 stage: the plain two-head recipe, end to end, on one screen.
+
+Reads ``data/prepared`` (label maps, class weights, bands) and ``data/tokenized``; writes
+``models/stage2/``, ``plots/train_history.csv``, ``plots/band_recall.csv``, ``logs/steps.jsonl``,
+``metrics/train.json`` (deterministic figures of the last epoch) and ``metrics/train_speed.json``
+(timings, which differ run to run). Everything is written at the end, atomically; while training, the
+history so far is in ``plots/train_history.csv.partial`` for watching a long run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from .batching import LengthGroupedBatchSampler, SortedBatchSampler, TokenizedDataset, make_collate, pad_share
+from .device import make_accelerator
+from .io import atomic_path, read_json, write_csv, write_json, write_text
+from .losses import TwoTaskLoss, masked_ce_parts
+from .loop import predict, train_one_epoch
+from .metrics import band_recall, task1_metrics, task2_metrics
+from .model import TwoHeadModel, load_encoder, save_stage2
+from .optim import format_groups, llrd_groups, make_optimizer, make_scheduler
+from .params import Params, to_dict
+from .tokenization import load_tokenizer
+
+
+class TrainingError(RuntimeError):
+    """Training could not start or went wrong in a way the user can act on."""
+
+
+def eval_figures(logits1: np.ndarray, logits2: np.ndarray, y1: np.ndarray, y2: np.ndarray, loss_fn: TwoTaskLoss,
+                 prefix: str = "val") -> dict[str, float]:
+    """Loss (same objective as training) and sklearn metrics of one split's logits."""
+    w1, w2 = loss_fn.weight_task1.cpu(), loss_fn.weight_task2.cpu()
+    n1, d1 = masked_ce_parts(torch.from_numpy(logits1), torch.from_numpy(y1), w1, loss_fn.smoothing_task1)
+    n2, d2 = masked_ce_parts(torch.from_numpy(logits2), torch.from_numpy(y2), w2, loss_fn.smoothing_task2)
+    l1 = float(n1 / d1) if d1 > 0 else 0.0
+    l2 = float(n2 / d2) if d2 > 0 else 0.0
+    m1 = task1_metrics(y1, logits1.argmax(1))
+    m2 = task2_metrics(y2, logits2.argmax(1))
+    return {
+        f"{prefix}_loss_total": loss_fn.lambda_task1 * l1 + loss_fn.lambda_task2 * l2,
+        f"{prefix}_loss_task1": l1, f"{prefix}_loss_task2": l2,
+        f"{prefix}_acc_task1": m1["acc_task1"], f"{prefix}_acc_task2": m2["acc_task2"],
+        f"{prefix}_macro_f1_task2": m2["macro_f1_task2"], f"{prefix}_weighted_f1_task2": m2["weighted_f1_task2"],
+        f"{prefix}_precision_pick": m1["precision_pick"], f"{prefix}_recall_pick": m1["recall_pick"],
+        f"{prefix}_f1_pick": m1["f1_pick"],
+    }
+
+
+HISTORY_COLUMNS = [
+    "epoch", "train_loss_total", "train_loss_task1", "train_loss_task2", "val_loss_total", "val_loss_task1",
+    "val_loss_task2", "train_acc_task1", "train_acc_task2", "val_acc_task1", "val_acc_task2",
+    "val_macro_f1_task2", "val_weighted_f1_task2", "val_precision_pick", "val_recall_pick", "val_f1_pick",
+    "lambda_task1", "lambda_task2", "lr", "grad_norm_mean", "grad_norm_max", "epoch_seconds",
+    "train_samples_per_second",
+]
+SPEED_KEYS = ("epoch_seconds", "train_samples_per_second")
+
+
+def _smoke_check(accelerator, model, batch, loss_fn: TwoTaskLoss, optimizer) -> None:
+    """One forward + backward on the chosen device before the real run, with a clear message if the
+    device cannot run the model (e.g. DeBERTa's relative-position ops on an old MPS build)."""
+    try:
+        logits1, logits2 = model(batch["input_ids"], batch["attention_mask"])
+        parts = loss_fn.parts(logits1, logits2, batch["labels_binary"], batch["labels_category"])
+        accelerator.backward(parts["total"])
+        if not torch.isfinite(parts["total"]).item():
+            raise TrainingError(f"the first batch's loss is {parts['total'].item()} on {accelerator.device}")
+    except TrainingError:
+        raise
+    except Exception as exc:
+        hint = ""
+        if accelerator.device.type == "mps":
+            hint = (" DeBERTa's relative-position code has used int64 ops that some torch/macOS MPS builds reject;"
+                    " update torch/macOS, or run with train.device=cpu. PYTORCH_ENABLE_MPS_FALLBACK=1 does not fix dtype errors.")
+        raise TrainingError(f"one forward+backward step failed on {accelerator.device}: {exc}.{hint}") from exc
+    finally:
+        optimizer.zero_grad(set_to_none=True)
+
+
+def run_train(p: Params, prepared_dir="data/prepared", tokenized_dir="data/tokenized", model_dir="models/stage2",
+              history_path="plots/train_history.csv", bands_path="plots/band_recall.csv", steps_path="logs/steps.jsonl",
+              metrics_path="metrics/train.json", speed_path="metrics/train_speed.json") -> dict:
+    from accelerate.utils import set_seed
+
+    t = p.train
+    set_seed(t.seed)
+    label_maps = read_json(Path(prepared_dir) / "label_maps.json")
+    weights = read_json(Path(prepared_dir) / "class_weights.json")
+    bands = read_json(Path(prepared_dir) / "bands.json")
+    names = label_maps["task2"]["names"]
+
+    accelerator = make_accelerator(t.device, t.precision, t.grad_accum)
+    device = accelerator.device
+    tokenizer = load_tokenizer(p.model.stage1_checkpoint)
+    pad_id = tokenizer.pad_token_id
+
+    train_ds = TokenizedDataset(Path(tokenized_dir) / "train.parquet", pad_id).subsample(t.max_train_rows, t.seed)
+    val_ds = TokenizedDataset(Path(tokenized_dir) / "val.parquet", pad_id)
+    if int(train_ds.labels_category.max(initial=-100)) >= len(names):
+        raise TrainingError(f"{tokenized_dir}: category ids exceed label_maps.json ({len(names)} classes); re-run prepare_labels and tokenize")
+    collate = make_collate(pad_id)
+    train_sampler = LengthGroupedBatchSampler(train_ds.lengths, t.batch_size, t.seed, t.group_by_length)
+    train_loader = DataLoader(train_ds, batch_sampler=train_sampler, collate_fn=collate, num_workers=t.num_workers)
+    val_loader = DataLoader(val_ds, batch_sampler=SortedBatchSampler(val_ds.lengths, t.eval_batch_size),
+                            collate_fn=collate, num_workers=t.num_workers)
+
+    model = TwoHeadModel(load_encoder(p.model.stage1_checkpoint), len(names), p.model.pooling, p.model.head_dropout)
+    groups, group_summary = llrd_groups(model, t.lr, t.llrd, t.head_lr_mult, t.weight_decay)
+    optimizer = make_optimizer(groups, t.lr, device.type)
+    steps_per_epoch = math.ceil(len(train_loader) / t.grad_accum)
+    scheduler = make_scheduler(optimizer, t.scheduler, steps_per_epoch * t.epochs, t.warmup_ratio)
+    model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, val_loader, scheduler)
+
+    loss_fn = TwoTaskLoss(
+        weight_task1=torch.tensor(weights["task1"]["weights"], dtype=torch.float32, device=device),
+        weight_task2=torch.tensor(weights["task2"]["weights"], dtype=torch.float32, device=device),
+        lambda_task1=p.loss.lambda_task1, lambda_task2=p.loss.lambda_task2,
+        smoothing_task1=p.loss.label_smoothing_task1, smoothing_task2=p.loss.label_smoothing,
+    )
+    log = accelerator.print
+    n_params = sum(x.numel() for x in model.parameters())
+    log(f"[train_stage2] device {device} ({accelerator.num_processes} process(es)), precision {t.precision}, "
+        f"{n_params:,} parameters; {len(train_ds)} train / {len(val_ds)} val rows; {steps_per_epoch} steps/epoch")
+    log("[train_stage2] optimizer groups (LLRD):\n" + format_groups(group_summary))
+    log(f"[train_stage2] training-batch padding share (first epoch's batches): "
+        f"{pad_share(train_ds.lengths, train_sampler.batches(0)):.1%}")
+
+    smoke = collate([train_ds[i] for i in range(min(4, len(train_ds)))])
+    _smoke_check(accelerator, model, {k: v.to(device) for k, v in smoke.items()}, loss_fn, optimizer)
+
+    history, band_rows, step_log = [], [], []
+    best = {"epoch": 0, "val_acc_task2": -1.0, "state": None}
+    step = 0
+    y1_val, y2_val = val_ds.labels_binary, val_ds.labels_category
+    partial = Path(str(history_path) + ".partial")
+    for epoch in range(1, t.epochs + 1):
+        figures, steps = train_one_epoch(accelerator, model, train_loader, loss_fn, optimizer, scheduler,
+                                         t.max_grad_norm, epoch, step)
+        step = figures.pop("steps")
+        step_log.extend(steps)
+        logits1, logits2 = predict(accelerator, model, val_loader, len(val_ds), desc=f"val {epoch}")
+        figures.update(eval_figures(logits1, logits2, y1_val, y2_val, loss_fn))
+        figures.update({"epoch": epoch, "lambda_task1": p.loss.lambda_task1, "lambda_task2": p.loss.lambda_task2})
+        history.append({k: figures[k] for k in HISTORY_COLUMNS})
+        for row in band_recall(y2_val, logits2.argmax(1), bands["class_band"], names, bands["names"]):
+            band_rows.append({"epoch": epoch, **row})
+        if accelerator.is_main_process:
+            write_csv(partial, pd.DataFrame(history, columns=HISTORY_COLUMNS))
+        log(f"[train_stage2] epoch {epoch}/{t.epochs} | train loss {figures['train_loss_total']:.4f} "
+            f"(t1 {figures['train_loss_task1']:.4f}, t2 {figures['train_loss_task2']:.4f}) | val loss t1 "
+            f"{figures['val_loss_task1']:.4f} t2 {figures['val_loss_task2']:.4f} | val acc t1 {figures['val_acc_task1']:.4f} "
+            f"t2 {figures['val_acc_task2']:.4f} | t2 macro-F1 {figures['val_macro_f1_task2']:.4f} | "
+            f"{figures['train_samples_per_second']:.1f} samples/s, {figures['epoch_seconds']:.1f}s")
+        if figures["val_acc_task2"] > best["val_acc_task2"]:
+            best.update(epoch=epoch, val_acc_task2=figures["val_acc_task2"])
+            if t.keep == "best":
+                best["state"] = {k: v.detach().to("cpu", copy=True) for k, v in accelerator.unwrap_model(model).state_dict().items()}
+
+    accelerator.wait_for_everyone()
+    final = accelerator.unwrap_model(model)
+    kept_epoch = t.epochs
+    if t.keep == "best" and best["state"] is not None:
+        final.load_state_dict(best["state"])
+        kept_epoch = best["epoch"]
+    last = history[-1]
+    metrics = {k: v for k, v in last.items() if k not in SPEED_KEYS}
+    metrics.update({"kept_epoch": kept_epoch, "best_epoch": best["epoch"], "best_val_acc_task2": best["val_acc_task2"],
+                    "train_rows": len(train_ds), "val_rows": len(val_ds)})
+    speed = {"train_samples_per_second_mean": float(np.mean([h["train_samples_per_second"] for h in history])),
+             "epoch_seconds_mean": float(np.mean([h["epoch_seconds"] for h in history])),
+             "device": str(device), "precision": t.precision, "processes": accelerator.num_processes}
+    if accelerator.is_main_process:
+        with atomic_path(model_dir, is_dir=True) as tmp:
+            save_stage2(final, tmp, tokenizer, label_maps, extra={
+                "stage1_checkpoint": p.model.stage1_checkpoint, "kept_epoch": kept_epoch, "params": to_dict(p)})
+        write_csv(history_path, pd.DataFrame(history, columns=HISTORY_COLUMNS))
+        write_csv(bands_path, pd.DataFrame(band_rows, columns=["epoch", "band", "recall", "n_classes"]))
+        write_text(steps_path, "".join(json.dumps(r) + "\n" for r in step_log))
+        write_json(speed_path, speed)
+        write_json(metrics_path, metrics)  # last: a failed run leaves no metrics file
+        partial.unlink(missing_ok=True)
+    return metrics
