@@ -88,7 +88,7 @@ def read_json(path: str | Path) -> Any:
 
 def write_csv(path: str | Path, df: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False, float_format="%.6g")
+        df.to_csv(tmp, index=False, float_format="%.8g")
 
 
 def write_parquet(path: str | Path, df: pd.DataFrame) -> None:

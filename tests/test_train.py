@@ -1,0 +1,93 @@
+"""train_stage2 on a tiny prepared data set (real demo rows, tiny encoder, CPU)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import replace, train_in
+from twohead.batching import SortedBatchSampler, TokenizedDataset, make_collate
+from twohead.model import load_stage2
+from twohead.train import HISTORY_COLUMNS
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data, tmp_path_factory):
+    data_dir, p = tiny_data
+    out = tmp_path_factory.mktemp("run1")
+    return out, train_in(out, data_dir, p)
+
+
+def test_outputs_and_fields(trained, tiny_data):
+    out, metrics = trained
+    hist = pd.read_csv(out / "plots" / "train_history.csv")
+    assert list(hist.columns) == HISTORY_COLUMNS and list(hist["epoch"]) == [1, 2]
+    assert hist.notna().all().all()
+    bands = pd.read_csv(out / "plots" / "band_recall.csv")
+    assert list(bands.columns) == ["epoch", "band", "recall", "n_classes"]
+    assert set(bands["band"]) == {"High", "Mid", "Low"} and len(bands) == 6
+    saved = json.loads((out / "metrics" / "train.json").read_text())
+    assert saved["kept_epoch"] == 2 and saved["val_acc_task2"] == pytest.approx(hist["val_acc_task2"].iloc[-1], abs=1e-7)
+    assert "epoch_seconds" not in saved  # timings live in train_speed.json (they differ run to run)
+    assert json.loads((out / "metrics" / "train_speed.json").read_text())["train_samples_per_second_mean"] > 0
+    steps = [json.loads(x) for x in (out / "logs" / "steps.jsonl").read_text().splitlines()]
+    assert steps[-1]["step"] == len(steps) and steps[0]["grad_norm"] > 0
+    assert not (out / "plots" / "train_history.csv.partial").exists()
+
+
+def test_training_lowers_the_loss(trained):
+    out, _ = trained
+    hist = pd.read_csv(out / "plots" / "train_history.csv")
+    assert hist["train_loss_total"].iloc[1] < hist["train_loss_total"].iloc[0]
+    assert hist["train_loss_task2"].iloc[1] < hist["train_loss_task2"].iloc[0]
+
+
+def test_saved_model_reloads_and_predicts_the_same(trained, tiny_data):
+    out, _ = trained
+    data_dir, p = tiny_data
+    model, tok, maps = load_stage2(out / "models" / "stage2")
+    assert maps["task2"]["names"] == json.loads((data_dir / "prepared" / "label_maps.json").read_text())["task2"]["names"]
+    assert tok("hello world")["input_ids"][0] == tok.cls_token_id
+    ds = TokenizedDataset(data_dir / "tokenized" / "val.parquet", tok.pad_token_id)
+    batch = make_collate(tok.pad_token_id)([ds[i] for i in range(8)])
+    with torch.inference_mode():
+        l1, l2 = model(batch["input_ids"], batch["attention_mask"])
+        l1b, l2b = model(batch["input_ids"], batch["attention_mask"])
+    assert torch.equal(l2, l2b)  # eval mode: no dropout
+    saved_hist = pd.read_csv(out / "plots" / "train_history.csv")
+    # recompute val Task2 accuracy from the reloaded model: equals the last epoch's logged value
+    collate = make_collate(tok.pad_token_id)
+    preds = np.zeros(len(ds), int)
+    with torch.inference_mode():
+        for b in SortedBatchSampler(ds.lengths, 64):
+            x = collate([ds[i] for i in b])
+            preds[b] = model(x["input_ids"], x["attention_mask"])[1].argmax(-1).numpy()
+    y = ds.labels_category
+    acc = (preds[y != -100] == y[y != -100]).mean()
+    assert acc == pytest.approx(saved_hist["val_acc_task2"].iloc[-1], abs=1e-7)
+
+
+def test_same_seed_gives_identical_metrics(trained, tiny_data, tmp_path):
+    out, _ = trained
+    data_dir, p = tiny_data
+    train_in(tmp_path, data_dir, p)
+    assert (tmp_path / "metrics" / "train.json").read_bytes() == (out / "metrics" / "train.json").read_bytes()
+
+
+def test_keep_best_and_smoothing_param_change_the_run(tiny_data, tmp_path):
+    data_dir, p = tiny_data
+    p2 = replace(replace(p, "train", keep="best", epochs=2), "loss", label_smoothing=0.3)
+    m = train_in(tmp_path, data_dir, p2)
+    assert m["kept_epoch"] == m["best_epoch"] and m["best_epoch"] in (1, 2)
+    meta = json.loads((tmp_path / "models" / "stage2" / "twohead.json").read_text())
+    assert meta["kept_epoch"] == m["best_epoch"] and meta["params"]["loss"]["label_smoothing"] == 0.3
+
+
+def test_failed_run_leaves_no_metrics(tiny_data, tmp_path):
+    data_dir, p = tiny_data
+    bad = replace(p, "model", stage1_checkpoint=str(tmp_path / "missing"))
+    with pytest.raises(Exception, match="checkpoint directory not found"):
+        train_in(tmp_path, data_dir, bad)
+    assert not (tmp_path / "metrics" / "train.json").exists() and not (tmp_path / "models").exists()
