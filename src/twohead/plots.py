@@ -1,0 +1,136 @@
+"""PNG figures from the pipeline's CSVs (no re-computation of any metric), for the plot stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .io import atomic_path  # noqa: E402
+from .params import Params  # noqa: E402
+
+DPI = 120
+
+
+def caption(p: Params) -> str:
+    t, loss = p.train, p.loss
+    ckpt = Path(p.model.stage1_checkpoint).name
+    return (f"{ckpt} | lr {t.lr:g}, LLRD {t.llrd:g}, warmup {t.warmup_ratio:g}, {t.epochs} ep, batch {t.batch_size}"
+            f"{'×' + str(t.grad_accum) if t.grad_accum > 1 else ''} | λ1 {loss.lambda_task1:g}, λ2 {loss.lambda_task2:g},"
+            f" smoothing t2 {loss.label_smoothing:g} | {p.model.pooling} pooling")
+
+
+def _save(fig, path: Path, text: str) -> None:
+    fig.text(0.5, 0.01, text, ha="center", va="bottom", fontsize=7, color="0.35")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI)
+    plt.close(fig)
+
+
+def curves(hist: pd.DataFrame, series: dict[str, str], title: str, ylabel: str, path: Path, text: str,
+           unit_range: bool = False) -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for col, label in series.items():
+        style = "--" if col.startswith("train") else "-"
+        ax.plot(hist["epoch"], hist[col], style, marker="o", label=label)
+    ax.set(title=title, xlabel="epoch", ylabel=ylabel)
+    ax.set_xticks(hist["epoch"])
+    if unit_range:
+        ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path, text)
+
+
+def band_curves(bands: pd.DataFrame, path: Path, text: str) -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for band, g in bands.groupby("band", sort=False):
+        n = int(g["n_classes"].iloc[-1])
+        ax.plot(g["epoch"], g["recall"], marker="o", label=f"{band} ({n} classes)")
+    ax.set(title="Task2 val recall by frequency band (mean per-class recall)", xlabel="epoch", ylabel="recall")
+    ax.set_xticks(sorted(bands["epoch"].unique()))
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path, text)
+
+
+def per_class_recall(per_class: pd.DataFrame, band_order: list[str], path: Path, text: str) -> None:
+    df = per_class[per_class["test_support"] > 0].sort_values("train_support", ascending=False)
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.28 * len(df) + 2), 4.8))
+    colors = dict(zip(band_order, plt.cm.tab10.colors))
+    ax.bar(range(len(df)), df["recall"], color=[colors.get(b, "0.5") for b in df["band"]])
+    for x, r in enumerate(df["recall"]):
+        if r == 0:
+            ax.text(x, 0.01, "0", ha="center", va="bottom", fontsize=7, color="0.3")
+    ax.set_xticks(range(len(df)))
+    ax.set_xticklabels([f"{c} ({s})" for c, s in zip(df["class"], df["train_support"])], rotation=75, ha="right",
+                       fontsize=7)
+    ax.set(title="Task2 test recall per class, by train support (in brackets)", ylabel="recall", ylim=(0, 1.02))
+    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=colors[b]) for b in band_order if b in colors],
+              labels=band_order, title="band", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    _save(fig, path, text)
+
+
+def top_confusions(confusion: pd.DataFrame, k: int, path: Path, text: str) -> None:
+    wrong = confusion[confusion["actual"] != confusion["predicted"]]
+    pairs = wrong.value_counts(["actual", "predicted"]).head(k)
+    classes = list(dict.fromkeys([a for a, _ in pairs.index] + [b for _, b in pairs.index]))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(classes) + 3), max(4.0, 0.4 * len(classes) + 2.5)))
+    if not classes:
+        ax.text(0.5, 0.5, "no confusions", ha="center", va="center")
+        ax.set_axis_off()
+    else:
+        idx = {c: i for i, c in enumerate(classes)}
+        mat = np.zeros((len(classes), len(classes)), int)
+        for (a, b), n in pairs.items():
+            mat[idx[a], idx[b]] = n
+        im = ax.imshow(mat, cmap="Reds")
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                if mat[i, j]:
+                    ax.text(j, i, str(mat[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if mat[i, j] > mat.max() / 2 else "black")
+        ax.set_xticks(range(len(classes)))
+        ax.set_xticklabels(classes, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(classes)))
+        ax.set_yticklabels(classes, fontsize=7)
+        ax.set(xlabel="predicted", ylabel="actual", title=f"Task2: the {len(pairs)} most frequent confusions (test)")
+        fig.colorbar(im, ax=ax, shrink=0.7, label="rows")
+    _save(fig, path, text)
+
+
+def run_plots(p: Params, plots_dir="plots", history_path="plots/train_history.csv", bands_path="plots/band_recall.csv",
+              per_class_path="metrics/per_class.csv", confusion_path="plots/confusion.csv",
+              prepared_bands="data/prepared/bands.json") -> list[Path]:
+    from .io import read_json
+
+    out = Path(plots_dir)
+    text = caption(p)
+    hist = pd.read_csv(history_path)
+    made = []
+
+    def go(name, fn, *args, **kw):
+        fn(*args, out / name, text, **kw)
+        made.append(out / name)
+
+    go("task1_loss.png", curves, hist, {"train_loss_task1": "train", "val_loss_task1": "val"},
+       "Task1 (Pick/Decline) loss", "weighted CE")
+    go("task1_accuracy.png", curves, hist, {"train_acc_task1": "train (running, dropout on)", "val_acc_task1": "val"},
+       "Task1 (Pick/Decline) accuracy", "accuracy", unit_range=True)
+    go("task2_loss.png", curves, hist, {"train_loss_task2": "train", "val_loss_task2": "val"},
+       "Task2 (category) loss", "weighted, smoothed CE")
+    go("task2_accuracy.png", curves, hist, {"train_acc_task2": "train acc (running, dropout on)",
+                                            "val_acc_task2": "val acc", "val_macro_f1_task2": "val macro-F1"},
+       "Task2 (category) accuracy and macro-F1", "score", unit_range=True)
+    go("band_recall.png", band_curves, pd.read_csv(bands_path))
+    go("per_class_recall.png", per_class_recall, pd.read_csv(per_class_path), read_json(prepared_bands)["names"])
+    go("top_confusions.png", top_confusions, pd.read_csv(confusion_path, keep_default_na=False), p.eval.top_confusions)
+    return made
