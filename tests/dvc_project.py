@@ -59,6 +59,7 @@ def make_project(dest: Path, rows: int = 600, overrides: dict | None = None) -> 
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q", "-b", "main"], dest)
     run(["dvc", "init", "-q"], dest)
+    shutil.copytree(ROOT / ".dvc" / "plots", dest / ".dvc" / "plots")  # the project's custom plot templates
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-qm", "tiny project"], dest)
     return dest

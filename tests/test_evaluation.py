@@ -1,0 +1,89 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import train_in
+from twohead.evaluation import per_class_table, run_evaluate, worst_k_table
+from twohead.metrics import combined_view, consistency
+from twohead.params import EvalParams
+
+
+def test_combined_view_by_hand():
+    # N = 3 categories; Decline is id 3 in the combined view
+    y1 = np.array([1, 1, 0, 0, 1, -100, 1])
+    y2 = np.array([0, 2, -100, -100, -100, 1, 1])
+    p_pick = np.array([0.9, 0.4, 0.2, 0.7, 0.9, 0.9, 0.6])
+    pred2 = np.array([0, 2, 1, 1, 0, 1, 0])
+    r = combined_view(y1, y2, p_pick, pred2, 3, threshold=0.5)
+    # scored rows: 0 (gold 0, pred 0 ok), 1 (gold 2, pred Decline), 2 (gold D, pred D ok), 3 (gold D, pred 1), 6 (gold 1, pred 0)
+    assert r["rows"] == 5 and r["acc"] == pytest.approx(2 / 5)
+    # per gold class F1: class0: tp1 fp1(row6) fn0 -> 2/3; class1: 0; class2: 0; Decline: tp1 fp1(row1) fn1(row3) -> 0.5
+    assert r["macro_f1"] == pytest.approx((2 / 3 + 0 + 0 + 0.5) / 4)
+
+
+def test_consistency_rates_by_hand():
+    y1 = np.array([1, 1, 1, 0, 0, -100])
+    p_pick = np.array([0.9, 0.8, 0.3, 0.1, 0.6, 0.95])
+    maxp = np.array([0.4, 0.95, 0.3, 0.92, 0.5, 0.45])
+    c = consistency(y1, p_pick, maxp, pick_threshold=0.5, low_confidence=0.5, high_confidence=0.9)
+    assert c["gold_pick_low_conf"] == pytest.approx(2 / 3)       # rows 0, 2
+    assert c["gold_decline_high_conf"] == pytest.approx(1 / 2)   # row 3
+    assert c["pred_pick_low_conf"] == pytest.approx(2 / 4)       # pred Pick: 0,1,4,5 -> low: 0,5
+    assert c["pred_decline_high_conf"] == pytest.approx(1 / 2)   # pred Decline: 2,3 -> high: 3
+    assert c["mean_maxprob_pred_pick"] == pytest.approx((0.4 + 0.95 + 0.5 + 0.45) / 4)
+    assert c["mean_maxprob_pred_decline"] == pytest.approx((0.3 + 0.92) / 2)
+
+
+def test_worst_k_orders_by_gold_loss():
+    probs = np.array([[0.7, 0.3], [0.1, 0.9], [0.5, 0.5], [0.2, 0.8]])
+    y2 = np.array([0, 0, -100, 1])
+    df = worst_k_table(np.array(["a", "b", "c", "d"], dtype=object), np.array(["x" * 300, "b", "c", "d"], dtype=object),
+                       y2, probs, ["P", "Q"], k=2)
+    assert list(df["id"]) == ["b", "a"] and list(df["predicted"]) == ["Q", "P"]
+    assert df["loss"].iloc[0] == pytest.approx(-np.log(0.1))
+    assert len(df["text"].iloc[1]) == 200
+
+
+def test_per_class_table_marks_unscored_classes():
+    df = per_class_table(np.array([0, 0, 1]), np.array([0, 1, 1]), ["a", "b", "c"], {"a": "H", "b": "H", "c": "L"}, [10, 5, 1])
+    assert list(df["test_support"]) == [2, 1, 0]
+    assert df["recall"].iloc[0] == 0.5 and df["precision"].iloc[1] == 0.5 and np.isnan(df["recall"].iloc[2])
+
+
+def test_evaluate_and_plot_on_a_trained_tiny_model(tiny_data, tmp_path):
+    from twohead.plots import run_plots
+    from matplotlib.image import imread
+
+    data_dir, p = tiny_data
+    train_in(tmp_path, data_dir, p)
+    out = lambda name: tmp_path / name  # noqa: E731
+    res = run_evaluate(p, prepared_dir=data_dir / "prepared", tokenized_dir=data_dir / "tokenized",
+                       model_dir=out("models/stage2"), metrics_path=out("metrics/test.json"),
+                       per_class_path=out("metrics/per_class.csv"), bands_path=out("metrics/bands.json"),
+                       worst_k_path=out("metrics/worst_k.csv"), confusion_path=out("plots/confusion.csv"),
+                       predictions_path=out("plots/predictions.csv"))
+    saved = json.loads(out("metrics/test.json").read_text())
+    assert set(saved) == {"test", "val"} and saved["test"]["task2"]["acc"] == pytest.approx(res["test"]["task2"]["acc"])
+    # val accuracy from evaluate equals the trainer's last-epoch figure (same model, same rows)
+    hist = pd.read_csv(out("plots/train_history.csv"))
+    assert saved["val"]["task2"]["acc"] == pytest.approx(hist["val_acc_task2"].iloc[-1], abs=1e-7)
+    preds = pd.read_csv(out("plots/predictions.csv"), keep_default_na=False)
+    test = pd.read_parquet(data_dir / "prepared" / "test.parquet")
+    assert len(preds) == len(test) and set(preds["id"]) == set(test["id"])
+    scored = preds[preds["gold_category"] != ""]
+    assert (scored["gold_category"] == scored["pred_category"]).mean() == pytest.approx(saved["test"]["task2"]["acc"])
+    conf = pd.read_csv(out("plots/confusion.csv"))
+    assert len(conf) == saved["test"]["task2"]["rows"]
+    bands = json.loads(out("metrics/bands.json").read_text())
+    assert set(bands) == {"High", "Mid", "Low"} and sum(b["support"] for b in bands.values()) == len(conf)
+
+    made = run_plots(p, plots_dir=tmp_path / "plots", history_path=out("plots/train_history.csv"),
+                     bands_path=out("plots/band_recall.csv"), per_class_path=out("metrics/per_class.csv"),
+                     confusion_path=out("plots/confusion.csv"), prepared_bands=data_dir / "prepared" / "bands.json")
+    assert len(made) == 7
+    for png in made:
+        img = imread(png)
+        assert png.stat().st_size > 10_000 and img.shape[0] >= 400 and img.shape[1] >= 600, png
+        assert img[..., :3].std() > 0.05, png  # not a blank canvas

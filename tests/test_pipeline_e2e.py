@@ -1,0 +1,74 @@
+"""The whole DAG through DVC in a throwaway git repo: repro, exp run -S, metrics diff, exp show, plots diff."""
+
+import json
+
+import pytest
+
+from dvc_project import make_project, run
+
+TINY_TRAIN = {"train": {"epochs": 2, "batch_size": 16, "lr": 0.003, "device": "cpu"}, "eval": {"worst_k": 10}}
+
+
+def _exp_rows(exp_show: list) -> list[dict]:
+    rows = []
+    for commit in exp_show:
+        rows.append(commit)
+        for e in commit.get("experiments") or []:
+            rows.extend(e.get("revs") or [])
+    return rows
+
+
+def _params_of(row) -> dict:
+    return row["data"]["params"]["params.yaml"]["data"]
+
+
+def _metrics_of(row, path) -> dict:
+    return row["data"]["metrics"][path]["data"]
+
+
+@pytest.mark.slow
+def test_repro_then_experiment_workflow(tmp_path):
+    proj = make_project(tmp_path / "proj", rows=400, overrides=TINY_TRAIN)
+    out = run(["dvc", "repro"], proj).stdout
+    for stage in ("build_demo_encoder", "prepare_labels", "tokenize", "train_stage2", "evaluate", "plot"):
+        assert f"Running stage '{stage}'" in out
+    for f in ("metrics/train.json", "metrics/test.json", "metrics/bands.json", "metrics/per_class.csv",
+              "metrics/worst_k.csv", "plots/confusion.csv", "plots/predictions.csv", "plots/task2_accuracy.png"):
+        assert (proj / f).is_file(), f
+    base = json.loads((proj / "metrics" / "train.json").read_text())
+    run(["git", "add", "-A"], proj)
+    run(["git", "commit", "-qm", "baseline"], proj)
+
+    exp = run(["dvc", "exp", "run", "-S", "loss.label_smoothing=0.15"], proj).stdout
+    assert "Running stage 'train_stage2'" in exp and "Running stage 'evaluate'" in exp
+    for stage in ("prepare_labels", "tokenize", "build_demo_encoder"):  # their params did not change
+        assert f"Running stage '{stage}'" not in exp
+    after = json.loads((proj / "metrics" / "train.json").read_text())
+    assert after["val_loss_task2"] != base["val_loss_task2"]
+
+    params_diff = json.loads(run(["dvc", "params", "diff", "--json"], proj).stdout)
+    change = params_diff["params.yaml"]["loss.label_smoothing"]
+    assert (change["old"], change["new"]) == (0.1, 0.15)
+    metrics_diff = json.loads(run(["dvc", "metrics", "diff", "--json"], proj).stdout)
+    train_diff = metrics_diff["metrics/train.json"]
+    assert train_diff["val_loss_task2"]["old"] == pytest.approx(base["val_loss_task2"])
+    assert train_diff["val_loss_task2"]["new"] == pytest.approx(after["val_loss_task2"])
+    assert metrics_diff["metrics/test.json"]  # evaluation re-ran on the new model: something moved
+    full = json.loads(run(["dvc", "metrics", "diff", "--all", "--json"], proj).stdout)
+    assert {"test.task2.acc", "test.combined.acc", "test.consistency.gold_pick_low_conf"} <= set(full["metrics/test.json"])
+    text = run(["dvc", "metrics", "diff"], proj).stdout
+    assert "val_loss_task2" in text
+
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], proj).stdout)
+    smoothings = [_params_of(r)["loss"]["label_smoothing"] for r in _exp_rows(shown) if r.get("data")]
+    assert 0.15 in smoothings and 0.1 in smoothings
+    exp_row = next(r for r in _exp_rows(shown) if r.get("data") and _params_of(r)["loss"]["label_smoothing"] == 0.15)
+    assert _metrics_of(exp_row, "metrics/train.json")["val_loss_task2"] == pytest.approx(after["val_loss_task2"])
+
+    html_dir = tmp_path / "html"
+    run(["dvc", "plots", "diff", "HEAD", "-o", str(html_dir)], proj)
+    html = (html_dir / "index.html").read_text()
+    for title in ("Task1 (Pick/Decline) loss, train vs val", "Task2 (category) accuracy and val macro-F1",
+                  "Task2 val recall per frequency band", "Task2 confusion matrix (test)"):
+        assert title in html
+    assert "val_loss_task2" in html and "HEAD" in html and "workspace" in html
