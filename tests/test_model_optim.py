@@ -44,16 +44,18 @@ def test_llrd_groups_deberta_exact_lrs(conv):
     assert sum(r["n_params"] for r in summary) == sum(p.numel() for p in model.parameters())
 
 
-def test_llrd_groups_bert_with_pooler():
+def test_llrd_groups_bert_pooler_is_frozen():
     cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
     model = TwoHeadModel(BertModel(cfg), n_categories=3)
     groups, _ = llrd_groups(model, lr=1.0, llrd=0.1, head_lr_mult=1.0, weight_decay=0.0)
     pooler = model.encoder.pooler.dense.weight
-    assert next(g["lr"] for g in groups if any(p is pooler for p in g["params"])) == pytest.approx(1.0)
+    assert not pooler.requires_grad and not any(p is pooler for g in groups for p in g["params"])
     pos = model.encoder.embeddings.position_embeddings.weight
     assert next(g["lr"] for g in groups if any(p is pos for p in g["params"])) == pytest.approx(0.01)
     l0 = model.encoder.encoder.layer[0].attention.self.query.weight
     assert next(g["lr"] for g in groups if any(p is l0 for p in g["params"])) == pytest.approx(0.1)
+    l1 = model.encoder.encoder.layer[1].output.dense.weight
+    assert next(g["lr"] for g in groups if any(p is l1 for p in g["params"])) == pytest.approx(1.0)
 
 
 def test_mean_pooling_ignores_padding():

@@ -18,7 +18,7 @@ def register_user_error(exc_type: type[BaseException]) -> None:
 
 def run_stage(name: str, main: Callable[[Params], None], params_path: str = "params.yaml") -> None:
     """Run ``main(params)``; a bad params file or bad input ends with ``error: …`` and exit status 2."""
-    from .tokenization import CheckpointError
+    from .checkpoint import CheckpointError
 
     errors = USER_ERRORS + (CheckpointError,)
     try:

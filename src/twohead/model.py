@@ -14,31 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .tokenization import CheckpointError
-
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
-
-
-def load_encoder(checkpoint: str | Path) -> nn.Module:
-    """``AutoModel.from_pretrained`` for a local directory, with a clear message for what is missing."""
-    from transformers import AutoConfig, AutoModel
-
-    path = Path(checkpoint)
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: checkpoint directory not found (model.stage1_checkpoint)")
-    if not (path / "config.json").is_file():
-        raise CheckpointError(f"{path}: no config.json; this is not a Hugging Face model directory")
-    if not any((path / f).is_file() for f in WEIGHT_FILES):
-        raise CheckpointError(f"{path}: no weights ({' / '.join(WEIGHT_FILES[:2])}) next to config.json")
-    try:
-        config = AutoConfig.from_pretrained(str(path))
-        model = AutoModel.from_pretrained(str(path), config=config)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot load the encoder: {exc}") from exc
-    if not hasattr(model.config, "hidden_size"):
-        raise CheckpointError(f"{path}: model type {model.config.model_type!r} has no hidden_size; not a usable encoder")
-    return model
-
+from .checkpoint import CheckpointError, load_encoder
 
 class TwoHeadModel(nn.Module):
     def __init__(self, encoder: nn.Module, n_categories: int, pooling: str = "mean", head_dropout: float = 0.1):
@@ -47,6 +23,9 @@ class TwoHeadModel(nn.Module):
             raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
         self.encoder = encoder
         self.pooling = pooling
+        pooler = getattr(encoder, "pooler", None)
+        if isinstance(pooler, nn.Module):  # BERT-style pooler: unused by mean/cls pooling of last_hidden_state
+            pooler.requires_grad_(False)   # frozen, so it is in no optimizer group and DDP sees no unused params
         hidden = encoder.config.hidden_size
         self.dropout = nn.Dropout(head_dropout)
         self.head_task1 = nn.Linear(hidden, 2)

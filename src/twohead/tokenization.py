@@ -17,11 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from .checkpoint import CheckpointError
 from .io import atomic_path
-
-
-class CheckpointError(ValueError):
-    """A model directory that cannot be loaded; the message says what is missing."""
 
 
 def _missing_packages() -> list[str]:
@@ -39,7 +36,7 @@ def load_tokenizer(checkpoint: str | Path):
 
     path = Path(checkpoint)
     if not path.is_dir():
-        raise CheckpointError(f"{path}: checkpoint directory not found (model.stage1_checkpoint)")
+        raise CheckpointError(f"{path}: checkpoint directory not found")
     has_spm = any(path.glob("*.model"))
     has_json = (path / "tokenizer.json").is_file()
     if has_spm and not has_json:
@@ -146,6 +143,9 @@ def run_tokenize(p, prepared_dir: str | Path, out_dir: str | Path) -> dict:
     """The tokenize stage: tokenizer from ``model.stage1_checkpoint``, every split, stats file last."""
     from .io import write_json
 
+    from .checkpoint import validate_checkpoint
+
+    validate_checkpoint(p.model.stage1_checkpoint)
     tok = load_tokenizer(p.model.stage1_checkpoint)
     splits = read_prepared(prepared_dir)
     tables, stats = tokenize_splits(tok, splits, p.tokenize.max_length, p.tokenize.batch_size)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,10 @@ from .io import atomic_path, read_json, write_csv, write_json, write_text
 from .losses import TwoTaskLoss, masked_ce_parts
 from .loop import predict, train_one_epoch
 from .metrics import band_recall, task1_metrics, task2_metrics
-from .model import TwoHeadModel, load_encoder, save_stage2
+from .checkpoint import load_encoder, validate_checkpoint
+from .model import TwoHeadModel, save_stage2
 from .optim import format_groups, llrd_groups, make_optimizer, make_scheduler
-from .params import Params, to_dict
+from .params import LossParams, Params, TrainParams, to_dict
 from .tokenization import load_tokenizer
 
 
@@ -85,6 +87,98 @@ def _smoke_check(accelerator, model, batch, loss_fn: TwoTaskLoss, optimizer) -> 
         optimizer.zero_grad(set_to_none=True)
 
 
+@dataclass
+class FitResult:
+    history: list[dict]
+    band_rows: list[dict]
+    step_log: list[dict]
+    best_epoch: int
+    best_score: float
+    kept_epoch: int
+    model: TwoHeadModel
+    accelerator: object
+
+
+def fit(t: TrainParams, loss_cfg: LossParams, model: TwoHeadModel, train_ds: TokenizedDataset, val_ds: TokenizedDataset,
+        weights_task1: list[float], weights_task2: list[float], pad_id: int, tag: str, select: str = "val_acc_task2",
+        bands: dict | None = None, names: list[str] | None = None, partial_path: Path | None = None) -> FitResult:
+    """Train ``model`` for ``t.epochs`` epochs with the plain recipe; evaluate on ``val_ds`` after each.
+
+    Shared by Stage 1 (Task1 only: λ2 = 0 and no category labels) and Stage 2. ``select`` names the
+    history column that decides the best epoch (kept when ``t.keep == "best"``).
+    """
+    accelerator = make_accelerator(t.device, t.precision, t.grad_accum)
+    device = accelerator.device
+    collate = make_collate(pad_id)
+    train_sampler = LengthGroupedBatchSampler(train_ds.lengths, t.batch_size, t.seed, t.group_by_length)
+    train_loader = DataLoader(train_ds, batch_sampler=train_sampler, collate_fn=collate, num_workers=t.num_workers)
+    val_loader = DataLoader(val_ds, batch_sampler=SortedBatchSampler(val_ds.lengths, t.eval_batch_size),
+                            collate_fn=collate, num_workers=t.num_workers)
+    groups, group_summary = llrd_groups(model, t.lr, t.llrd, t.head_lr_mult, t.weight_decay)
+    optimizer = make_optimizer(groups, t.lr, device.type)
+    steps_per_epoch = math.ceil(len(train_loader) / t.grad_accum)
+    scheduler = make_scheduler(optimizer, t.scheduler, steps_per_epoch * t.epochs, t.warmup_ratio)
+    model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, val_loader, scheduler)
+    loss_fn = TwoTaskLoss(
+        weight_task1=torch.tensor(weights_task1, dtype=torch.float32, device=device),
+        weight_task2=torch.tensor(weights_task2, dtype=torch.float32, device=device),
+        lambda_task1=loss_cfg.lambda_task1, lambda_task2=loss_cfg.lambda_task2,
+        smoothing_task1=loss_cfg.label_smoothing_task1, smoothing_task2=loss_cfg.label_smoothing,
+    )
+    log = accelerator.print
+    n_params = sum(x.numel() for x in model.parameters())
+    log(f"[{tag}] device {device} ({accelerator.num_processes} process(es)), precision {t.precision}, "
+        f"{n_params:,} parameters; {len(train_ds)} train / {len(val_ds)} val rows; {steps_per_epoch} steps/epoch")
+    log(f"[{tag}] optimizer groups (LLRD):\n" + format_groups(group_summary))
+    log(f"[{tag}] training-batch padding share (first epoch's batches): "
+        f"{pad_share(train_ds.lengths, train_sampler.batches(0)):.1%}")
+    smoke = collate([train_ds[i] for i in range(min(4, len(train_ds)))])
+    _smoke_check(accelerator, model, {k: v.to(device) for k, v in smoke.items()}, loss_fn, optimizer)
+
+    history, band_rows, step_log = [], [], []
+    best_epoch, best_score, best_state = 0, -math.inf, None
+    step = 0
+    y1_val, y2_val = val_ds.labels_binary, val_ds.labels_category
+    for epoch in range(1, t.epochs + 1):
+        figures, steps = train_one_epoch(accelerator, model, train_loader, loss_fn, optimizer, scheduler,
+                                         t.max_grad_norm, epoch, step)
+        step = figures.pop("steps")
+        step_log.extend(steps)
+        logits1, logits2 = predict(accelerator, model, val_loader, len(val_ds), desc=f"val {epoch}")
+        figures.update(eval_figures(logits1, logits2, y1_val, y2_val, loss_fn))
+        figures.update({"epoch": epoch, "lambda_task1": loss_cfg.lambda_task1, "lambda_task2": loss_cfg.lambda_task2})
+        history.append({k: figures[k] for k in HISTORY_COLUMNS})
+        if bands is not None:
+            for row in band_recall(y2_val, logits2.argmax(1), bands["class_band"], names, bands["names"]):
+                band_rows.append({"epoch": epoch, **row})
+        if partial_path is not None and accelerator.is_main_process:
+            write_csv(partial_path, pd.DataFrame(history, columns=HISTORY_COLUMNS))
+        log(f"[{tag}] epoch {epoch}/{t.epochs} | train loss {figures['train_loss_total']:.4f} "
+            f"(t1 {figures['train_loss_task1']:.4f}, t2 {figures['train_loss_task2']:.4f}) | val loss t1 "
+            f"{figures['val_loss_task1']:.4f} t2 {figures['val_loss_task2']:.4f} | val acc t1 {figures['val_acc_task1']:.4f} "
+            f"t2 {figures['val_acc_task2']:.4f} | t2 macro-F1 {figures['val_macro_f1_task2']:.4f} | "
+            f"{figures['train_samples_per_second']:.1f} samples/s, {figures['epoch_seconds']:.1f}s")
+        score = figures[select]
+        if score > best_score:  # NaN never wins
+            best_epoch, best_score = epoch, score
+            if t.keep == "best":
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in accelerator.unwrap_model(model).state_dict().items()}
+
+    accelerator.wait_for_everyone()
+    final = accelerator.unwrap_model(model)
+    kept_epoch = t.epochs
+    if t.keep == "best" and best_state is not None:
+        final.load_state_dict(best_state)
+        kept_epoch = best_epoch
+    return FitResult(history, band_rows, step_log, best_epoch, best_score, kept_epoch, final, accelerator)
+
+
+def speed_summary(res: FitResult, t: TrainParams) -> dict:
+    return {"train_samples_per_second_mean": float(np.mean([h["train_samples_per_second"] for h in res.history])),
+            "epoch_seconds_mean": float(np.mean([h["epoch_seconds"] for h in res.history])),
+            "device": str(res.accelerator.device), "precision": t.precision, "processes": res.accelerator.num_processes}
+
+
 def run_train(p: Params, prepared_dir="data/prepared", tokenized_dir="data/tokenized", model_dir="models/stage2",
               history_path="plots/train_history.csv", bands_path="plots/band_recall.csv", steps_path="logs/steps.jsonl",
               metrics_path="metrics/train.json", speed_path="metrics/train_speed.json") -> dict:
@@ -96,95 +190,29 @@ def run_train(p: Params, prepared_dir="data/prepared", tokenized_dir="data/token
     weights = read_json(Path(prepared_dir) / "class_weights.json")
     bands = read_json(Path(prepared_dir) / "bands.json")
     names = label_maps["task2"]["names"]
-
-    accelerator = make_accelerator(t.device, t.precision, t.grad_accum)
-    device = accelerator.device
+    validate_checkpoint(p.model.stage1_checkpoint)
     tokenizer = load_tokenizer(p.model.stage1_checkpoint)
     pad_id = tokenizer.pad_token_id
-
     train_ds = TokenizedDataset(Path(tokenized_dir) / "train.parquet", pad_id).subsample(t.max_train_rows, t.seed)
     val_ds = TokenizedDataset(Path(tokenized_dir) / "val.parquet", pad_id)
     if int(train_ds.labels_category.max(initial=-100)) >= len(names):
         raise TrainingError(f"{tokenized_dir}: category ids exceed label_maps.json ({len(names)} classes); re-run prepare_labels and tokenize")
-    collate = make_collate(pad_id)
-    train_sampler = LengthGroupedBatchSampler(train_ds.lengths, t.batch_size, t.seed, t.group_by_length)
-    train_loader = DataLoader(train_ds, batch_sampler=train_sampler, collate_fn=collate, num_workers=t.num_workers)
-    val_loader = DataLoader(val_ds, batch_sampler=SortedBatchSampler(val_ds.lengths, t.eval_batch_size),
-                            collate_fn=collate, num_workers=t.num_workers)
-
     model = TwoHeadModel(load_encoder(p.model.stage1_checkpoint), len(names), p.model.pooling, p.model.head_dropout)
-    groups, group_summary = llrd_groups(model, t.lr, t.llrd, t.head_lr_mult, t.weight_decay)
-    optimizer = make_optimizer(groups, t.lr, device.type)
-    steps_per_epoch = math.ceil(len(train_loader) / t.grad_accum)
-    scheduler = make_scheduler(optimizer, t.scheduler, steps_per_epoch * t.epochs, t.warmup_ratio)
-    model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, val_loader, scheduler)
-
-    loss_fn = TwoTaskLoss(
-        weight_task1=torch.tensor(weights["task1"]["weights"], dtype=torch.float32, device=device),
-        weight_task2=torch.tensor(weights["task2"]["weights"], dtype=torch.float32, device=device),
-        lambda_task1=p.loss.lambda_task1, lambda_task2=p.loss.lambda_task2,
-        smoothing_task1=p.loss.label_smoothing_task1, smoothing_task2=p.loss.label_smoothing,
-    )
-    log = accelerator.print
-    n_params = sum(x.numel() for x in model.parameters())
-    log(f"[train_stage2] device {device} ({accelerator.num_processes} process(es)), precision {t.precision}, "
-        f"{n_params:,} parameters; {len(train_ds)} train / {len(val_ds)} val rows; {steps_per_epoch} steps/epoch")
-    log("[train_stage2] optimizer groups (LLRD):\n" + format_groups(group_summary))
-    log(f"[train_stage2] training-batch padding share (first epoch's batches): "
-        f"{pad_share(train_ds.lengths, train_sampler.batches(0)):.1%}")
-
-    smoke = collate([train_ds[i] for i in range(min(4, len(train_ds)))])
-    _smoke_check(accelerator, model, {k: v.to(device) for k, v in smoke.items()}, loss_fn, optimizer)
-
-    history, band_rows, step_log = [], [], []
-    best = {"epoch": 0, "val_acc_task2": -1.0, "state": None}
-    step = 0
-    y1_val, y2_val = val_ds.labels_binary, val_ds.labels_category
     partial = Path(str(history_path) + ".partial")
-    for epoch in range(1, t.epochs + 1):
-        figures, steps = train_one_epoch(accelerator, model, train_loader, loss_fn, optimizer, scheduler,
-                                         t.max_grad_norm, epoch, step)
-        step = figures.pop("steps")
-        step_log.extend(steps)
-        logits1, logits2 = predict(accelerator, model, val_loader, len(val_ds), desc=f"val {epoch}")
-        figures.update(eval_figures(logits1, logits2, y1_val, y2_val, loss_fn))
-        figures.update({"epoch": epoch, "lambda_task1": p.loss.lambda_task1, "lambda_task2": p.loss.lambda_task2})
-        history.append({k: figures[k] for k in HISTORY_COLUMNS})
-        for row in band_recall(y2_val, logits2.argmax(1), bands["class_band"], names, bands["names"]):
-            band_rows.append({"epoch": epoch, **row})
-        if accelerator.is_main_process:
-            write_csv(partial, pd.DataFrame(history, columns=HISTORY_COLUMNS))
-        log(f"[train_stage2] epoch {epoch}/{t.epochs} | train loss {figures['train_loss_total']:.4f} "
-            f"(t1 {figures['train_loss_task1']:.4f}, t2 {figures['train_loss_task2']:.4f}) | val loss t1 "
-            f"{figures['val_loss_task1']:.4f} t2 {figures['val_loss_task2']:.4f} | val acc t1 {figures['val_acc_task1']:.4f} "
-            f"t2 {figures['val_acc_task2']:.4f} | t2 macro-F1 {figures['val_macro_f1_task2']:.4f} | "
-            f"{figures['train_samples_per_second']:.1f} samples/s, {figures['epoch_seconds']:.1f}s")
-        if figures["val_acc_task2"] > best["val_acc_task2"]:
-            best.update(epoch=epoch, val_acc_task2=figures["val_acc_task2"])
-            if t.keep == "best":
-                best["state"] = {k: v.detach().to("cpu", copy=True) for k, v in accelerator.unwrap_model(model).state_dict().items()}
+    res = fit(t, p.loss, model, train_ds, val_ds, weights["task1"]["weights"], weights["task2"]["weights"], pad_id,
+              "train_stage2", "val_acc_task2", bands, names, partial)
 
-    accelerator.wait_for_everyone()
-    final = accelerator.unwrap_model(model)
-    kept_epoch = t.epochs
-    if t.keep == "best" and best["state"] is not None:
-        final.load_state_dict(best["state"])
-        kept_epoch = best["epoch"]
-    last = history[-1]
-    metrics = {k: v for k, v in last.items() if k not in SPEED_KEYS}
-    metrics.update({"kept_epoch": kept_epoch, "best_epoch": best["epoch"], "best_val_acc_task2": best["val_acc_task2"],
+    metrics = {k: v for k, v in res.history[-1].items() if k not in SPEED_KEYS}
+    metrics.update({"kept_epoch": res.kept_epoch, "best_epoch": res.best_epoch, "best_val_acc_task2": res.best_score,
                     "train_rows": len(train_ds), "val_rows": len(val_ds)})
-    speed = {"train_samples_per_second_mean": float(np.mean([h["train_samples_per_second"] for h in history])),
-             "epoch_seconds_mean": float(np.mean([h["epoch_seconds"] for h in history])),
-             "device": str(device), "precision": t.precision, "processes": accelerator.num_processes}
-    if accelerator.is_main_process:
+    if res.accelerator.is_main_process:
         with atomic_path(model_dir, is_dir=True) as tmp:
-            save_stage2(final, tmp, tokenizer, label_maps, extra={
-                "stage1_checkpoint": p.model.stage1_checkpoint, "kept_epoch": kept_epoch, "params": to_dict(p)})
-        write_csv(history_path, pd.DataFrame(history, columns=HISTORY_COLUMNS))
-        write_csv(bands_path, pd.DataFrame(band_rows, columns=["epoch", "band", "recall", "n_classes"]))
-        write_text(steps_path, "".join(json.dumps(r) + "\n" for r in step_log))
-        write_json(speed_path, speed)
+            save_stage2(res.model, tmp, tokenizer, label_maps, extra={
+                "stage1_checkpoint": p.model.stage1_checkpoint, "kept_epoch": res.kept_epoch, "params": to_dict(p)})
+        write_csv(history_path, pd.DataFrame(res.history, columns=HISTORY_COLUMNS))
+        write_csv(bands_path, pd.DataFrame(res.band_rows, columns=["epoch", "band", "recall", "n_classes"]))
+        write_text(steps_path, "".join(json.dumps(r) + "\n" for r in res.step_log))
+        write_json(speed_path, speed_summary(res, t))
         write_json(metrics_path, metrics)  # last: a failed run leaves no metrics file
         partial.unlink(missing_ok=True)
     return metrics

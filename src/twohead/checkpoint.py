@@ -1,0 +1,72 @@
+"""Stage-1 checkpoint directories: validate up front, load the encoder, with messages that say what is wrong.
+
+Accepted layouts (all local; nothing is downloaded): ``config.json`` + weights (``model.safetensors``,
+``pytorch_model.bin`` or their sharded index) + tokenizer files — ``spm.model`` alone (DeBERTa-v3's
+release), ``tokenizer.json``, or a WordPiece ``vocab.txt`` (BERT-style).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class CheckpointError(ValueError):
+    """A model directory that cannot be used; the message says what is missing."""
+
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def check_files(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: checkpoint directory not found")
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"{path}: no config.json; this is not a Hugging Face model directory")
+    if not any((path / f).is_file() for f in WEIGHT_FILES):
+        raise CheckpointError(f"{path}: no weights ({' / '.join(WEIGHT_FILES[:2])}) next to config.json")
+    return path
+
+
+def load_config(path: str | Path):
+    from transformers import AutoConfig
+
+    path = check_files(path)
+    try:
+        config = AutoConfig.from_pretrained(str(path))
+    except Exception as exc:
+        raise CheckpointError(f"{path}: config.json cannot be read as a transformers config: {exc}") from exc
+    if getattr(config, "is_encoder_decoder", False):
+        raise CheckpointError(f"{path}: model type {config.model_type!r} is an encoder-decoder; export its encoder alone")
+    if not hasattr(config, "hidden_size"):
+        raise CheckpointError(f"{path}: model type {config.model_type!r} has no hidden_size; not a usable encoder")
+    return config
+
+
+def load_encoder(checkpoint: str | Path):
+    """``AutoModel.from_pretrained`` for a local directory, with a clear message for what is missing."""
+    from transformers import AutoModel
+
+    config = load_config(checkpoint)
+    try:
+        return AutoModel.from_pretrained(str(checkpoint), config=config)
+    except Exception as exc:
+        raise CheckpointError(f"{checkpoint}: cannot load the encoder weights: {exc}") from exc
+
+
+def validate_checkpoint(checkpoint: str | Path) -> dict:
+    """Check a checkpoint directory without loading its weights: config, weights present, tokenizer
+    loadable (naming a missing package), tokenizer ids within the model's vocabulary."""
+    from .tokenization import load_tokenizer
+
+    config = load_config(checkpoint)
+    tok = load_tokenizer(checkpoint)
+    vocab = getattr(config, "vocab_size", None)
+    if vocab is not None and len(tok) > vocab:
+        raise CheckpointError(
+            f"{checkpoint}: the tokenizer has {len(tok)} tokens but config.json's vocab_size is {vocab};"
+            " ids past the embedding table would crash training"
+        )
+    return {"model_type": config.model_type, "hidden_size": config.hidden_size,
+            "num_hidden_layers": getattr(config, "num_hidden_layers", None), "vocab_size": vocab,
+            "tokenizer": f"{type(tok).__name__} ({'fast' if tok.is_fast else 'slow'})"}
