@@ -11,7 +11,7 @@ def test_project_params_file_loads_strictly():
     p = load_params(ROOT / "params.yaml")
     assert p.loss.label_smoothing == pytest.approx(0.1)
     assert p.loss.lambda_task1 == pytest.approx(0.4) and p.loss.lambda_task2 == pytest.approx(1.0)
-    assert p.model.stage1_checkpoint == "models/demo_encoder"
+    assert p.model.stage1_checkpoint == "models/stage1" and p.stage1.base_model == "models/demo_encoder"
 
 
 def test_params_yaml_has_every_key_the_code_knows():

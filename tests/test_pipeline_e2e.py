@@ -30,7 +30,7 @@ def _metrics_of(row, path) -> dict:
 def test_repro_then_experiment_workflow(tmp_path):
     proj = make_project(tmp_path / "proj", rows=400, overrides=TINY_TRAIN)
     out = run(["dvc", "repro"], proj).stdout
-    for stage in ("build_demo_encoder", "prepare_labels", "tokenize", "train_stage2", "evaluate", "plot"):
+    for stage in ("build_demo_encoder", "prepare_labels", "pretrain_stage1", "tokenize", "train_stage2", "evaluate", "plot"):
         assert f"Running stage '{stage}'" in out
     for f in ("metrics/train.json", "metrics/test.json", "metrics/bands.json", "metrics/per_class.csv",
               "metrics/worst_k.csv", "plots/confusion.csv", "plots/predictions.csv", "plots/task2_accuracy.png"):
@@ -41,7 +41,7 @@ def test_repro_then_experiment_workflow(tmp_path):
 
     exp = run(["dvc", "exp", "run", "-S", "loss.label_smoothing=0.15"], proj).stdout
     assert "Running stage 'train_stage2'" in exp and "Running stage 'evaluate'" in exp
-    for stage in ("prepare_labels", "tokenize", "build_demo_encoder"):  # their params did not change
+    for stage in ("prepare_labels", "pretrain_stage1", "tokenize", "build_demo_encoder"):  # their params did not change
         assert f"Running stage '{stage}'" not in exp
     after = json.loads((proj / "metrics" / "train.json").read_text())
     assert after["val_loss_task2"] != base["val_loss_task2"]

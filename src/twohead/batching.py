@@ -15,17 +15,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset, Sampler
 
 
 class TokenizedDataset(Dataset):
-    def __init__(self, path: str | Path, pad_id: int, rows: np.ndarray | None = None):
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: not found; run the tokenize stage first")
-        table = pq.read_table(path, memory_map=True)
+    def __init__(self, source: str | Path | pa.Table, pad_id: int, rows: np.ndarray | None = None):
+        if isinstance(source, pa.Table):
+            table = source
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: not found; run the tokenize stage first")
+            table = pq.read_table(path, memory_map=True)
         col = table.column("input_ids").combine_chunks()
         self.offsets = col.offsets.to_numpy().astype(np.int64)
         self.values = col.values.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)

@@ -69,7 +69,7 @@ class TokenizeParams:
 
 @dataclass(frozen=True)
 class ModelParams:
-    stage1_checkpoint: str = "models/demo_encoder"
+    stage1_checkpoint: str = "models/stage1"
     pooling: Literal["mean", "cls"] = "mean"
     head_dropout: float = 0.1
 
@@ -111,6 +111,23 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class Stage1Params:
+    """The Stage-1 (Pick/Decline) pretraining recipe; device, precision, batching and clipping follow ``train``."""
+
+    base_model: str = "models/demo_encoder"
+    output_dir: str = "models/stage1"
+    epochs: int = 2
+    lr: float = 2e-5
+    batch_size: int = 32
+    llrd: float = 0.8
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    label_smoothing: float = 0.0
+    seed: int = 42
+    max_train_rows: int = 0
+
+
+@dataclass(frozen=True)
 class EvalParams:
     pick_threshold: float = 0.5
     low_confidence: float = 0.5
@@ -128,6 +145,7 @@ class Params:
     tokenize: TokenizeParams = field(default_factory=TokenizeParams)
     model: ModelParams = field(default_factory=ModelParams)
     demo_encoder: DemoEncoderParams = field(default_factory=DemoEncoderParams)
+    stage1: Stage1Params = field(default_factory=Stage1Params)
     train: TrainParams = field(default_factory=TrainParams)
     eval: EvalParams = field(default_factory=EvalParams)
 
@@ -244,6 +262,9 @@ def _validate(p: Params, source: str) -> None:
     need(p.train.grad_accum >= 1, "train.grad_accum must be >= 1")
     need(p.train.max_grad_norm > 0, "train.max_grad_norm must be > 0")
     need(p.train.max_train_rows >= 0, "train.max_train_rows must be >= 0")
+    need(p.stage1.epochs >= 1 and p.stage1.lr > 0 and p.stage1.batch_size >= 1, "stage1.epochs, stage1.lr, stage1.batch_size must be positive")
+    need(0 < p.stage1.llrd <= 1 and 0 <= p.stage1.warmup_ratio < 1, "stage1.llrd in (0, 1], stage1.warmup_ratio in [0, 1)")
+    need(0 <= p.stage1.label_smoothing < 1 and p.stage1.max_train_rows >= 0, "stage1.label_smoothing in [0, 1), stage1.max_train_rows >= 0")
     need(0 < p.eval.pick_threshold < 1, "eval.pick_threshold must be in (0, 1)")
     need(0 < p.eval.low_confidence <= 1 and 0 <= p.eval.high_confidence < 1, "eval confidence thresholds must be in [0, 1]")
     need(p.eval.worst_k >= 0 and p.eval.top_confusions >= 1, "eval.worst_k >= 0 and eval.top_confusions >= 1")
