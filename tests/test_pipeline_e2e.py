@@ -6,7 +6,8 @@ import pytest
 
 from dvc_project import make_project, run
 
-TINY_TRAIN = {"train": {"epochs": 2, "batch_size": 16, "lr": 0.003, "device": "cpu"}, "eval": {"worst_k": 10}}
+TINY_TRAIN = {"train": {"epochs": 2, "batch_size": 16, "lr": 0.003, "device": "cpu"}, "eval": {"worst_k": 10},
+              "stage1": {"epochs": 1, "batch_size": 16, "lr": 0.003}}
 
 
 def _exp_rows(exp_show: list) -> list[dict]:
@@ -39,7 +40,8 @@ def test_repro_then_experiment_workflow(tmp_path):
     run(["git", "add", "-A"], proj)
     run(["git", "commit", "-qm", "baseline"], proj)
 
-    exp = run(["dvc", "exp", "run", "-S", "loss.label_smoothing=0.15"], proj).stdout
+    exp = run(["dvc", "exp", "run", "-S", "loss.label_smoothing=0.15", "-n", "smooth015"], proj).stdout
+    exp_name = "smooth015"
     assert "Running stage 'train_stage2'" in exp and "Running stage 'evaluate'" in exp
     for stage in ("prepare_labels", "pretrain_stage1", "tokenize", "build_demo_encoder"):  # their params did not change
         assert f"Running stage '{stage}'" not in exp
@@ -64,6 +66,13 @@ def test_repro_then_experiment_workflow(tmp_path):
     assert 0.15 in smoothings and 0.1 in smoothings
     exp_row = next(r for r in _exp_rows(shown) if r.get("data") and _params_of(r)["loss"]["label_smoothing"] == 0.15)
     assert _metrics_of(exp_row, "metrics/train.json")["val_loss_task2"] == pytest.approx(after["val_loss_task2"])
+
+    # bring your own Stage-1 checkpoint: Stage-1 training is skipped, Stage 2 starts from that directory
+    byo = run(["dvc", "exp", "run", "-S", "model.stage1_checkpoint=models/demo_encoder"], proj).stdout
+    assert "[pretrain_stage1] skipped" in byo and "Running stage 'train_stage2'" in byo
+    assert json.loads((proj / "metrics" / "stage1.json").read_text())["trained"] is False
+    run(["git", "checkout", "-q", "--", "."], proj)
+    run(["dvc", "exp", "apply", exp_name], proj)
 
     html_dir = tmp_path / "html"
     run(["dvc", "plots", "diff", "HEAD", "-o", str(html_dir)], proj)
