@@ -83,4 +83,5 @@ def train_in(tmp: Path, data_dir: Path, p: Params) -> dict:
     return run_train(p, prepared_dir=data_dir / "prepared", tokenized_dir=data_dir / "tokenized",
                      model_dir=tmp / "models" / "stage2", history_path=tmp / "plots" / "train_history.csv",
                      bands_path=tmp / "plots" / "band_recall.csv", steps_path=tmp / "logs" / "steps.jsonl",
-                     metrics_path=tmp / "metrics" / "train.json", speed_path=tmp / "metrics" / "train_speed.json")
+                     metrics_path=tmp / "metrics" / "train.json", speed_path=tmp / "metrics" / "train_speed.json",
+                     cartography_dir=tmp / "metrics")

@@ -81,8 +81,9 @@ def test_evaluate_and_plot_on_a_trained_tiny_model(tiny_data, tmp_path):
 
     made = run_plots(p, plots_dir=tmp_path / "plots", history_path=out("plots/train_history.csv"),
                      bands_path=out("plots/band_recall.csv"), per_class_path=out("metrics/per_class.csv"),
-                     confusion_path=out("plots/confusion.csv"), prepared_bands=data_dir / "prepared" / "bands.json")
-    assert len(made) == 7
+                     confusion_path=out("plots/confusion.csv"), prepared_bands=data_dir / "prepared" / "bands.json",
+                     cartography_dir=out("metrics"))
+    assert len(made) == 10
     for png in made:
         img = imread(png)
         assert png.stat().st_size > 10_000 and img.shape[0] >= 400 and img.shape[1] >= 600, png

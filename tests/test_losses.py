@@ -79,7 +79,7 @@ def test_epoch_accumulator_is_the_weighted_mean_over_all_rows():
     y1 = torch.full((10,), -100)
     for a, b in ((0, 4), (4, 10)):
         acc.add(loss.parts(torch.zeros(b - a, 2), logits[a:b], y1[a:b], y[a:b]))
-    res = acc.result(0.4, 1.0)
+    res = acc.result(loss)
     assert res["task2"] == pytest.approx(masked_ce(logits, y, w, 0.1).item(), rel=1e-6)
     assert res["task1"] == 0.0 and res["total"] == pytest.approx(res["task2"])
     num, den = masked_ce_parts(logits, y, w, 0.1)

@@ -67,6 +67,15 @@ def test_repro_then_experiment_workflow(tmp_path):
     exp_row = next(r for r in _exp_rows(shown) if r.get("data") and _params_of(r)["loss"]["label_smoothing"] == 0.15)
     assert _metrics_of(exp_row, "metrics/train.json")["val_loss_task2"] == pytest.approx(after["val_loss_task2"])
 
+    # the hierarchy regulariser: its loss and the consistency rates show up in the metrics diff
+    hier = run(["dvc", "exp", "run", "-S", "hier.pick_consistency_weight=0.1"], proj).stdout
+    assert "Running stage 'train_stage2'" in hier and "Running stage 'prepare_labels'" not in hier
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], proj).stdout)["metrics/train.json"]
+    assert diff["train_loss_hier"]["old"] == 0 and diff["train_loss_hier"]["new"] > 0
+    full = json.loads(run(["dvc", "metrics", "diff", "--all", "--json"], proj).stdout)["metrics/train.json"]
+    assert {"val_gold_pick_low_conf", "val_gold_decline_high_conf"} <= set(full)
+    assert (proj / "metrics" / "cartography_task2.csv").is_file()
+
     # bring your own Stage-1 checkpoint: Stage-1 training is skipped, Stage 2 starts from that directory
     byo = run(["dvc", "exp", "run", "-S", "model.stage1_checkpoint=models/demo_encoder"], proj).stdout
     assert "[pretrain_stage1] skipped" in byo and "Running stage 'train_stage2'" in byo
@@ -78,6 +87,7 @@ def test_repro_then_experiment_workflow(tmp_path):
     run(["dvc", "plots", "diff", "HEAD", "-o", str(html_dir)], proj)
     html = (html_dir / "index.html").read_text()
     for title in ("Task1 (Pick/Decline) loss, train vs val", "Task2 (category) accuracy and val macro-F1",
+                  "Hierarchy consistency on val", "Stage 1 (Pick/Decline pretraining) accuracy",
                   "Task2 val recall per frequency band", "Task2 confusion matrix (test)"):
         assert title in html
     assert "val_loss_task2" in html and "HEAD" in html and "workspace" in html

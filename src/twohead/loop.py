@@ -24,8 +24,10 @@ def _counts(logits1, logits2, y1, y2) -> torch.Tensor:
 
 
 def train_one_epoch(accelerator, model, loader, loss_fn: TwoTaskLoss, optimizer, scheduler, max_grad_norm: float,
-                    epoch: int, first_step: int, refresh: int = 20) -> tuple[dict, list[dict]]:
-    """Train for one pass over ``loader``. Returns epoch figures and the per-step log rows."""
+                    epoch: int, first_step: int, refresh: int = 20, recorder=None) -> tuple[dict, list[dict]]:
+    """Train for one pass over ``loader``. Returns epoch figures and the per-step log rows.
+    ``recorder`` (a :class:`~twohead.cartography.CartographyRecorder`) gets each batch's gold-label
+    probabilities from this forward pass."""
     model.train()
     device = accelerator.device
     losses = LossAccumulator(device)
@@ -51,6 +53,9 @@ def train_one_epoch(accelerator, model, loader, loss_fn: TwoTaskLoss, optimizer,
         if accelerator.sync_gradients:
             step += 1
         losses.add(parts)
+        if recorder is not None:
+            recorder.record(epoch - 1, batch["index"], logits1.detach(), logits2.detach(),
+                            batch["labels_binary"], batch["labels_category"])
         counts += _counts(logits1.detach(), logits2.detach(), batch["labels_binary"], batch["labels_category"])
         n_rows += batch["input_ids"].shape[0]
         lr = scheduler.get_last_lr()[0]
@@ -62,10 +67,11 @@ def train_one_epoch(accelerator, model, loader, loss_fn: TwoTaskLoss, optimizer,
     bar.close()
     seconds = time.perf_counter() - t0
     c1, n1, c2, n2 = counts.tolist()
-    loss = losses.result(loss_fn.lambda_task1, loss_fn.lambda_task2)
+    loss = losses.result(loss_fn)
     gns = torch.stack(grad_norms).tolist() if grad_norms else [float("nan")]
     figures = {
         "train_loss_total": loss["total"], "train_loss_task1": loss["task1"], "train_loss_task2": loss["task2"],
+        "train_loss_hier": loss["hier"],
         "train_acc_task1": c1 / n1 if n1 else float("nan"), "train_acc_task2": c2 / n2 if n2 else float("nan"),
         "lr": float(scheduler.get_last_lr()[0]),
         "grad_norm_mean": float(np.mean(gns)), "grad_norm_max": float(np.max(gns)),

@@ -62,6 +62,15 @@ class LossParams:
 
 
 @dataclass(frozen=True)
+class HierParams:
+    """Optional hierarchy regulariser (off by default); formulas in ``twohead.losses.TwoTaskLoss``."""
+
+    pick_consistency_weight: float = 0.0
+    pick_consistency_type: Literal["l2", "kl"] = "l2"
+    decline_uniform_weight: float = 0.0
+
+
+@dataclass(frozen=True)
 class TokenizeParams:
     max_length: int = 256
     batch_size: int = 1000
@@ -142,6 +151,7 @@ class Params:
     split: SplitParams = field(default_factory=SplitParams)
     bands: BandsParams = field(default_factory=BandsParams)
     loss: LossParams = field(default_factory=LossParams)
+    hier: HierParams = field(default_factory=HierParams)
     tokenize: TokenizeParams = field(default_factory=TokenizeParams)
     model: ModelParams = field(default_factory=ModelParams)
     demo_encoder: DemoEncoderParams = field(default_factory=DemoEncoderParams)
@@ -249,6 +259,7 @@ def _validate(p: Params, source: str) -> None:
     need(0 <= p.loss.label_smoothing < 1, "loss.label_smoothing must be in [0, 1)")
     need(0 <= p.loss.label_smoothing_task1 < 1, "loss.label_smoothing_task1 must be in [0, 1)")
     need(p.loss.lambda_task1 >= 0 and p.loss.lambda_task2 >= 0, "loss.lambda_* must be >= 0")
+    need(p.hier.pick_consistency_weight >= 0 and p.hier.decline_uniform_weight >= 0, "hier.*_weight must be >= 0")
     need(p.tokenize.max_length >= 8, "tokenize.max_length must be >= 8")
     need(p.tokenize.batch_size >= 1, "tokenize.batch_size must be >= 1")
     need(0 <= p.model.head_dropout < 1, "model.head_dropout must be in [0, 1)")

@@ -107,9 +107,28 @@ def top_confusions(confusion: pd.DataFrame, k: int, path: Path, text: str) -> No
     _save(fig, path, text)
 
 
+def data_map(carto: pd.DataFrame, task_title: str, path: Path, text: str, max_points: int = 20000) -> None:
+    """Cartography data map: variability (x) vs confidence (y), coloured by correctness. At most
+    ``max_points`` rows are drawn (a seeded sample) so large data sets stay readable."""
+    n = len(carto)
+    df = carto.sample(max_points, random_state=0) if n > max_points else carto
+    fig, ax = plt.subplots(figsize=(6.4, 5.2))
+    sc = ax.scatter(df["variability"], df["confidence"], c=df["correctness"], cmap="coolwarm_r", vmin=0, vmax=1,
+                    s=6, alpha=0.6, linewidths=0)
+    fig.colorbar(sc, ax=ax, label="correctness (share of epochs right)")
+    counts = carto["region"].value_counts()
+    summary = ", ".join(f"{r} {counts.get(r, 0)}" for r in ("easy-to-learn", "ambiguous", "hard-to-learn"))
+    ax.set(title=f"Data map, {task_title} ({n:,} train rows{'' if n <= max_points else f'; {max_points:,} drawn'})",
+           xlabel="variability (std of gold-label probability over epochs)",
+           ylabel="confidence (mean gold-label probability)", ylim=(-0.02, 1.02))
+    ax.text(0.98, 0.02, summary, transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="0.3")
+    ax.grid(alpha=0.3)
+    _save(fig, path, text)
+
+
 def run_plots(p: Params, plots_dir="plots", history_path="plots/train_history.csv", bands_path="plots/band_recall.csv",
               per_class_path="metrics/per_class.csv", confusion_path="plots/confusion.csv",
-              prepared_bands="data/prepared/bands.json") -> list[Path]:
+              prepared_bands="data/prepared/bands.json", cartography_dir="metrics") -> list[Path]:
     from .io import read_json
 
     out = Path(plots_dir)
@@ -130,7 +149,12 @@ def run_plots(p: Params, plots_dir="plots", history_path="plots/train_history.cs
     go("task2_accuracy.png", curves, hist, {"train_acc_task2": "train acc (running, dropout on)",
                                             "val_acc_task2": "val acc", "val_macro_f1_task2": "val macro-F1"},
        "Task2 (category) accuracy and macro-F1", "score", unit_range=True)
+    go("consistency.png", curves, hist, {"val_gold_pick_low_conf": f"gold Pick, Task2 max-prob < {p.eval.low_confidence:g}",
+                                         "val_gold_decline_high_conf": f"gold Decline, Task2 max-prob > {p.eval.high_confidence:g}"},
+       "Hierarchy consistency on val (lower is better)", "share of rows", unit_range=True)
     go("band_recall.png", band_curves, pd.read_csv(bands_path))
     go("per_class_recall.png", per_class_recall, pd.read_csv(per_class_path), read_json(prepared_bands)["names"])
     go("top_confusions.png", top_confusions, pd.read_csv(confusion_path, keep_default_na=False), p.eval.top_confusions)
+    for task, title in (("task1", "Task1 (Pick/Decline)"), ("task2", "Task2 (category)")):
+        go(f"cartography_{task}.png", data_map, pd.read_csv(Path(cartography_dir) / f"cartography_{task}.csv"), title)
     return made

@@ -9,6 +9,7 @@ history so far is in ``plots/train_history.csv.partial`` for watching a long run
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -24,11 +25,12 @@ from .device import make_accelerator
 from .io import atomic_path, read_json, write_csv, write_json, write_text
 from .losses import TwoTaskLoss, masked_ce_parts
 from .loop import predict, train_one_epoch
-from .metrics import band_recall, task1_metrics, task2_metrics
+from .cartography import CartographyRecorder, cartography_table
+from .metrics import band_recall, consistency, softmax, task1_metrics, task2_metrics
 from .checkpoint import load_encoder, validate_checkpoint
 from .model import TwoHeadModel, save_stage2
 from .optim import format_groups, llrd_groups, make_optimizer, make_scheduler
-from .params import LossParams, Params, TrainParams, to_dict
+from .params import HierParams, LossParams, Params, TrainParams, to_dict
 from .tokenization import load_tokenizer
 
 
@@ -37,30 +39,33 @@ class TrainingError(RuntimeError):
 
 
 def eval_figures(logits1: np.ndarray, logits2: np.ndarray, y1: np.ndarray, y2: np.ndarray, loss_fn: TwoTaskLoss,
-                 prefix: str = "val") -> dict[str, float]:
-    """Loss (same objective as training) and sklearn metrics of one split's logits."""
-    w1, w2 = loss_fn.weight_task1.cpu(), loss_fn.weight_task2.cpu()
-    n1, d1 = masked_ce_parts(torch.from_numpy(logits1), torch.from_numpy(y1), w1, loss_fn.smoothing_task1)
-    n2, d2 = masked_ce_parts(torch.from_numpy(logits2), torch.from_numpy(y2), w2, loss_fn.smoothing_task2)
-    l1 = float(n1 / d1) if d1 > 0 else 0.0
-    l2 = float(n2 / d2) if d2 > 0 else 0.0
+                 prefix: str = "val", confidence: tuple[float, float] = (0.5, 0.9)) -> dict[str, float]:
+    """Loss (the training objective, over the whole split) and sklearn metrics of one split's logits,
+    plus the two gold-label consistency rates (``confidence`` = low and high Task2 max-prob thresholds)."""
+    cpu_loss = dataclasses.replace(loss_fn, weight_task1=loss_fn.weight_task1.cpu(), weight_task2=loss_fn.weight_task2.cpu())
+    with torch.no_grad():
+        parts = cpu_loss.parts(torch.from_numpy(logits1), torch.from_numpy(logits2), torch.from_numpy(y1), torch.from_numpy(y2))
+    loss = cpu_loss.combine([float(parts[k]) for k in ("num1", "den1", "num2", "den2", "hpn", "hpd", "hdn", "hdd")])
     m1 = task1_metrics(y1, logits1.argmax(1))
     m2 = task2_metrics(y2, logits2.argmax(1))
+    probs1, probs2 = softmax(logits1), softmax(logits2)
+    c = consistency(y1, probs1[:, 1], probs2.max(1), 0.5, confidence[0], confidence[1])
     return {
-        f"{prefix}_loss_total": loss_fn.lambda_task1 * l1 + loss_fn.lambda_task2 * l2,
-        f"{prefix}_loss_task1": l1, f"{prefix}_loss_task2": l2,
+        f"{prefix}_loss_total": loss["total"], f"{prefix}_loss_task1": loss["task1"],
+        f"{prefix}_loss_task2": loss["task2"], f"{prefix}_loss_hier": loss["hier"],
         f"{prefix}_acc_task1": m1["acc_task1"], f"{prefix}_acc_task2": m2["acc_task2"],
         f"{prefix}_macro_f1_task2": m2["macro_f1_task2"], f"{prefix}_weighted_f1_task2": m2["weighted_f1_task2"],
         f"{prefix}_precision_pick": m1["precision_pick"], f"{prefix}_recall_pick": m1["recall_pick"],
         f"{prefix}_f1_pick": m1["f1_pick"],
+        f"{prefix}_gold_pick_low_conf": c["gold_pick_low_conf"], f"{prefix}_gold_decline_high_conf": c["gold_decline_high_conf"],
     }
 
 
 HISTORY_COLUMNS = [
-    "epoch", "train_loss_total", "train_loss_task1", "train_loss_task2", "val_loss_total", "val_loss_task1",
-    "val_loss_task2", "train_acc_task1", "train_acc_task2", "val_acc_task1", "val_acc_task2",
+    "epoch", "train_loss_total", "train_loss_task1", "train_loss_task2", "train_loss_hier", "val_loss_total",
+    "val_loss_task1", "val_loss_task2", "val_loss_hier", "train_acc_task1", "train_acc_task2", "val_acc_task1", "val_acc_task2",
     "val_macro_f1_task2", "val_weighted_f1_task2", "val_precision_pick", "val_recall_pick", "val_f1_pick",
-    "lambda_task1", "lambda_task2", "lr", "grad_norm_mean", "grad_norm_max", "epoch_seconds",
+    "val_gold_pick_low_conf", "val_gold_decline_high_conf", "lambda_task1", "lambda_task2", "lr", "grad_norm_mean", "grad_norm_max", "epoch_seconds",
     "train_samples_per_second",
 ]
 SPEED_KEYS = ("epoch_seconds", "train_samples_per_second")
@@ -97,11 +102,13 @@ class FitResult:
     kept_epoch: int
     model: TwoHeadModel
     accelerator: object
+    cartography: list | None = None  # [(prob, correct)] per task, arrays [rows, epochs]
 
 
 def fit(t: TrainParams, loss_cfg: LossParams, model: TwoHeadModel, train_ds: TokenizedDataset, val_ds: TokenizedDataset,
         weights_task1: list[float], weights_task2: list[float], pad_id: int, tag: str, select: str = "val_acc_task2",
-        bands: dict | None = None, names: list[str] | None = None, partial_path: Path | None = None) -> FitResult:
+        bands: dict | None = None, names: list[str] | None = None, partial_path: Path | None = None,
+        hier: HierParams | None = None, confidence: tuple[float, float] = (0.5, 0.9), cartography: bool = False) -> FitResult:
     """Train ``model`` for ``t.epochs`` epochs with the plain recipe; evaluate on ``val_ds`` after each.
 
     Shared by Stage 1 (Task1 only: λ2 = 0 and no category labels) and Stage 2. ``select`` names the
@@ -124,7 +131,11 @@ def fit(t: TrainParams, loss_cfg: LossParams, model: TwoHeadModel, train_ds: Tok
         weight_task2=torch.tensor(weights_task2, dtype=torch.float32, device=device),
         lambda_task1=loss_cfg.lambda_task1, lambda_task2=loss_cfg.lambda_task2,
         smoothing_task1=loss_cfg.label_smoothing_task1, smoothing_task2=loss_cfg.label_smoothing,
+        **({} if hier is None else {"hier_pick_weight": hier.pick_consistency_weight,
+                                    "hier_pick_type": hier.pick_consistency_type,
+                                    "hier_decline_weight": hier.decline_uniform_weight}),
     )
+    recorder = CartographyRecorder(len(train_ds), t.epochs, device) if cartography else None
     log = accelerator.print
     n_params = sum(x.numel() for x in model.parameters())
     log(f"[{tag}] device {device} ({accelerator.num_processes} process(es)), precision {t.precision}, "
@@ -141,11 +152,11 @@ def fit(t: TrainParams, loss_cfg: LossParams, model: TwoHeadModel, train_ds: Tok
     y1_val, y2_val = val_ds.labels_binary, val_ds.labels_category
     for epoch in range(1, t.epochs + 1):
         figures, steps = train_one_epoch(accelerator, model, train_loader, loss_fn, optimizer, scheduler,
-                                         t.max_grad_norm, epoch, step)
+                                         t.max_grad_norm, epoch, step, recorder=recorder)
         step = figures.pop("steps")
         step_log.extend(steps)
         logits1, logits2 = predict(accelerator, model, val_loader, len(val_ds), desc=f"val {epoch}")
-        figures.update(eval_figures(logits1, logits2, y1_val, y2_val, loss_fn))
+        figures.update(eval_figures(logits1, logits2, y1_val, y2_val, loss_fn, confidence=confidence))
         figures.update({"epoch": epoch, "lambda_task1": loss_cfg.lambda_task1, "lambda_task2": loss_cfg.lambda_task2})
         history.append({k: figures[k] for k in HISTORY_COLUMNS})
         if bands is not None:
@@ -170,7 +181,8 @@ def fit(t: TrainParams, loss_cfg: LossParams, model: TwoHeadModel, train_ds: Tok
     if t.keep == "best" and best_state is not None:
         final.load_state_dict(best_state)
         kept_epoch = best_epoch
-    return FitResult(history, band_rows, step_log, best_epoch, best_score, kept_epoch, final, accelerator)
+    carto = recorder.arrays(accelerator) if recorder is not None else None
+    return FitResult(history, band_rows, step_log, best_epoch, best_score, kept_epoch, final, accelerator, carto)
 
 
 def speed_summary(res: FitResult, t: TrainParams) -> dict:
@@ -179,9 +191,26 @@ def speed_summary(res: FitResult, t: TrainParams) -> dict:
             "device": str(res.accelerator.device), "precision": t.precision, "processes": res.accelerator.num_processes}
 
 
+def cartography_tables(res: FitResult, train_ds: TokenizedDataset, names: list[str], class_band: dict,
+                       texts: pd.Series) -> dict[str, pd.DataFrame]:
+    """The two per-task cartography tables and the flagged (hard-to-learn / ambiguous) rows."""
+    (p1, r1), (p2, r2) = res.cartography
+    y1, y2 = train_ds.labels_binary, train_ds.labels_category
+    ids = train_ds.ids
+    t1 = cartography_table(ids, p1, r1, np.where(y1 == 1, "Pick", np.where(y1 == 0, "Decline", "")))
+    t2 = cartography_table(ids, p2, r2, np.asarray(list(names) + [""], dtype=object)[np.where(y2 == -100, len(names), y2)])
+    t2.insert(2, "band", [class_band.get(c, "") for c in t2["gold"]])
+    flagged = pd.concat([t.assign(task=task) for task, t in (("task1", t1), ("task2", t2))])
+    flagged = flagged[flagged["region"].isin(["hard-to-learn", "ambiguous"])].sort_values(["task", "region", "confidence"])
+    flagged["text"] = [x if len(x) <= 200 else x[:199] + "…" for x in texts.reindex(flagged["id"]).fillna("").astype(str)]
+    cols = ["task", "region", "id", "gold", "confidence", "variability", "correctness", "text"]
+    return {"task1": t1, "task2": t2, "flagged": flagged[cols]}
+
+
 def run_train(p: Params, prepared_dir="data/prepared", tokenized_dir="data/tokenized", model_dir="models/stage2",
               history_path="plots/train_history.csv", bands_path="plots/band_recall.csv", steps_path="logs/steps.jsonl",
-              metrics_path="metrics/train.json", speed_path="metrics/train_speed.json") -> dict:
+              metrics_path="metrics/train.json", speed_path="metrics/train_speed.json",
+              cartography_dir="metrics") -> dict:
     from accelerate.utils import set_seed
 
     t = p.train
@@ -200,7 +229,8 @@ def run_train(p: Params, prepared_dir="data/prepared", tokenized_dir="data/token
     model = TwoHeadModel(load_encoder(p.model.stage1_checkpoint), len(names), p.model.pooling, p.model.head_dropout)
     partial = Path(str(history_path) + ".partial")
     res = fit(t, p.loss, model, train_ds, val_ds, weights["task1"]["weights"], weights["task2"]["weights"], pad_id,
-              "train_stage2", "val_acc_task2", bands, names, partial)
+              "train_stage2", "val_acc_task2", bands, names, partial, hier=p.hier,
+              confidence=(p.eval.low_confidence, p.eval.high_confidence), cartography=True)
 
     metrics = {k: v for k, v in res.history[-1].items() if k not in SPEED_KEYS}
     metrics.update({"kept_epoch": res.kept_epoch, "best_epoch": res.best_epoch, "best_val_acc_task2": res.best_score,
@@ -212,6 +242,9 @@ def run_train(p: Params, prepared_dir="data/prepared", tokenized_dir="data/token
         write_csv(history_path, pd.DataFrame(res.history, columns=HISTORY_COLUMNS))
         write_csv(bands_path, pd.DataFrame(res.band_rows, columns=["epoch", "band", "recall", "n_classes"]))
         write_text(steps_path, "".join(json.dumps(r) + "\n" for r in res.step_log))
+        texts = pd.read_parquet(Path(prepared_dir) / "train.parquet", columns=["id", "text"]).set_index("id")["text"]
+        for name, table in cartography_tables(res, train_ds, names, bands["class_band"], texts).items():
+            write_csv(Path(cartography_dir) / f"cartography_{name}.csv", table)
         write_json(speed_path, speed_summary(res, t))
         write_json(metrics_path, metrics)  # last: a failed run leaves no metrics file
         partial.unlink(missing_ok=True)
