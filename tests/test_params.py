@@ -69,10 +69,11 @@ def test_wrong_types_and_choices_are_errors(tmp_path):
 
 def test_yaml_exponent_without_dot_is_a_float(tmp_path):
     path = tmp_path / "params.yaml"
-    text = (ROOT / "params.yaml").read_text().replace("lr: 0.001", "lr: 2e-5", 1)
+    text = (ROOT / "params.yaml").read_text().replace("lr: 0.001", "lr: 2e-5")
     path.write_text(text)
     assert yaml.safe_load(text)["train"]["lr"] == "2e-5"  # PyYAML reads it as a string...
-    assert load_params(path).train.lr == pytest.approx(2e-5)  # ...the loader makes it the number
+    p = load_params(path)
+    assert p.train.lr == pytest.approx(2e-5) and p.stage1.lr == pytest.approx(2e-5)  # ...the loader: a number
 
 
 def test_cross_field_validation():
