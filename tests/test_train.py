@@ -35,6 +35,12 @@ def test_outputs_and_fields(trained, tiny_data):
     steps = [json.loads(x) for x in (out / "logs" / "steps.jsonl").read_text().splitlines()]
     assert steps[-1]["step"] == len(steps) and steps[0]["grad_norm"] > 0
     assert not (out / "plots" / "train_history.csv.partial").exists()
+    worst = pd.read_csv(out / "metrics" / "val_worst_k.csv")
+    k = min(tiny_data[1].eval.worst_k, int((pd.read_parquet(tiny_data[0] / "tokenized" / "val.parquet")["labels_category"] != -100).sum()))
+    assert worst.groupby("epoch").size().to_dict() == {1: k, 2: k}
+    for _, g in worst.groupby("epoch"):
+        assert list(g["rank"]) == list(range(1, k + 1)) and g["loss"].is_monotonic_decreasing
+        assert (g["p_gold"] <= g["p_predicted"] + 1e-9).all()
 
 
 def test_training_lowers_the_loss(trained):

@@ -66,6 +66,9 @@ def train_one_epoch(accelerator, model, loader, loss_fn: TwoTaskLoss, optimizer,
             bar.set_postfix(loss=f"{parts['total'].item():.4f}")
     bar.close()
     seconds = time.perf_counter() - t0
+    if accelerator.num_processes > 1:  # epoch figures over every process's rows
+        counts = accelerator.reduce(counts, "sum")
+        losses.sums = accelerator.reduce(losses.sums, "sum")
     c1, n1, c2, n2 = counts.tolist()
     loss = losses.result(loss_fn)
     gns = torch.stack(grad_norms).tolist() if grad_norms else [float("nan")]
@@ -88,17 +91,23 @@ def train_one_epoch(accelerator, model, loader, loss_fn: TwoTaskLoss, optimizer,
 def predict(accelerator, model, loader, n_rows: int, desc: str = "eval") -> tuple[np.ndarray, np.ndarray]:
     """Logits of both heads for every row of the loader's dataset, in dataset order (float32, CPU)."""
     model.eval()
-    out1 = out2 = None
     bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not accelerator.is_local_main_process)
     chunks1, chunks2, idx = [], [], []
     for batch in bar:
         logits1, logits2 = model(batch["input_ids"], batch["attention_mask"])
-        l1, l2, ix = accelerator.gather_for_metrics((logits1.float(), logits2.float(), batch["index"]))
-        chunks1.append(l1)
-        chunks2.append(l2)
+        if accelerator.num_processes > 1:  # batches differ in size across processes: pad, gather, drop pads
+            logits1, logits2 = (accelerator.pad_across_processes(x.float().contiguous(), dim=0) for x in (logits1, logits2))
+            ix = accelerator.pad_across_processes(batch["index"], dim=0, pad_index=-1)
+            logits1, logits2, ix = accelerator.gather((logits1, logits2, ix))
+        else:
+            ix = batch["index"]
+        chunks1.append(logits1.float())
+        chunks2.append(logits2.float())
         idx.append(ix)
     index = torch.cat(idx).cpu().numpy()
-    a1, a2 = torch.cat(chunks1).cpu().numpy(), torch.cat(chunks2).cpu().numpy()
+    keep = index >= 0  # rows repeated to even out the last batches write the same values again
+    index = index[keep]
+    a1, a2 = torch.cat(chunks1).cpu().numpy()[keep], torch.cat(chunks2).cpu().numpy()[keep]
     out1 = np.zeros((n_rows, a1.shape[1]), np.float32)
     out2 = np.zeros((n_rows, a2.shape[1]), np.float32)
     out1[index], out2[index] = a1, a2

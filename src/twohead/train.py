@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from .batching import LengthGroupedBatchSampler, SortedBatchSampler, TokenizedDataset, make_collate, pad_share
 from .device import make_accelerator
+from .evaluation import worst_k_table
 from .io import atomic_path, read_json, write_csv, write_json, write_text
 from .losses import TwoTaskLoss, masked_ce_parts
 from .loop import predict, train_one_epoch
@@ -108,7 +109,8 @@ class FitResult:
 def fit(t: TrainParams, loss_cfg: LossParams, model: TwoHeadModel, train_ds: TokenizedDataset, val_ds: TokenizedDataset,
         weights_task1: list[float], weights_task2: list[float], pad_id: int, tag: str, select: str = "val_acc_task2",
         bands: dict | None = None, names: list[str] | None = None, partial_path: Path | None = None,
-        hier: HierParams | None = None, confidence: tuple[float, float] = (0.5, 0.9), cartography: bool = False) -> FitResult:
+        hier: HierParams | None = None, confidence: tuple[float, float] = (0.5, 0.9), cartography: bool = False,
+        on_epoch=None) -> FitResult:
     """Train ``model`` for ``t.epochs`` epochs with the plain recipe; evaluate on ``val_ds`` after each.
 
     Shared by Stage 1 (Task1 only: λ2 = 0 and no category labels) and Stage 2. ``select`` names the
@@ -157,6 +159,8 @@ def fit(t: TrainParams, loss_cfg: LossParams, model: TwoHeadModel, train_ds: Tok
         step_log.extend(steps)
         logits1, logits2 = predict(accelerator, model, val_loader, len(val_ds), desc=f"val {epoch}")
         figures.update(eval_figures(logits1, logits2, y1_val, y2_val, loss_fn, confidence=confidence))
+        if on_epoch is not None:
+            on_epoch(epoch, logits1, logits2)
         figures.update({"epoch": epoch, "lambda_task1": loss_cfg.lambda_task1, "lambda_task2": loss_cfg.lambda_task2})
         history.append({k: figures[k] for k in HISTORY_COLUMNS})
         if bands is not None:
@@ -228,9 +232,17 @@ def run_train(p: Params, prepared_dir="data/prepared", tokenized_dir="data/token
         raise TrainingError(f"{tokenized_dir}: category ids exceed label_maps.json ({len(names)} classes); re-run prepare_labels and tokenize")
     model = TwoHeadModel(load_encoder(p.model.stage1_checkpoint), len(names), p.model.pooling, p.model.head_dropout)
     partial = Path(str(history_path) + ".partial")
+    val_texts = pd.read_parquet(Path(prepared_dir) / "val.parquet", columns=["id", "text"]).set_index("id")["text"]
+    val_texts = val_texts.reindex(val_ds.ids).fillna("").astype(str).to_numpy(dtype=object)
+    worst = []
+
+    def keep_worst(epoch: int, logits1: np.ndarray, logits2: np.ndarray) -> None:
+        table = worst_k_table(val_ds.ids, val_texts, val_ds.labels_category, softmax(logits2), names, p.eval.worst_k)
+        worst.append(table.assign(epoch=epoch, rank=np.arange(1, len(table) + 1)))
+
     res = fit(t, p.loss, model, train_ds, val_ds, weights["task1"]["weights"], weights["task2"]["weights"], pad_id,
               "train_stage2", "val_acc_task2", bands, names, partial, hier=p.hier,
-              confidence=(p.eval.low_confidence, p.eval.high_confidence), cartography=True)
+              confidence=(p.eval.low_confidence, p.eval.high_confidence), cartography=True, on_epoch=keep_worst)
 
     metrics = {k: v for k, v in res.history[-1].items() if k not in SPEED_KEYS}
     metrics.update({"kept_epoch": res.kept_epoch, "best_epoch": res.best_epoch, "best_val_acc_task2": res.best_score,
@@ -246,6 +258,8 @@ def run_train(p: Params, prepared_dir="data/prepared", tokenized_dir="data/token
         for name, table in cartography_tables(res, train_ds, names, bands["class_band"], texts).items():
             write_csv(Path(cartography_dir) / f"cartography_{name}.csv", table)
         write_json(speed_path, speed_summary(res, t))
+        worst_cols = ["epoch", "rank", "id", "gold", "predicted", "p_gold", "p_predicted", "loss", "text"]
+        write_csv(Path(cartography_dir) / "val_worst_k.csv", pd.concat(worst)[worst_cols])
         write_json(metrics_path, metrics)  # last: a failed run leaves no metrics file
         partial.unlink(missing_ok=True)
     return metrics

@@ -1,0 +1,27 @@
+"""train_stage2 under torchrun with 2 CPU processes (gloo): the Accelerate path for multi-GPU users."""
+
+import json
+import sys
+
+import pandas as pd
+import pytest
+
+from dvc_project import make_project, run
+
+
+@pytest.mark.slow
+def test_two_process_training_matches_the_data(tmp_path):
+    proj = make_project(tmp_path / "proj", rows=400, overrides={
+        "train": {"epochs": 1, "batch_size": 16, "eval_batch_size": 50, "lr": 0.003, "device": "cpu"},
+        "stage1": {"epochs": 1, "batch_size": 16, "lr": 0.003}})
+    run(["dvc", "repro", "tokenize"], proj)
+    run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "stages/train_stage2.py"], proj)
+    m = json.loads((proj / "metrics" / "train.json").read_text())
+    val = pd.read_parquet(proj / "data" / "tokenized" / "val.parquet")
+    assert m["val_rows"] == len(val) and 0 <= m["val_acc_task2"] <= 1
+    # every val row was scored once: the logged val accuracy is a multiple of 1/(rows with a category)
+    n = int((val["labels_category"] != -100).sum())
+    assert abs(m["val_acc_task2"] * n - round(m["val_acc_task2"] * n)) < 1e-6
+    carto = pd.read_csv(proj / "metrics" / "cartography_task2.csv")
+    train = pd.read_parquet(proj / "data" / "tokenized" / "train.parquet")
+    assert len(carto) == int((train["labels_category"] != -100).sum())  # rows from both processes merged
