@@ -7,7 +7,6 @@ import pytest
 from conftest import train_in
 from twohead.evaluation import per_class_table, run_evaluate, worst_k_table
 from twohead.metrics import combined_view, consistency
-from twohead.params import EvalParams
 
 
 def test_combined_view_by_hand():

@@ -101,3 +101,15 @@ def test_length_grouped_sampler_covers_rows_once_and_is_seeded():
     assert pad_share(lengths, e0) < 0.5 * pad_share(lengths, list(plain))
     sorted_b = list(SortedBatchSampler(lengths, 64))
     assert sorted([i for b in sorted_b for i in b]) == list(range(1000))
+
+
+def test_unknown_encoder_layout_is_a_clear_error():
+    from transformers import GPT2Config, GPT2Model
+
+    from twohead.checkpoint import CheckpointError
+
+    enc = GPT2Model(GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2))
+    enc.config.num_hidden_layers = 1
+    model = TwoHeadModel(enc, n_categories=2)
+    with pytest.raises(CheckpointError, match="'wte.weight' fits no layer-wise LR group"):
+        llrd_groups(model, lr=1e-3, llrd=0.8, head_lr_mult=1.0, weight_decay=0.0)

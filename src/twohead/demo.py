@@ -18,7 +18,6 @@ randomly initialised ``DebertaV2Model`` with relative attention as in DeBERTa-v3
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np

@@ -23,6 +23,8 @@ import re
 import torch
 from torch import nn
 
+from .checkpoint import CheckpointError
+
 _LAYER = re.compile(r"^encoder\.encoder\.layer\.(\d+)\.")
 _SHARED = ("encoder.encoder.rel_embeddings", "encoder.encoder.LayerNorm", "encoder.encoder.conv")
 _HEAD = ("head_task1.", "head_task2.", "encoder.pooler.")
@@ -46,7 +48,9 @@ def depth_of(name: str, n_layers: int) -> tuple[str, int]:
         return "encoder.rel_embeddings/LayerNorm/conv (with layer 0)", n_layers - 1
     if name.startswith(_EMB):
         return "embeddings", n_layers
-    raise ValueError(f"parameter {name!r} has no LLRD group (unknown encoder layout)")
+    raise CheckpointError(
+        f"encoder parameter {name[len('encoder.'):]!r} fits no layer-wise LR group: supported layouts are"
+        " BERT/DeBERTa-style (embeddings.*, encoder.layer.N.*, DeBERTa's encoder.rel_embeddings/LayerNorm/conv)")
 
 
 def llrd_groups(model: nn.Module, lr: float, llrd: float, head_lr_mult: float, weight_decay: float

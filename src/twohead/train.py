@@ -24,7 +24,7 @@ from .batching import LengthGroupedBatchSampler, SortedBatchSampler, TokenizedDa
 from .device import make_accelerator
 from .evaluation import worst_k_table
 from .io import atomic_path, read_json, write_csv, write_json, write_text
-from .losses import TwoTaskLoss, masked_ce_parts
+from .losses import TwoTaskLoss
 from .loop import predict, train_one_epoch
 from .cartography import CartographyRecorder, cartography_table
 from .metrics import band_recall, consistency, softmax, task1_metrics, task2_metrics
