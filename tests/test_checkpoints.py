@@ -62,7 +62,7 @@ def test_each_layout_loads_and_trains_one_short_epoch(layout, demo_encoder_dir, 
         from twohead.checkpoint import load_encoder
         a, b = load_encoder(ckpt).state_dict(), load_encoder(demo_encoder_dir).state_dict()
         assert all(torch.equal(a[k], b[k]) for k in b)  # the .bin holds the same weights
-    info = validate_checkpoint(ckpt)
+    _, info = validate_checkpoint(ckpt)
     assert info["model_type"] == ("bert" if layout == "bert" else "deberta-v2")
     data_dir, p = tiny_data
     p = replace(replace(p, "model", stage1_checkpoint=str(ckpt)), "train", epochs=1, max_train_rows=64)
@@ -162,3 +162,19 @@ def test_stage1_skips_when_another_checkpoint_is_used(demo_encoder_dir, tiny_dat
     m = run_stage1(p, prepared_dir=data_dir / "prepared", history_path=tmp_path / "h.csv", metrics_path=tmp_path / "m.json")
     assert m == {"trained": False, "stage1_checkpoint": str(demo_encoder_dir)}
     assert [f.name for f in out.iterdir()] == ["SKIPPED.json"]
+
+
+def test_missing_packages_detects_absent_protobuf(monkeypatch):
+    import importlib.util
+
+    import twohead.tokenization as tz
+
+    real = importlib.util.find_spec
+
+    def fake(name, *a, **k):
+        if name == "google.protobuf":
+            raise ModuleNotFoundError("No module named 'google'")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(importlib.util, "find_spec", fake)
+    assert tz._missing_packages() == ["google.protobuf"]

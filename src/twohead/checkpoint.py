@@ -54,9 +54,10 @@ def load_encoder(checkpoint: str | Path):
         raise CheckpointError(f"{checkpoint}: cannot load the encoder weights: {exc}") from exc
 
 
-def validate_checkpoint(checkpoint: str | Path) -> dict:
+def validate_checkpoint(checkpoint: str | Path):
     """Check a checkpoint directory without loading its weights: config, weights present, tokenizer
-    loadable (naming a missing package), tokenizer ids within the model's vocabulary."""
+    loadable (naming a missing package), tokenizer ids within the model's vocabulary.
+    Returns ``(tokenizer, summary)`` so callers need not load the tokenizer again."""
     from .tokenization import load_tokenizer
 
     config = load_config(checkpoint)
@@ -67,6 +68,6 @@ def validate_checkpoint(checkpoint: str | Path) -> dict:
             f"{checkpoint}: the tokenizer has {len(tok)} tokens but config.json's vocab_size is {vocab};"
             " ids past the embedding table would crash training"
         )
-    return {"model_type": config.model_type, "hidden_size": config.hidden_size,
+    return tok, {"model_type": config.model_type, "hidden_size": config.hidden_size,
             "num_hidden_layers": getattr(config, "num_hidden_layers", None), "vocab_size": vocab,
             "tokenizer": f"{type(tok).__name__} ({'fast' if tok.is_fast else 'slow'})"}

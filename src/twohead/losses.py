@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-IGNORE = -100
+from .data import IGNORE
 
 
 def masked_ce_parts(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, smoothing: float

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, recall_score
 
-IGNORE = -100
+from .data import IGNORE  # noqa: F401  (re-used by evaluation)
 
 
 def task1_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:

@@ -29,7 +29,7 @@ from .data import IGNORE
 from .io import atomic_path, read_json, write_csv, write_json
 from .model import TwoHeadModel
 from .params import Params, to_dict
-from .tokenization import encode, load_tokenizer, read_prepared, to_arrow
+from .tokenization import encode, read_prepared, to_arrow
 from .train import SPEED_KEYS, fit
 
 STAGE1_COLUMNS = ["epoch", "train_loss", "val_loss", "train_acc", "val_acc", "val_precision_pick", "val_recall_pick",
@@ -79,8 +79,7 @@ def run_stage1(p: Params, prepared_dir="data/prepared", history_path="plots/stag
                                    label_smoothing=0.0)
     set_seed(t.seed)
     base = Path(s.base_model)
-    validate_checkpoint(base)
-    tokenizer = load_tokenizer(base)
+    tokenizer, _ = validate_checkpoint(base)
     prepared = read_prepared(prepared_dir)
     train_ds = pick_rows_dataset(prepared["train"], tokenizer, p.tokenize.max_length, p.tokenize.batch_size)
     train_ds = train_ds.subsample(t.max_train_rows, t.seed)

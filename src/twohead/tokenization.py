@@ -22,7 +22,15 @@ from .io import atomic_path
 
 
 def _missing_packages() -> list[str]:
-    return [p for p in ("sentencepiece", "google.protobuf") if importlib.util.find_spec(p.split(".")[0]) is None]
+    missing = []
+    for name in ("sentencepiece", "google.protobuf"):
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:  # parent package ("google") absent
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
 
 
 def load_tokenizer(checkpoint: str | Path):
@@ -145,8 +153,7 @@ def run_tokenize(p, prepared_dir: str | Path, out_dir: str | Path) -> dict:
 
     from .checkpoint import validate_checkpoint
 
-    validate_checkpoint(p.model.stage1_checkpoint)
-    tok = load_tokenizer(p.model.stage1_checkpoint)
+    tok, _ = validate_checkpoint(p.model.stage1_checkpoint)
     splits = read_prepared(prepared_dir)
     tables, stats = tokenize_splits(tok, splits, p.tokenize.max_length, p.tokenize.batch_size)
     stats["tokenizer"] = f"{type(tok).__name__} ({'fast' if tok.is_fast else 'slow'})"

@@ -32,7 +32,6 @@ from .checkpoint import load_encoder, validate_checkpoint
 from .model import TwoHeadModel, save_stage2
 from .optim import format_groups, llrd_groups, make_optimizer, make_scheduler
 from .params import HierParams, LossParams, Params, TrainParams, to_dict
-from .tokenization import load_tokenizer
 
 
 class TrainingError(RuntimeError):
@@ -223,8 +222,7 @@ def run_train(p: Params, prepared_dir="data/prepared", tokenized_dir="data/token
     weights = read_json(Path(prepared_dir) / "class_weights.json")
     bands = read_json(Path(prepared_dir) / "bands.json")
     names = label_maps["task2"]["names"]
-    validate_checkpoint(p.model.stage1_checkpoint)
-    tokenizer = load_tokenizer(p.model.stage1_checkpoint)
+    tokenizer, _ = validate_checkpoint(p.model.stage1_checkpoint)
     pad_id = tokenizer.pad_token_id
     train_ds = TokenizedDataset(Path(tokenized_dir) / "train.parquet", pad_id).subsample(t.max_train_rows, t.seed)
     val_ds = TokenizedDataset(Path(tokenized_dir) / "val.parquet", pad_id)
