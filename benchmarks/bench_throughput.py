@@ -24,8 +24,7 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from twohead.batching import (LengthGroupedBatchSampler, SortedBatchSampler, TokenizedDataset,  # noqa: E402
-                              make_collate, pad_share)
+from twohead.batching import LengthGroupedBatchSampler, SortedBatchSampler, TokenizedDataset, make_collate, pad_share  # noqa: E402
 from twohead.device import make_accelerator  # noqa: E402
 from twohead.io import read_json  # noqa: E402
 from twohead.loop import predict, train_one_epoch  # noqa: E402
@@ -65,7 +64,8 @@ def main() -> None:
     collate = make_collate(tok.pad_token_id)
     loss_fn = TwoTaskLoss(torch.tensor(weights["task1"]["weights"], dtype=torch.float32, device=acc.device),
                           torch.tensor(weights["task2"]["weights"], dtype=torch.float32, device=acc.device),
-                          p.loss.lambda_task1, p.loss.lambda_task2, p.loss.label_smoothing_task1, p.loss.label_smoothing)
+                          p.loss.lambda_task1, p.loss.lambda_task2, p.loss.label_smoothing_task1,
+                          p.loss.label_smoothing)
     for grouped in (True, False):
         sampler = LengthGroupedBatchSampler(ds.lengths, t.batch_size, t.seed, grouped)
         key = "grouped" if grouped else "random"
@@ -73,7 +73,8 @@ def main() -> None:
         rates = []
         for _ in range(args.repeats):
             torch.manual_seed(0)
-            model = TwoHeadModel(load_encoder(ROOT / p.model.stage1_checkpoint), len(names), p.model.pooling, p.model.head_dropout)
+            encoder = load_encoder(ROOT / p.model.stage1_checkpoint)
+            model = TwoHeadModel(encoder, len(names), p.model.pooling, p.model.head_dropout)
             groups, _ = llrd_groups(model, t.lr, t.llrd, t.head_lr_mult, t.weight_decay)
             opt = make_optimizer(groups, t.lr, acc.device.type)
             loader = DataLoader(ds, batch_sampler=sampler, collate_fn=collate)
@@ -83,7 +84,8 @@ def main() -> None:
             rates.append(figures["train_samples_per_second"])
         out[f"train_samples_per_s_{key}"] = max(rates)
     val = TokenizedDataset(ROOT / "data/tokenized/val.parquet", tok.pad_token_id)
-    loader = acc.prepare(DataLoader(val, batch_sampler=SortedBatchSampler(val.lengths, t.eval_batch_size), collate_fn=collate))
+    sorted_batches = SortedBatchSampler(val.lengths, t.eval_batch_size)
+    loader = acc.prepare(DataLoader(val, batch_sampler=sorted_batches, collate_fn=collate))
     t0 = time.perf_counter()
     predict(acc, model, loader, len(val))
     out["eval_samples_per_s"] = len(val) / (time.perf_counter() - t0)

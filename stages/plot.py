@@ -1,14 +1,12 @@
-"""Stage plot: PNG learning curves, band recall, per-class recall and top confusions from the CSVs."""
+"""Stage plot: PNG learning curves, band recall, per-class recall, top confusions and data maps."""
 
-from twohead.cli import run_stage
-from twohead.params import Params
-from twohead.plots import run_plots
+from twohead.pipeline.plot import PlotPaths, run
+from twohead.pipeline.runner import run_stage
 
 
-def main(p: Params) -> None:
-    made = run_plots(p)
-    print(f"[plot] wrote {', '.join(str(m) for m in made)}")
+def main(p, paths: PlotPaths) -> None:
+    print(f"[plot] wrote {', '.join(str(m) for m in run(p, paths))}")
 
 
 if __name__ == "__main__":
-    run_stage("plot", main)
+    run_stage("plot", main, PlotPaths)

@@ -1,22 +1,17 @@
 """Stage pretrain_stage1: Pick/Decline pretraining of stage1.base_model (skipped when you bring your own checkpoint)."""
 
-from twohead.cli import register_user_error, run_stage
-from twohead.device import DeviceError
-from twohead.params import Params
-from twohead.stage1 import run_stage1
-from twohead.train import TrainingError
+from twohead.pipeline.pretrain_stage1 import Stage1Paths, run
+from twohead.pipeline.runner import run_stage
 
 
-def main(p: Params) -> None:
-    m = run_stage1(p)
+def main(p, paths: Stage1Paths) -> None:
+    m = run(p, paths)
     if m["trained"]:
         print(f"[pretrain_stage1] val Pick/Decline acc {m['val_acc']:.4f}, Pick F1 {m['val_f1_pick']:.4f} "
-              f"-> {p.stage1.output_dir}")
+              f"-> {paths.stage1_model}")
     else:
         print(f"[pretrain_stage1] skipped: Stage 2 starts from {p.model.stage1_checkpoint}")
 
 
 if __name__ == "__main__":
-    register_user_error(DeviceError)
-    register_user_error(TrainingError)
-    run_stage("pretrain_stage1", main)
+    run_stage("pretrain_stage1", main, Stage1Paths)

@@ -1,12 +1,13 @@
-"""Stage tokenize (file not named tokenize.py: that would shadow the standard library module): prepared rows → token ids."""
+"""Stage tokenize: prepared rows → token ids.
 
-from twohead.cli import run_stage
-from twohead.params import Params
-from twohead.tokenization import run_tokenize
+(Not named tokenize.py: that would shadow the standard library module.)"""
+
+from twohead.pipeline.runner import run_stage
+from twohead.pipeline.tokenize import TokenizePaths, run
 
 
-def main(p: Params) -> None:
-    s = run_tokenize(p, prepared_dir="data/prepared", out_dir="data/tokenized")
+def main(p, paths: TokenizePaths) -> None:
+    s = run(p, paths)
     print(
         f"[tokenize] {s['rows']} rows at {s['rows_per_second']:,.0f} rows/s; length mean {s['mean_length']:.1f},"
         f" p95 {s['p95_length']:.0f}, max {s['max_length_seen']}; truncated {s['truncated_share']:.1%}"
@@ -15,4 +16,4 @@ def main(p: Params) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("tokenize", main)
+    run_stage("tokenize", main, TokenizePaths)

@@ -7,11 +7,30 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from twohead.params import Params, params_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CSV = ROOT / "data" / "demo" / "news_demo.csv"
+
+
+def dvc_paths() -> dict[str, str]:
+    """The pipeline's paths as dvc.yaml names them (``vars: - paths:``), their one home."""
+    for entry in yaml.safe_load((ROOT / "dvc.yaml").read_text())["vars"]:
+        if isinstance(entry, dict) and "paths" in entry:
+            return entry["paths"]
+    raise AssertionError("dvc.yaml has no vars.paths")
+
+
+def stage_paths(cls, root: Path, **overrides):
+    """A stage's paths dataclass with every path re-rooted under ``root`` (the layout of dvc.yaml), except
+    ``overrides`` (e.g. inputs shared by several tests)."""
+    import dataclasses
+
+    layout = dvc_paths()
+    return cls(**{f.name: Path(overrides[f.name]) if f.name in overrides else root / layout[f.name]
+                  for f in dataclasses.fields(cls)})
 
 
 def make_params(**sections) -> Params:
@@ -41,9 +60,8 @@ def demo_encoder_dir(tmp_path_factory) -> Path:
     from twohead.params import DemoEncoderParams
 
     out = tmp_path_factory.mktemp("enc") / "demo_encoder"
-    cfg = DemoEncoderParams(texts_path=str(DEMO_CSV), output_dir=str(out), vocab_size=1000,
-                            hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, seed=0)
-    return build_demo_encoder(cfg)
+    cfg = DemoEncoderParams(vocab_size=1000, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, seed=0)
+    return build_demo_encoder(cfg, DEMO_CSV, out)
 
 
 def tiny_params(tmp: Path, encoder_dir: Path, rows: int = 400, **train) -> Params:
@@ -66,22 +84,18 @@ def tiny_params(tmp: Path, encoder_dir: Path, rows: int = 400, **train) -> Param
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory, demo_encoder_dir):
     """Prepared + tokenized tiny data set (built once), and its params."""
-    from twohead.prepare import run_prepare
-    from twohead.tokenization import run_tokenize
+    from twohead.pipeline import prepare_labels, tokenize
 
     tmp = tmp_path_factory.mktemp("tiny")
     p = tiny_params(tmp, demo_encoder_dir)
-    run_prepare(p, tmp / "prepared", tmp / "metrics" / "data.json")
-    run_tokenize(p, tmp / "prepared", tmp / "tokenized")
+    prepare_labels.run(p, prepare_labels.PreparePaths(tmp / "prepared", tmp / "metrics" / "data.json"))
+    tokenize.run(p, tokenize.TokenizePaths(tmp / "prepared", tmp / "tokenized"))
     return tmp, p
 
 
 def train_in(tmp: Path, data_dir: Path, p: Params) -> dict:
-    """run_train with every output under ``tmp`` (data from ``data_dir``)."""
-    from twohead.train import run_train
+    """The train_stage2 stage with every output under ``tmp`` (data from ``data_dir``)."""
+    from twohead.pipeline import train_stage2
 
-    return run_train(p, prepared_dir=data_dir / "prepared", tokenized_dir=data_dir / "tokenized",
-                     model_dir=tmp / "models" / "stage2", history_path=tmp / "plots" / "train_history.csv",
-                     bands_path=tmp / "plots" / "band_recall.csv", steps_path=tmp / "logs" / "steps.jsonl",
-                     metrics_path=tmp / "metrics" / "train.json", speed_path=tmp / "metrics" / "train_speed.json",
-                     cartography_dir=tmp / "metrics")
+    paths = stage_paths(train_stage2.TrainPaths, tmp, prepared=data_dir / "prepared", tokenized=data_dir / "tokenized")
+    return train_stage2.run(p, paths)

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from conftest import DEMO_CSV, make_params, replace, train_in
-from twohead.checkpoint import CheckpointError, validate_checkpoint
+from twohead.checkpoint import CheckpointError, load_tokenizer, validate_checkpoint
 from twohead.model import load_stage2
-from twohead.tokenization import load_tokenizer, run_tokenize
+from twohead.pipeline import tokenize
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +38,10 @@ def bert_dir(tmp_path_factory):
     wp = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     wp.normalizer = normalizers.BertNormalizer(lowercase=True)
     wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    wp.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=600, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
-    wp.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    wp.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=600, special_tokens=specials))
+    wp.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
+                                                      special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
     tok = BertTokenizerFast(tokenizer_object=wp, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
                             sep_token="[SEP]", mask_token="[MASK]")
     tok.save_pretrained(str(d))
@@ -66,7 +68,7 @@ def test_each_layout_loads_and_trains_one_short_epoch(layout, demo_encoder_dir, 
     assert info["model_type"] == ("bert" if layout == "bert" else "deberta-v2")
     data_dir, p = tiny_data
     p = replace(replace(p, "model", stage1_checkpoint=str(ckpt)), "train", epochs=1, max_train_rows=64)
-    run_tokenize(p, data_dir / "prepared", tmp_path / "tokenized")
+    tokenize.run(p, tokenize.TokenizePaths(data_dir / "prepared", tmp_path / "tokenized"))
     (tmp_path / "prepared").symlink_to(data_dir / "prepared")
     m = train_in(tmp_path, tmp_path, p)
     assert m["epoch"] == 1 and m["train_rows"] == 64 and 0 <= m["val_acc_task2"] <= 1
@@ -95,7 +97,7 @@ def test_missing_config_and_weights(demo_encoder_dir, tmp_path):
 
 
 def test_missing_protobuf_is_named(demo_encoder_dir, monkeypatch):
-    import twohead.tokenization as tz
+    import twohead.checkpoint as tz
 
     monkeypatch.setattr(tz, "_missing_packages", lambda: ["google.protobuf"])
     with pytest.raises(CheckpointError, match=r"spm.model.*needs the package\(s\) protobuf: pip install protobuf"):
@@ -127,7 +129,7 @@ def test_stage1_trains_and_keeps_the_input_layout(demo_encoder_dir, tiny_data, t
     from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
 
-    from twohead.stage1 import run_stage1
+    from twohead.pipeline.pretrain_stage1 import Stage1Paths, run
 
     data_dir, p = tiny_data
     out = tmp_path / "stage1"
@@ -135,13 +137,13 @@ def test_stage1_trains_and_keeps_the_input_layout(demo_encoder_dir, tiny_data, t
         "data": {"raw_path": p.data.raw_path}, "split": {"val_ratio": 0.2, "test_ratio": 0.2},
         "tokenize": {"max_length": 64},
         "model": {"stage1_checkpoint": str(out)},
-        "stage1": {"base_model": str(demo_encoder_dir), "output_dir": str(out), "epochs": 1, "lr": 3e-3,
-                   "batch_size": 16},
+        "stage1": {"base_model": str(demo_encoder_dir), "epochs": 1, "lr": 3e-3, "batch_size": 16},
         "train": {"device": "cpu"}}.items()}})
-    m = run_stage1(p, prepared_dir=data_dir / "prepared", history_path=tmp_path / "h.csv", metrics_path=tmp_path / "m.json")
+    m = run(p, Stage1Paths(data_dir / "prepared", out, tmp_path / "h.csv", tmp_path / "m.json", tmp_path / "s.json"))
     assert m["trained"] is True and 0 < m["val_acc"] <= 1 and m["train_rows"] > 0
     names = {f.name for f in out.iterdir()}
-    assert {"config.json", "model.safetensors", "spm.model", "tokenizer_config.json", "stage1_head.safetensors"} <= names
+    assert {"config.json", "model.safetensors", "spm.model", "tokenizer_config.json",
+            "stage1_head.safetensors"} <= names
     assert "tokenizer.json" not in names  # the base's tokenizer files, unchanged
     assert (out / "spm.model").read_bytes() == (demo_encoder_dir / "spm.model").read_bytes()
     AutoTokenizer.from_pretrained(str(out))
@@ -153,13 +155,13 @@ def test_stage1_trains_and_keeps_the_input_layout(demo_encoder_dir, tiny_data, t
 
 
 def test_stage1_skips_when_another_checkpoint_is_used(demo_encoder_dir, tiny_data, tmp_path):
-    from twohead.stage1 import run_stage1
+    from twohead.pipeline.pretrain_stage1 import Stage1Paths, run
 
     data_dir, _ = tiny_data
     out = tmp_path / "stage1"
     p = make_params(model={"stage1_checkpoint": str(demo_encoder_dir)},
-                    stage1={"base_model": str(demo_encoder_dir), "output_dir": str(out)})
-    m = run_stage1(p, prepared_dir=data_dir / "prepared", history_path=tmp_path / "h.csv", metrics_path=tmp_path / "m.json")
+                    stage1={"base_model": str(demo_encoder_dir)})
+    m = run(p, Stage1Paths(data_dir / "prepared", out, tmp_path / "h.csv", tmp_path / "m.json", tmp_path / "s.json"))
     assert m == {"trained": False, "stage1_checkpoint": str(demo_encoder_dir)}
     assert [f.name for f in out.iterdir()] == ["SKIPPED.json"]
 
@@ -167,7 +169,7 @@ def test_stage1_skips_when_another_checkpoint_is_used(demo_encoder_dir, tiny_dat
 def test_missing_packages_detects_absent_protobuf(monkeypatch):
     import importlib.util
 
-    import twohead.tokenization as tz
+    import twohead.checkpoint as tz
 
     real = importlib.util.find_spec
 

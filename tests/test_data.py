@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import write_table
 from twohead.data import IGNORE, prepare, stratified_split
 from twohead.io import DataError
 from twohead.params import DataParams, SplitParams
-from conftest import write_table
 
 
 def rows(n_per_cat=10, cats=("A", "B", "C"), decline=5):

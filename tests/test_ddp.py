@@ -1,12 +1,16 @@
 """train_stage2 under torchrun with 2 CPU processes (gloo): the Accelerate path for multi-GPU users."""
 
+import dataclasses
 import json
 import sys
 
 import pandas as pd
 import pytest
 
+from conftest import dvc_paths
 from dvc_project import make_project, run
+from twohead.pipeline.runner import flag
+from twohead.pipeline.train_stage2 import TrainPaths
 
 
 @pytest.mark.slow
@@ -15,7 +19,9 @@ def test_two_process_training_matches_the_data(tmp_path):
         "train": {"epochs": 1, "batch_size": 16, "eval_batch_size": 50, "lr": 0.003, "device": "cpu"},
         "stage1": {"epochs": 1, "batch_size": 16, "lr": 0.003}})
     run(["dvc", "repro", "tokenize"], proj)
-    run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "stages/train_stage2.py"], proj)
+    layout = dvc_paths()
+    args = [a for f in dataclasses.fields(TrainPaths) for a in (flag(f.name), layout[f.name])]
+    run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "stages/train_stage2.py", *args], proj)
     m = json.loads((proj / "metrics" / "train.json").read_text())
     val = pd.read_parquet(proj / "data" / "tokenized" / "val.parquet")
     assert m["val_rows"] == len(val) and 0 <= m["val_acc_task2"] <= 1

@@ -4,9 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import train_in
-from twohead.evaluation import per_class_table, run_evaluate, worst_k_table
+from conftest import stage_paths, train_in
+from twohead.evaluation import per_class_table, worst_k_table
 from twohead.metrics import combined_view, consistency
+from twohead.pipeline import evaluate, plot
 
 
 def test_combined_view_by_hand():
@@ -16,7 +17,8 @@ def test_combined_view_by_hand():
     p_pick = np.array([0.9, 0.4, 0.2, 0.7, 0.9, 0.9, 0.6])
     pred2 = np.array([0, 2, 1, 1, 0, 1, 0])
     r = combined_view(y1, y2, p_pick, pred2, 3, threshold=0.5)
-    # scored rows: 0 (gold 0, pred 0 ok), 1 (gold 2, pred Decline), 2 (gold D, pred D ok), 3 (gold D, pred 1), 6 (gold 1, pred 0)
+    # scored rows: 0 (gold 0, pred 0 ok), 1 (gold 2, pred Decline), 2 (gold D, pred D ok), 3 (gold D, pred 1),
+    # 6 (gold 1, pred 0)
     assert r["rows"] == 5 and r["acc"] == pytest.approx(2 / 5)
     # per gold class F1: class0: tp1 fp1(row6) fn0 -> 2/3; class1: 0; class2: 0; Decline: tp1 fp1(row1) fn1(row3) -> 0.5
     assert r["macro_f1"] == pytest.approx((2 / 3 + 0 + 0 + 0.5) / 4)
@@ -46,23 +48,20 @@ def test_worst_k_orders_by_gold_loss():
 
 
 def test_per_class_table_marks_unscored_classes():
-    df = per_class_table(np.array([0, 0, 1]), np.array([0, 1, 1]), ["a", "b", "c"], {"a": "H", "b": "H", "c": "L"}, [10, 5, 1])
+    bands = {"a": "H", "b": "H", "c": "L"}
+    df = per_class_table(np.array([0, 0, 1]), np.array([0, 1, 1]), ["a", "b", "c"], bands, [10, 5, 1])
     assert list(df["test_support"]) == [2, 1, 0]
     assert df["recall"].iloc[0] == 0.5 and df["precision"].iloc[1] == 0.5 and np.isnan(df["recall"].iloc[2])
 
 
 def test_evaluate_and_plot_on_a_trained_tiny_model(tiny_data, tmp_path):
-    from twohead.plots import run_plots
     from matplotlib.image import imread
 
     data_dir, p = tiny_data
     train_in(tmp_path, data_dir, p)
     out = lambda name: tmp_path / name  # noqa: E731
-    res = run_evaluate(p, prepared_dir=data_dir / "prepared", tokenized_dir=data_dir / "tokenized",
-                       model_dir=out("models/stage2"), metrics_path=out("metrics/test.json"),
-                       per_class_path=out("metrics/per_class.csv"), bands_path=out("metrics/bands.json"),
-                       worst_k_path=out("metrics/worst_k.csv"), confusion_path=out("plots/confusion.csv"),
-                       predictions_path=out("plots/predictions.csv"))
+    shared = {"prepared": data_dir / "prepared", "tokenized": data_dir / "tokenized"}
+    res = evaluate.run(p, stage_paths(evaluate.EvaluatePaths, tmp_path, **shared))
     saved = json.loads(out("metrics/test.json").read_text())
     assert set(saved) == {"test", "val"} and saved["test"]["task2"]["acc"] == pytest.approx(res["test"]["task2"]["acc"])
     # val accuracy from evaluate equals the trainer's last-epoch figure (same model, same rows)
@@ -78,11 +77,8 @@ def test_evaluate_and_plot_on_a_trained_tiny_model(tiny_data, tmp_path):
     bands = json.loads(out("metrics/bands.json").read_text())
     assert set(bands) == {"High", "Mid", "Low"} and sum(b["support"] for b in bands.values()) == len(conf)
 
-    made = run_plots(p, plots_dir=tmp_path / "plots", history_path=out("plots/train_history.csv"),
-                     bands_path=out("plots/band_recall.csv"), per_class_path=out("metrics/per_class.csv"),
-                     confusion_path=out("plots/confusion.csv"), prepared_bands=data_dir / "prepared" / "bands.json",
-                     cartography_dir=out("metrics"))
-    assert len(made) == 10
+    made = plot.run(p, stage_paths(plot.PlotPaths, tmp_path, prepared=data_dir / "prepared"))
+    assert sorted(m.name for m in made) == sorted(plot.FIGURES)
     for png in made:
         img = imread(png)
         assert png.stat().st_size > 10_000 and img.shape[0] >= 400 and img.shape[1] >= 600, png

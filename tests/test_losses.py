@@ -49,8 +49,8 @@ def test_smoothing_is_weighted_by_the_target_class_only():
     logp = F.log_softmax(logits, -1)
     by_hand = []
     for i in range(2):
-        l = (1 - eps) * -logp[i, y[i]] + eps * (-logp[i].mean())
-        by_hand.append(w[y[i]] * l)
+        row_loss = (1 - eps) * -logp[i, y[i]] + eps * (-logp[i].mean())
+        by_hand.append(w[y[i]] * row_loss)
     expected = (by_hand[0] + by_hand[1]) / (w[0] + w[1])
     assert masked_ce(logits, y, w, eps).item() == pytest.approx(expected.item(), rel=1e-6)
     # PyTorch's own weighted smoothing differs (it weights each class's smoothing share by w_c)

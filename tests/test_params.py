@@ -3,8 +3,8 @@ import dataclasses
 import pytest
 import yaml
 
-from twohead.params import ParamsError, load_params, params_from_dict, to_dict
 from conftest import ROOT
+from twohead.params import ParamsError, load_params, params_from_dict, to_dict
 
 
 def test_project_params_file_loads_strictly():

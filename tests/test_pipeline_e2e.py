@@ -31,7 +31,8 @@ def _metrics_of(row, path) -> dict:
 def test_repro_then_experiment_workflow(tmp_path):
     proj = make_project(tmp_path / "proj", rows=400, overrides=TINY_TRAIN)
     out = run(["dvc", "repro"], proj).stdout
-    for stage in ("build_demo_encoder", "prepare_labels", "pretrain_stage1", "tokenize", "train_stage2", "evaluate", "plot"):
+    for stage in ("build_demo_encoder", "prepare_labels", "pretrain_stage1", "tokenize", "train_stage2", "evaluate",
+                  "plot"):
         assert f"Running stage '{stage}'" in out
     for f in ("metrics/train.json", "metrics/test.json", "metrics/bands.json", "metrics/per_class.csv",
               "metrics/worst_k.csv", "plots/confusion.csv", "plots/predictions.csv", "plots/task2_accuracy.png"):
@@ -57,7 +58,8 @@ def test_repro_then_experiment_workflow(tmp_path):
     assert train_diff["val_loss_task2"]["new"] == pytest.approx(after["val_loss_task2"])
     assert metrics_diff["metrics/test.json"]  # evaluation re-ran on the new model: something moved
     full = json.loads(run(["dvc", "metrics", "diff", "--all", "--json"], proj).stdout)
-    assert {"test.task2.acc", "test.combined.acc", "test.consistency.gold_pick_low_conf"} <= set(full["metrics/test.json"])
+    keys = {"test.task2.acc", "test.combined.acc", "test.consistency.gold_pick_low_conf"}
+    assert keys <= set(full["metrics/test.json"])
     text = run(["dvc", "metrics", "diff"], proj).stdout
     assert "val_loss_task2" in text
 

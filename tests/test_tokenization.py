@@ -1,12 +1,14 @@
 import json
 
 import pandas as pd
-import pyarrow.parquet as pq
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import sentencepiece as spm
 
-from twohead.tokenization import CheckpointError, encode, load_tokenizer, to_arrow, write_tokenized
+from twohead.checkpoint import load_tokenizer
+from twohead.errors import CheckpointError
+from twohead.tokenization import encode, to_arrow, write_tokenized
 
 
 def test_demo_encoder_directory_layout(demo_encoder_dir):
@@ -40,13 +42,12 @@ def test_model_vocab_covers_the_tokenizer(demo_encoder_dir):
 
 
 def test_demo_encoder_build_is_reproducible(demo_encoder_dir, tmp_path):
+    from conftest import DEMO_CSV
     from twohead.demo import build_demo_encoder
     from twohead.params import DemoEncoderParams
-    from conftest import DEMO_CSV
 
-    cfg = DemoEncoderParams(texts_path=str(DEMO_CSV), output_dir=str(tmp_path / "again"), vocab_size=1000,
-                            hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, seed=0)
-    again = build_demo_encoder(cfg)
+    cfg = DemoEncoderParams(vocab_size=1000, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, seed=0)
+    again = build_demo_encoder(cfg, DEMO_CSV, tmp_path / "again")
     for name in ("spm.model", "model.safetensors", "config.json"):
         assert (again / name).read_bytes() == (demo_encoder_dir / name).read_bytes(), name
 

@@ -57,6 +57,7 @@ def test_quantile_bands_split_by_support():
 
 def test_threshold_bands():
     cats = list("abcd")
-    b = frequency_bands(cats, [500, 499, 50, 49], BandsParams(method="threshold", names=["H", "M", "L"], thresholds=[500, 50]))
+    cfg = BandsParams(method="threshold", names=["H", "M", "L"], thresholds=[500, 50])
+    b = frequency_bands(cats, [500, 499, 50, 49], cfg)
     assert b["class_band"] == {"a": "H", "b": "M", "c": "M", "d": "L"}
     assert [x["n_classes"] for x in b["bands"]] == [1, 2, 1]

@@ -20,6 +20,8 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from .errors import MissingInputError
+
 
 class TokenizedDataset(Dataset):
     def __init__(self, source: str | Path | pa.Table, pad_id: int, rows: np.ndarray | None = None):
@@ -28,7 +30,7 @@ class TokenizedDataset(Dataset):
         else:
             path = Path(source)
             if not path.is_file():
-                raise FileNotFoundError(f"{path}: not found; run the tokenize stage first")
+                raise MissingInputError(f"{path}: not found; run the tokenize stage first (dvc repro tokenize)")
             table = pq.read_table(path, memory_map=True)
         col = table.column("input_ids").combine_chunks()
         self.offsets = col.offsets.to_numpy().astype(np.int64)

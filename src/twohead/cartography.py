@@ -66,3 +66,21 @@ def cartography_table(ids: np.ndarray, prob: np.ndarray, right: np.ndarray, gold
     else:
         df["region"] = []
     return df
+
+
+def cartography_tables(arrays: list[tuple[np.ndarray, np.ndarray]], ids: np.ndarray, y1: np.ndarray, y2: np.ndarray,
+                       names: list[str], class_band: dict, texts: pd.Series) -> dict[str, pd.DataFrame]:
+    """The two per-task tables and the flagged (hard-to-learn / ambiguous) rows with their text.
+    ``arrays`` = :meth:`CartographyRecorder.arrays`; ``texts`` is indexed by row id."""
+    (p1, r1), (p2, r2) = arrays
+    t1 = cartography_table(ids, p1, r1, np.where(y1 == 1, "Pick", np.where(y1 == 0, "Decline", "")))
+    gold2 = np.asarray(list(names) + [""], dtype=object)[np.where(y2 == IGNORE, len(names), y2)]
+    t2 = cartography_table(ids, p2, r2, gold2)
+    t2.insert(2, "band", [class_band.get(c, "") for c in t2["gold"]])
+    flagged = pd.concat([t.assign(task=task) for task, t in (("task1", t1), ("task2", t2))])
+    flagged = flagged[flagged["region"].isin(["hard-to-learn", "ambiguous"])]
+    flagged = flagged.sort_values(["task", "region", "confidence"])
+    text = texts.reindex(flagged["id"]).fillna("").astype(str)
+    flagged["text"] = [x if len(x) <= 200 else x[:199] + "…" for x in text]
+    cols = ["task", "region", "id", "gold", "confidence", "variability", "correctness", "text"]
+    return {"task1": t1, "task2": t2, "flagged": flagged[cols]}

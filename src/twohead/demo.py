@@ -73,13 +73,14 @@ def train_sentencepiece(texts: list[str], out_dir: Path, vocab_size: int) -> Pat
     return path
 
 
-def build_demo_encoder(cfg: DemoEncoderParams) -> Path:
-    """Build the demo encoder directory at ``cfg.output_dir`` (atomically) and return its path."""
+def build_demo_encoder(cfg: DemoEncoderParams, texts_path: str | Path, out_dir: str | Path) -> Path:
+    """Build the demo encoder directory at ``out_dir`` (atomically) from the texts of the table at
+    ``texts_path`` (column ``cfg.text_column``) and return its path."""
     import torch
     from transformers import AutoTokenizer, DebertaV2Config, DebertaV2Model
 
-    texts = read_table(cfg.texts_path)[cfg.text_column].astype(str).tolist()
-    out = Path(cfg.output_dir)
+    texts = read_table(texts_path)[cfg.text_column].astype(str).tolist()
+    out = Path(out_dir)
     with atomic_path(out, is_dir=True) as tmp:
         train_sentencepiece(texts, tmp, cfg.vocab_size)
         (tmp / "tokenizer_config.json").write_text(json.dumps({

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from .errors import DeviceError
+
 PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
-
-
-class DeviceError(RuntimeError):
-    """The requested device or precision is not available here."""
 
 
 def available(kind: str) -> bool:

@@ -1,26 +1,14 @@
-"""The evaluate stage: the Stage-2 model on the test split (and val, for reference).
-
-Writes ``metrics/test.json`` (per split: Task1, Task2, combined "N + Decline" view, consistency),
-``metrics/per_class.csv``, ``metrics/bands.json``, ``metrics/worst_k.csv`` (test rows with the highest
-Task2 loss, −log p(gold), no weights or smoothing), ``plots/confusion.csv`` and ``plots/predictions.csv``.
-"""
+"""Evaluation tables from probabilities: split metrics, per-class and per-band tables, predictions,
+worst-K rows (the highest Task2 loss, −log p(gold), no weights or smoothing). Arrays in, tables out;
+the evaluate stage (:mod:`twohead.pipeline.evaluate`) decides where they go."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_fscore_support
-from torch.utils.data import DataLoader
 
-from .batching import SortedBatchSampler, TokenizedDataset, make_collate
-from .device import make_accelerator
-from .io import read_json, write_csv, write_json
-from .loop import predict
-from .metrics import IGNORE, combined_view, consistency, softmax, task1_metrics, task2_metrics
-from .model import load_stage2
-from .params import Params
+from .metrics import IGNORE, combined_view, consistency, task1_metrics, task2_metrics
 
 TEXT_CUT = 200
 
@@ -107,44 +95,3 @@ def worst_k_table(ids, texts, y2, probs2, names, k: int) -> pd.DataFrame:
         "p_predicted": probs2[order, pred],
         "loss": -np.log(np.clip(probs2[order, y2[order]], 1e-12, 1.0)),
     })
-
-
-def run_evaluate(p: Params, prepared_dir="data/prepared", tokenized_dir="data/tokenized", model_dir="models/stage2",
-                 metrics_path="metrics/test.json", per_class_path="metrics/per_class.csv",
-                 bands_path="metrics/bands.json", worst_k_path="metrics/worst_k.csv",
-                 confusion_path="plots/confusion.csv", predictions_path="plots/predictions.csv") -> dict:
-    e = p.eval
-    model, tok, maps = load_stage2(model_dir)
-    names = maps["task2"]["names"]
-    bands = read_json(Path(prepared_dir) / "bands.json")
-    train_support = read_json(Path(prepared_dir) / "class_weights.json")["task2"]["support"]
-    accelerator = make_accelerator(p.train.device, "fp32", 1)
-    model = accelerator.prepare(model)
-    collate = make_collate(tok.pad_token_id)
-
-    results, test = {}, None
-    for split in ("test", "val"):
-        ds = TokenizedDataset(Path(tokenized_dir) / f"{split}.parquet", tok.pad_token_id)
-        loader = accelerator.prepare(DataLoader(ds, batch_sampler=SortedBatchSampler(ds.lengths, p.train.eval_batch_size),
-                                                collate_fn=collate))
-        logits1, logits2 = predict(accelerator, model, loader, len(ds), desc=f"evaluate {split}")
-        probs1, probs2 = softmax(logits1), softmax(logits2)
-        results[split] = split_metrics(ds.labels_binary, ds.labels_category, probs1, probs2, len(names), e)
-        if split == "test":
-            test = (ds, probs1, probs2)
-
-    ds, probs1, probs2 = test
-    y1, y2, ids = ds.labels_binary, ds.labels_category, ds.ids
-    pred2 = probs2.argmax(1)
-    per_class = per_class_table(y2, pred2, names, bands["class_band"], train_support)
-    texts = pd.read_parquet(Path(prepared_dir) / "test.parquet", columns=["id", "text"]).set_index("id").loc[ids, "text"].to_numpy()
-    m = y2 != IGNORE
-    name_arr = np.asarray(names, dtype=object)
-    if accelerator.is_main_process:
-        write_csv(per_class_path, per_class)
-        write_json(bands_path, band_table(y2, pred2, names, bands, per_class))
-        write_csv(worst_k_path, worst_k_table(ids, texts, y2, probs2, names, e.worst_k))
-        write_csv(confusion_path, pd.DataFrame({"actual": name_arr[y2[m]], "predicted": name_arr[pred2[m]]}))
-        write_csv(predictions_path, predictions_table(ids, y1, y2, probs1, probs2, names, e))
-        write_json(metrics_path, results)  # last: a failed run leaves no metrics file
-    return results

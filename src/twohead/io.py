@@ -17,9 +17,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-
-class DataError(ValueError):
-    """Input data that cannot be used as written; the message names file, column, row and value."""
+from .errors import DataError, MissingInputError
 
 
 @contextlib.contextmanager
@@ -82,7 +80,7 @@ def write_json(path: str | Path, obj: Any) -> None:
 def read_json(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (has the stage that writes it run?)")
+        raise MissingInputError(f"{path}: not found (has the stage that writes it run?)")
     return json.loads(path.read_text(encoding="utf-8"))
 
 

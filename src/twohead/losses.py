@@ -128,17 +128,18 @@ class TwoTaskLoss:
         return {"task1": l1, "task2": l2, "hier": hier, "total": self.lambda_task1 * l1 + self.lambda_task2 * l2 + hier}
 
 
-_KEYS = ("num1", "den1", "num2", "den2", "hpn", "hpd", "hdn", "hdd")
+#: Summed per batch and per epoch: numerator and denominator of each term, so epoch losses are exact.
+SUM_KEYS = ("num1", "den1", "num2", "den2", "hpn", "hpd", "hdn", "hdd")
 
 
 class LossAccumulator:
     """Epoch-level losses: Σ numerators / Σ denominators per term, kept on the device until read."""
 
     def __init__(self, device):
-        self.sums = torch.zeros(len(_KEYS), dtype=torch.float32, device=device)
+        self.sums = torch.zeros(len(SUM_KEYS), dtype=torch.float32, device=device)
 
     def add(self, parts: dict[str, torch.Tensor]) -> None:
-        self.sums += torch.stack([parts[k].float() for k in _KEYS]).detach()
+        self.sums += torch.stack([parts[k].float() for k in SUM_KEYS]).detach()
 
     def result(self, loss_fn: TwoTaskLoss) -> dict[str, float]:
         return loss_fn.combine(self.sums.tolist())

@@ -19,7 +19,7 @@ from .data import IGNORE  # noqa: F401  (re-used by evaluation)
 def task1_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     m = y != IGNORE
     if not m.any():
-        return {"acc_task1": float("nan"), "precision_pick": float("nan"), "recall_pick": float("nan"), "f1_pick": float("nan")}
+        return dict.fromkeys(("acc_task1", "precision_pick", "recall_pick", "f1_pick"), float("nan"))
     p, r, f, _ = precision_recall_fscore_support(y[m], pred[m], labels=[1], average=None, zero_division=0)
     return {"acc_task1": float(accuracy_score(y[m], pred[m])), "precision_pick": float(p[0]),
             "recall_pick": float(r[0]), "f1_pick": float(f[0])}

@@ -14,7 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, load_encoder
+from .checkpoint import load_encoder, load_tokenizer
+from .errors import CheckpointError
+
 
 class TwoHeadModel(nn.Module):
     def __init__(self, encoder: nn.Module, n_categories: int, pooling: str = "mean", head_dropout: float = 0.1):
@@ -67,8 +69,6 @@ def save_stage2(model: TwoHeadModel, out_dir: str | Path, tokenizer, label_maps:
 def load_stage2(model_dir: str | Path, device: str | torch.device = "cpu"):
     """Load a Stage-2 directory: returns ``(model, tokenizer, label_maps)``, the model in eval mode."""
     from safetensors.torch import load_file
-
-    from .tokenization import load_tokenizer
 
     d = Path(model_dir)
     meta_path = d / "twohead.json"

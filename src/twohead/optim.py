@@ -23,7 +23,7 @@ import re
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError
+from .errors import CheckpointError
 
 _LAYER = re.compile(r"^encoder\.encoder\.layer\.(\d+)\.")
 _SHARED = ("encoder.encoder.rel_embeddings", "encoder.encoder.LayerNorm", "encoder.encoder.conv")
@@ -33,7 +33,7 @@ _EMB = ("encoder.embeddings.",)
 
 def num_encoder_layers(model: nn.Module) -> int:
     cfg = model.encoder.config
-    return int(getattr(cfg, "num_hidden_layers"))
+    return int(cfg.num_hidden_layers)
 
 
 def depth_of(name: str, n_layers: int) -> tuple[str, int]:
@@ -67,13 +67,14 @@ def llrd_groups(model: nn.Module, lr: float, llrd: float, head_lr_mult: float, w
     groups, summary = [], []
     for (label, exp, decay), items in sorted(buckets.items(), key=lambda kv: (-kv[0][1], kv[0][0], kv[0][2])):
         group_lr = lr * head_lr_mult if exp < 0 else lr * llrd ** exp
-        groups.append({"params": [p for _, p in items], "lr": group_lr,
-                       "weight_decay": weight_decay if decay else 0.0, "name": f"{label}{'' if decay else ' (no decay)'}"})
+        groups.append({"params": [p for _, p in items], "lr": group_lr, "weight_decay": weight_decay if decay else 0.0,
+                       "name": f"{label}{'' if decay else ' (no decay)'}"})
         summary.append({"group": groups[-1]["name"], "lr": group_lr, "weight_decay": groups[-1]["weight_decay"],
                         "n_tensors": len(items), "n_params": int(sum(p.numel() for _, p in items))})
     seen = [id(p) for g in groups for p in g["params"]]
     trainable = [id(p) for p in model.parameters() if p.requires_grad]
-    assert len(seen) == len(set(seen)) == len(trainable) and set(seen) == set(trainable), "LLRD groups do not cover every parameter once"
+    assert len(seen) == len(set(seen)) == len(trainable) and set(seen) == set(trainable), \
+        "LLRD groups do not cover every parameter once"
     return groups, summary
 
 

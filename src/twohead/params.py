@@ -18,9 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
-
-class ParamsError(ValueError):
-    """A params file that cannot be used as written."""
+from .errors import ParamsError
 
 
 @dataclass(frozen=True)
@@ -85,9 +83,9 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class DemoEncoderParams:
-    texts_path: str = "data/demo/news_demo.csv"
+    """The from-scratch demo encoder (its input table and output folder are in dvc.yaml)."""
+
     text_column: str = "text"
-    output_dir: str = "models/demo_encoder"
     vocab_size: int = 8000
     hidden_size: int = 128
     num_layers: int = 2
@@ -124,7 +122,6 @@ class Stage1Params:
     """The Stage-1 (Pick/Decline) pretraining recipe; device, precision, batching and clipping follow ``train``."""
 
     base_model: str = "models/demo_encoder"
-    output_dir: str = "models/stage1"
     epochs: int = 2
     lr: float = 2e-5
     batch_size: int = 32
@@ -255,7 +252,8 @@ def _validate(p: Params, source: str) -> None:
             all(a > b for a, b in zip(p.bands.thresholds, p.bands.thresholds[1:])),
             "bands.thresholds must be strictly descending",
         )
-    need(0 < p.loss.task2_weight_min <= p.loss.task2_weight_max, "need 0 < loss.task2_weight_min <= loss.task2_weight_max")
+    need(0 < p.loss.task2_weight_min <= p.loss.task2_weight_max,
+         "need 0 < loss.task2_weight_min <= loss.task2_weight_max")
     need(0 <= p.loss.label_smoothing < 1, "loss.label_smoothing must be in [0, 1)")
     need(0 <= p.loss.label_smoothing_task1 < 1, "loss.label_smoothing_task1 must be in [0, 1)")
     need(p.loss.lambda_task1 >= 0 and p.loss.lambda_task2 >= 0, "loss.lambda_* must be >= 0")
@@ -273,11 +271,15 @@ def _validate(p: Params, source: str) -> None:
     need(p.train.grad_accum >= 1, "train.grad_accum must be >= 1")
     need(p.train.max_grad_norm > 0, "train.max_grad_norm must be > 0")
     need(p.train.max_train_rows >= 0, "train.max_train_rows must be >= 0")
-    need(p.stage1.epochs >= 1 and p.stage1.lr > 0 and p.stage1.batch_size >= 1, "stage1.epochs, stage1.lr, stage1.batch_size must be positive")
-    need(0 < p.stage1.llrd <= 1 and 0 <= p.stage1.warmup_ratio < 1, "stage1.llrd in (0, 1], stage1.warmup_ratio in [0, 1)")
-    need(0 <= p.stage1.label_smoothing < 1 and p.stage1.max_train_rows >= 0, "stage1.label_smoothing in [0, 1), stage1.max_train_rows >= 0")
+    need(p.stage1.epochs >= 1 and p.stage1.lr > 0 and p.stage1.batch_size >= 1,
+         "stage1.epochs, stage1.lr, stage1.batch_size must be positive")
+    need(0 < p.stage1.llrd <= 1 and 0 <= p.stage1.warmup_ratio < 1,
+         "stage1.llrd in (0, 1], stage1.warmup_ratio in [0, 1)")
+    need(0 <= p.stage1.label_smoothing < 1 and p.stage1.max_train_rows >= 0,
+         "stage1.label_smoothing in [0, 1), stage1.max_train_rows >= 0")
     need(0 < p.eval.pick_threshold < 1, "eval.pick_threshold must be in (0, 1)")
-    need(0 < p.eval.low_confidence <= 1 and 0 <= p.eval.high_confidence < 1, "eval confidence thresholds must be in [0, 1]")
+    need(0 < p.eval.low_confidence <= 1 and 0 <= p.eval.high_confidence < 1,
+         "eval confidence thresholds must be in [0, 1]")
     need(p.eval.worst_k >= 0 and p.eval.top_confusions >= 1, "eval.worst_k >= 0 and eval.top_confusions >= 1")
 
 

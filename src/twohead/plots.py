@@ -1,4 +1,5 @@
-"""PNG figures from the pipeline's CSVs (no re-computation of any metric), for the plot stage."""
+"""PNG figures from the pipeline's tables (no re-computation of any metric); the plot stage
+(:mod:`twohead.pipeline.plot`) decides which table feeds which figure and where it goes."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ DPI = 120
 def caption(p: Params) -> str:
     t, loss = p.train, p.loss
     ckpt = Path(p.model.stage1_checkpoint).name
+    accum = f"×{t.grad_accum}" if t.grad_accum > 1 else ""
     return (f"{ckpt} | lr {t.lr:g}, LLRD {t.llrd:g}, warmup {t.warmup_ratio:g}, {t.epochs} ep, batch {t.batch_size}"
-            f"{'×' + str(t.grad_accum) if t.grad_accum > 1 else ''} | λ1 {loss.lambda_task1:g}, λ2 {loss.lambda_task2:g},"
+            f"{accum} | λ1 {loss.lambda_task1:g}, λ2 {loss.lambda_task2:g},"
             f" smoothing t2 {loss.label_smoothing:g} | {p.model.pooling} pooling")
 
 
@@ -124,37 +126,3 @@ def data_map(carto: pd.DataFrame, task_title: str, path: Path, text: str, max_po
     ax.text(0.98, 0.02, summary, transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="0.3")
     ax.grid(alpha=0.3)
     _save(fig, path, text)
-
-
-def run_plots(p: Params, plots_dir="plots", history_path="plots/train_history.csv", bands_path="plots/band_recall.csv",
-              per_class_path="metrics/per_class.csv", confusion_path="plots/confusion.csv",
-              prepared_bands="data/prepared/bands.json", cartography_dir="metrics") -> list[Path]:
-    from .io import read_json
-
-    out = Path(plots_dir)
-    text = caption(p)
-    hist = pd.read_csv(history_path)
-    made = []
-
-    def go(name, fn, *args, **kw):
-        fn(*args, out / name, text, **kw)
-        made.append(out / name)
-
-    go("task1_loss.png", curves, hist, {"train_loss_task1": "train", "val_loss_task1": "val"},
-       "Task1 (Pick/Decline) loss", "weighted CE")
-    go("task1_accuracy.png", curves, hist, {"train_acc_task1": "train (running, dropout on)", "val_acc_task1": "val"},
-       "Task1 (Pick/Decline) accuracy", "accuracy", unit_range=True)
-    go("task2_loss.png", curves, hist, {"train_loss_task2": "train", "val_loss_task2": "val"},
-       "Task2 (category) loss", "weighted, smoothed CE")
-    go("task2_accuracy.png", curves, hist, {"train_acc_task2": "train acc (running, dropout on)",
-                                            "val_acc_task2": "val acc", "val_macro_f1_task2": "val macro-F1"},
-       "Task2 (category) accuracy and macro-F1", "score", unit_range=True)
-    go("consistency.png", curves, hist, {"val_gold_pick_low_conf": f"gold Pick, Task2 max-prob < {p.eval.low_confidence:g}",
-                                         "val_gold_decline_high_conf": f"gold Decline, Task2 max-prob > {p.eval.high_confidence:g}"},
-       "Hierarchy consistency on val (lower is better)", "share of rows", unit_range=True)
-    go("band_recall.png", band_curves, pd.read_csv(bands_path))
-    go("per_class_recall.png", per_class_recall, pd.read_csv(per_class_path), read_json(prepared_bands)["names"])
-    go("top_confusions.png", top_confusions, pd.read_csv(confusion_path, keep_default_na=False), p.eval.top_confusions)
-    for task, title in (("task1", "Task1 (Pick/Decline)"), ("task2", "Task2 (category)")):
-        go(f"cartography_{task}.png", data_map, pd.read_csv(Path(cartography_dir) / f"cartography_{task}.csv"), title)
-    return made

@@ -1,4 +1,5 @@
-"""Tokenizer from a checkpoint directory, and rows → unpadded token ids in Parquet.
+"""Text → token ids: rows → unpadded token ids in Arrow/Parquet (the tokenizer itself is loaded by
+:func:`twohead.checkpoint.load_tokenizer`).
 
 Stored format (one Parquet file per split under ``data/tokenized/``): ``id`` (string), ``input_ids``
 (``list<int32>``, special tokens included, no padding), ``length`` (int32), ``labels_binary`` and
@@ -7,7 +8,6 @@ Stored format (one Parquet file per split under ``data/tokenized/``): ``id`` (st
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 
@@ -17,55 +17,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointError
 from .io import atomic_path
 
 
-def _missing_packages() -> list[str]:
-    missing = []
-    for name in ("sentencepiece", "google.protobuf"):
-        try:
-            found = importlib.util.find_spec(name) is not None
-        except ModuleNotFoundError:  # parent package ("google") absent
-            found = False
-        if not found:
-            missing.append(name)
-    return missing
-
-
-def load_tokenizer(checkpoint: str | Path):
-    """``AutoTokenizer`` for a local checkpoint directory (fast when it can be built), with clear errors.
-
-    A DeBERTa-v3 directory that ships only ``spm.model`` needs ``sentencepiece`` *and* ``protobuf``
-    to build its fast tokenizer; without them transformers fails with a misleading message, so we
-    check first and name the package.
-    """
-    from transformers import AutoTokenizer
-
-    path = Path(checkpoint)
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: checkpoint directory not found")
-    has_spm = any(path.glob("*.model"))
-    has_json = (path / "tokenizer.json").is_file()
-    if has_spm and not has_json:
-        missing = _missing_packages()
-        if missing:
-            names = ", ".join("protobuf" if m == "google.protobuf" else m for m in missing)
-            raise CheckpointError(
-                f"{path}: the tokenizer is a SentencePiece model ({', '.join(p.name for p in path.glob('*.model'))})"
-                f" without tokenizer.json; loading it needs the package(s) {names}: pip install {names}"
-            )
-    try:
-        tok = AutoTokenizer.from_pretrained(str(path))
-    except Exception as exc:  # transformers raises many types here; all mean "cannot load"
-        files = sorted(p.name for p in path.iterdir())
-        raise CheckpointError(f"{path}: cannot load a tokenizer from this directory ({exc}); files: {files}") from exc
-    if tok.pad_token_id is None:
-        raise CheckpointError(f"{path}: the tokenizer has no padding token; set pad_token in tokenizer_config.json")
-    return tok
-
-
-def encode(tokenizer, texts: list[str], max_length: int, batch_size: int, desc: str = "tokenize") -> tuple[list[list[int]], int]:
+def encode(tokenizer, texts: list[str], max_length: int, batch_size: int, desc: str = "tokenize"
+           ) -> tuple[list[list[int]], int]:
     """Token ids per text, truncated to ``max_length`` (special tokens included), without padding.
 
     Returns the ids and the number of texts that were truncated. Texts are encoded with room for one
@@ -73,7 +29,7 @@ def encode(tokenizer, texts: list[str], max_length: int, batch_size: int, desc: 
     """
     ids: list[list[int]] = []
     n_trunc = 0
-    for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", leave=False):
+    for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", leave=False, disable=None):
         chunk = texts[start:start + batch_size]
         out = tokenizer(chunk, truncation=True, max_length=max_length + 1, add_special_tokens=True)["input_ids"]
         long = [i for i, x in enumerate(out) if len(x) > max_length]
@@ -106,13 +62,15 @@ def write_tokenized(path: str | Path, table: pa.Table) -> None:
         pq.write_table(table, tmp, compression="zstd", row_group_size=16384)
 
 
-def tokenize_splits(tokenizer, splits: dict[str, pd.DataFrame], max_length: int, batch_size: int) -> tuple[dict[str, pa.Table], dict]:
+def tokenize_splits(tokenizer, splits: dict[str, pd.DataFrame], max_length: int, batch_size: int
+                    ) -> tuple[dict[str, pa.Table], dict]:
     """Tokenize every split; return the Arrow tables and length statistics (plus rows/s)."""
     tables, stats = {}, {"max_length": max_length, "splits": {}}
     t0 = time.perf_counter()
     all_lengths = []
     for name, df in splits.items():
-        ids, n_trunc = encode(tokenizer, df["text"].astype(str).tolist(), max_length, batch_size, desc=f"tokenize {name}")
+        texts = df["text"].astype(str).tolist()
+        ids, n_trunc = encode(tokenizer, texts, max_length, batch_size, desc=f"tokenize {name}")
         tables[name] = to_arrow(df, ids)
         lengths = tables[name]["length"].to_numpy()
         all_lengths.append(lengths)
@@ -135,30 +93,3 @@ def _length_stats(lengths: np.ndarray, n_trunc: int) -> dict:
         "truncated": int(n_trunc),
         "truncated_share": float(n_trunc / n) if n else 0.0,
     }
-
-
-def read_prepared(prepared_dir: str | Path) -> dict[str, pd.DataFrame]:
-    out = {}
-    for name in ("train", "val", "test"):
-        path = Path(prepared_dir) / f"{name}.parquet"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: not found; run the prepare_labels stage first")
-        out[name] = pd.read_parquet(path)
-    return out
-
-
-def run_tokenize(p, prepared_dir: str | Path, out_dir: str | Path) -> dict:
-    """The tokenize stage: tokenizer from ``model.stage1_checkpoint``, every split, stats file last."""
-    from .io import write_json
-
-    from .checkpoint import validate_checkpoint
-
-    tok, _ = validate_checkpoint(p.model.stage1_checkpoint)
-    splits = read_prepared(prepared_dir)
-    tables, stats = tokenize_splits(tok, splits, p.tokenize.max_length, p.tokenize.batch_size)
-    stats["tokenizer"] = f"{type(tok).__name__} ({'fast' if tok.is_fast else 'slow'})"
-    stats["checkpoint"] = str(p.model.stage1_checkpoint)
-    for name, table in tables.items():
-        write_tokenized(Path(out_dir) / f"{name}.parquet", table)
-    write_json(Path(out_dir) / "stats.json", {k: v for k, v in stats.items() if k != "rows_per_second"})
-    return stats

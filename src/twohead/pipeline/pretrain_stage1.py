@@ -3,10 +3,10 @@
 Data: every prepared row with a Pick/Decline label (categories are not used): train split to train,
 val split to validate, tokenized here with the *base model's* tokenizer. The model is the Stage-2
 model with its Task2 loss switched off (λ1 = 1, λ2 = 0, no category labels), trained by the same
-``fit`` (pooling, LLRD, warmup, Task1 class weights, Accelerate loop); ``stage1.*`` sets its own
-epochs / lr / batch size, everything else follows ``train.*``.
+:func:`~twohead.fit.fit`; ``stage1.*`` sets its own epochs / lr / batch size, everything else follows
+``train.*``.
 
-Output: ``stage1.output_dir`` in the same layout as the base directory (encoder ``config.json`` +
+Output: the Stage-1 directory in the same layout as the base directory (encoder ``config.json`` +
 ``model.safetensors``, the base's tokenizer files copied unchanged), plus ``stage1_head.safetensors``
 (the Pick/Decline head, for reference; Stage 2 starts its heads fresh) and ``stage1.json``.
 
@@ -19,27 +19,37 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from safetensors.torch import save_file
 
-from .batching import TokenizedDataset
-from .checkpoint import WEIGHT_FILES, load_encoder, validate_checkpoint
-from .data import IGNORE
-from .io import atomic_path, read_json, write_csv, write_json
-from .model import TwoHeadModel
-from .params import Params, to_dict
-from .tokenization import encode, read_prepared, to_arrow
-from .train import SPEED_KEYS, fit
-
-STAGE1_COLUMNS = ["epoch", "train_loss", "val_loss", "train_acc", "val_acc", "val_precision_pick", "val_recall_pick",
-                  "val_f1_pick", "lr", "grad_norm_mean", "grad_norm_max", "epoch_seconds", "train_samples_per_second"]
-_FROM_HISTORY = {"train_loss": "train_loss_task1", "val_loss": "val_loss_task1", "train_acc": "train_acc_task1",
-                 "val_acc": "val_acc_task1"}
+from ..batching import TokenizedDataset
+from ..checkpoint import WEIGHT_FILES, load_encoder, validate_checkpoint
+from ..data import IGNORE
+from ..fit import FitData, RunConfig, fit, speed_summary
+from ..io import atomic_path, write_csv, write_json
+from ..model import TwoHeadModel
+from ..params import Params, to_dict
+from ..schema import STAGE1_COLUMNS, STAGE1_RENAME
+from ..tokenization import encode, to_arrow
+from .prepared import read_label_info, read_split
 
 
-def stage1_is_used(p: Params) -> bool:
-    return Path(p.model.stage1_checkpoint).resolve() == Path(p.stage1.output_dir).resolve()
+@dataclass(frozen=True)
+class Stage1Paths:
+    """Input: the prepared labels. Outputs: the Stage-1 checkpoint directory, its history, metrics, speed."""
+
+    prepared: Path
+    stage1_model: Path
+    stage1_history: Path
+    stage1_metrics: Path
+    stage1_speed: Path
+
+
+def stage1_is_used(p: Params, paths: Stage1Paths) -> bool:
+    return Path(p.model.stage1_checkpoint).resolve() == Path(paths.stage1_model).resolve()
 
 
 def copy_tokenizer_files(src: Path, dst: Path) -> None:
@@ -56,22 +66,24 @@ def pick_rows_dataset(df: pd.DataFrame, tokenizer, max_length: int, batch_size: 
     return TokenizedDataset(to_arrow(rows, ids), tokenizer.pad_token_id)
 
 
-def run_stage1(p: Params, prepared_dir="data/prepared", history_path="plots/stage1_history.csv",
-               metrics_path="metrics/stage1.json") -> dict:
+def skip(p: Params, paths: Stage1Paths) -> dict:
+    with atomic_path(paths.stage1_model, is_dir=True) as tmp:
+        (tmp / "SKIPPED.json").write_text(json.dumps(
+            {"reason": "model.stage1_checkpoint points at another checkpoint",
+             "stage1_checkpoint": p.model.stage1_checkpoint}, indent=2) + "\n", encoding="utf-8")
+    write_csv(paths.stage1_history, pd.DataFrame(columns=STAGE1_COLUMNS))
+    write_json(paths.stage1_speed, {})
+    result = {"trained": False, "stage1_checkpoint": p.model.stage1_checkpoint}
+    write_json(paths.stage1_metrics, result)
+    return result
+
+
+def run(p: Params, paths: Stage1Paths) -> dict:
     from accelerate.utils import set_seed
 
+    if not stage1_is_used(p, paths):
+        return skip(p, paths)
     s = p.stage1
-    out = Path(s.output_dir)
-    if not stage1_is_used(p):
-        with atomic_path(out, is_dir=True) as tmp:
-            (tmp / "SKIPPED.json").write_text(json.dumps(
-                {"reason": "model.stage1_checkpoint points at another checkpoint", "stage1_checkpoint": p.model.stage1_checkpoint},
-                indent=2) + "\n", encoding="utf-8")
-        write_csv(history_path, pd.DataFrame(columns=STAGE1_COLUMNS))
-        result = {"trained": False, "stage1_checkpoint": p.model.stage1_checkpoint}
-        write_json(metrics_path, result)
-        return result
-
     t = dataclasses.replace(p.train, lr=s.lr, epochs=s.epochs, batch_size=s.batch_size, llrd=s.llrd,
                             warmup_ratio=s.warmup_ratio, weight_decay=s.weight_decay, seed=s.seed, keep="last",
                             max_train_rows=s.max_train_rows)
@@ -80,25 +92,22 @@ def run_stage1(p: Params, prepared_dir="data/prepared", history_path="plots/stag
     set_seed(t.seed)
     base = Path(s.base_model)
     tokenizer, _ = validate_checkpoint(base)
-    prepared = read_prepared(prepared_dir)
-    train_ds = pick_rows_dataset(prepared["train"], tokenizer, p.tokenize.max_length, p.tokenize.batch_size)
-    train_ds = train_ds.subsample(t.max_train_rows, t.seed)
-    val_ds = pick_rows_dataset(prepared["val"], tokenizer, p.tokenize.max_length, p.tokenize.batch_size)
-    weights = read_json(Path(prepared_dir) / "class_weights.json")["task1"]["weights"]
+    train_ds = pick_rows_dataset(read_split(paths.prepared, "train"), tokenizer, p.tokenize.max_length,
+                                 p.tokenize.batch_size).subsample(t.max_train_rows, t.seed)
+    val_ds = pick_rows_dataset(read_split(paths.prepared, "val"), tokenizer, p.tokenize.max_length,
+                               p.tokenize.batch_size)
+    weights = read_label_info(paths.prepared).class_weights["task1"]["weights"]
     model = TwoHeadModel(load_encoder(base), 1, p.model.pooling, p.model.head_dropout)
-    res = fit(t, loss_cfg, model, train_ds, val_ds, weights, [1.0], tokenizer.pad_token_id, "pretrain_stage1",
-              select="val_acc_task1")
+    data = FitData(train_ds, val_ds, weights, [1.0], tokenizer.pad_token_id)
+    res = fit(model, data, RunConfig(t, loss_cfg, select="val_acc_task1", tag="pretrain_stage1"))
 
-    history = pd.DataFrame(res.history).rename(columns={v: k for k, v in _FROM_HISTORY.items()})
-    history = history[STAGE1_COLUMNS]
+    history = pd.DataFrame(res.history).rename(columns=STAGE1_RENAME)[STAGE1_COLUMNS]
     last = history.iloc[-1].to_dict()
-    metrics = {k: v for k, v in last.items() if k not in SPEED_KEYS}
-    metrics.update({"trained": True, "epoch": int(last["epoch"]), "train_rows": len(train_ds), "val_rows": len(val_ds),
-                    "base_model": str(base)})
+    metrics = dict(last)
+    metrics.update({"trained": True, "epoch": int(last["epoch"]), "train_rows": len(train_ds),
+                    "val_rows": len(val_ds), "base_model": str(base)})
     if res.accelerator.is_main_process:
-        from safetensors.torch import save_file
-
-        with atomic_path(out, is_dir=True) as tmp:
+        with atomic_path(paths.stage1_model, is_dir=True) as tmp:
             res.model.encoder.save_pretrained(str(tmp), safe_serialization=True)
             copy_tokenizer_files(base, tmp)
             head = {k: v.detach().cpu().contiguous() for k, v in res.model.head_task1.state_dict().items()}
@@ -106,6 +115,7 @@ def run_stage1(p: Params, prepared_dir="data/prepared", history_path="plots/stag
             (tmp / "stage1.json").write_text(json.dumps({"base_model": str(base), "metrics": metrics,
                                                          "stage1": to_dict(s), "pooling": p.model.pooling},
                                                         indent=2) + "\n", encoding="utf-8")
-        write_csv(history_path, history)
-        write_json(metrics_path, metrics)
+        write_csv(paths.stage1_history, history)
+        write_json(paths.stage1_speed, speed_summary(res, t.precision))
+        write_json(paths.stage1_metrics, metrics)
     return metrics

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from .data import SPLITS, coverage, prepare
-from .io import write_json, write_parquet
-from .params import Params
-from .weights import frequency_bands, task1_weights, task2_weights
+from ..data import SPLITS, coverage, prepare
+from ..io import write_json, write_parquet
+from ..params import Params
+from ..weights import frequency_bands, task1_weights, task2_weights
 
 
-def run_prepare(p: Params, out_dir: str | Path, metrics_path: str | Path) -> dict:
+@dataclass(frozen=True)
+class PreparePaths:
+    """Input: the raw table (params: data.raw_path). Outputs: the prepared directory and the summary metrics."""
+
+    prepared: Path
+    data_metrics: Path
+
+
+def run(p: Params, paths: PreparePaths) -> dict:
     """Write ``{train,val,test}.parquet``, ``label_maps.json``, ``class_weights.json`` and ``bands.json``
-    under ``out_dir``, then the summary metric file (last, so a failed run leaves none)."""
-    out = Path(out_dir)
+    under ``paths.prepared``, then the summary metric file (last, so a failed run leaves none)."""
+    out = Path(paths.prepared)
     prep = prepare(p.data, p.split)
     train = prep.splits["train"]
     w1 = task1_weights(train)
@@ -41,5 +50,5 @@ def run_prepare(p: Params, out_dir: str | Path, metrics_path: str | Path) -> dic
         "rare_train_only": prep.rare_train_only,
         "task2_weights_clipped": {"low": w2["n_clipped_low"], "high": w2["n_clipped_high"]},
     }
-    write_json(metrics_path, summary)
+    write_json(paths.data_metrics, summary)
     return summary

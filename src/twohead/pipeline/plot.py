@@ -1,0 +1,66 @@
+"""The plot stage: PNG learning curves, band recall, per-class recall, top confusions and data maps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..io import read_json
+from ..params import Params
+from ..plots import band_curves, caption, curves, data_map, per_class_recall, top_confusions
+
+#: The figures this stage writes into ``PlotPaths.figures`` (dvc.yaml declares each; a test checks both agree).
+FIGURES = ("task1_loss.png", "task1_accuracy.png", "task2_loss.png", "task2_accuracy.png", "consistency.png",
+           "band_recall.png", "per_class_recall.png", "top_confusions.png", "cartography_task1.png",
+           "cartography_task2.png")
+
+
+@dataclass(frozen=True)
+class PlotPaths:
+    """Inputs: the training history, band recall, per-class and confusion tables, cartography tables and the
+    prepared bands. Output: the folder the PNG figures go to."""
+
+    prepared: Path
+    train_history: Path
+    band_recall: Path
+    per_class: Path
+    confusion: Path
+    cartography_task1: Path
+    cartography_task2: Path
+    figures: Path
+
+
+def run(p: Params, paths: PlotPaths) -> list[Path]:
+    out = Path(paths.figures)
+    text = caption(p)
+    hist = pd.read_csv(paths.train_history)
+    low, high = p.eval.low_confidence, p.eval.high_confidence
+    made = []
+
+    def go(name, fn, *args, **kw):
+        assert name in FIGURES, name
+        fn(*args, out / name, text, **kw)
+        made.append(out / name)
+
+    go("task1_loss.png", curves, hist, {"train_loss_task1": "train", "val_loss_task1": "val"},
+       "Task1 (Pick/Decline) loss", "weighted CE")
+    go("task1_accuracy.png", curves, hist, {"train_acc_task1": "train (running, dropout on)", "val_acc_task1": "val"},
+       "Task1 (Pick/Decline) accuracy", "accuracy", unit_range=True)
+    go("task2_loss.png", curves, hist, {"train_loss_task2": "train", "val_loss_task2": "val"},
+       "Task2 (category) loss", "weighted, smoothed CE")
+    go("task2_accuracy.png", curves, hist, {"train_acc_task2": "train acc (running, dropout on)",
+                                            "val_acc_task2": "val acc", "val_macro_f1_task2": "val macro-F1"},
+       "Task2 (category) accuracy and macro-F1", "score", unit_range=True)
+    go("consistency.png", curves, hist, {"val_gold_pick_low_conf": f"gold Pick, Task2 max-prob < {low:g}",
+                                         "val_gold_decline_high_conf": f"gold Decline, Task2 max-prob > {high:g}"},
+       "Hierarchy consistency on val (lower is better)", "share of rows", unit_range=True)
+    go("band_recall.png", band_curves, pd.read_csv(paths.band_recall))
+    go("per_class_recall.png", per_class_recall, pd.read_csv(paths.per_class),
+       read_json(Path(paths.prepared) / "bands.json")["names"])
+    go("top_confusions.png", top_confusions, pd.read_csv(paths.confusion, keep_default_na=False),
+       p.eval.top_confusions)
+    go("cartography_task1.png", data_map, pd.read_csv(paths.cartography_task1), "Task1 (Pick/Decline)")
+    go("cartography_task2.png", data_map, pd.read_csv(paths.cartography_task2), "Task2 (category)")
+    return made

@@ -1,0 +1,39 @@
+"""What every stage script shares: its paths from the command line, params from ``params.yaml``, and any
+:class:`~twohead.errors.TwoheadError` turned into one clear line with exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Callable, Sequence, TypeVar
+
+from ..errors import TwoheadError
+from ..params import Params, load_params
+
+P = TypeVar("P")
+
+
+def flag(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def parse_paths(cls: type[P], argv: Sequence[str] | None = None, prog: str | None = None) -> P:
+    """``cls`` (a dataclass of paths) from ``--field-name PATH`` arguments; every field is required."""
+    ap = argparse.ArgumentParser(prog=prog, description=(cls.__doc__ or "").strip())
+    for f in dataclasses.fields(cls):
+        ap.add_argument(flag(f.name), dest=f.name, required=True, type=Path, metavar="PATH")
+    return cls(**vars(ap.parse_args(argv)))
+
+
+def run_stage(name: str, main: Callable[[Params, P], None], paths_cls: type[P], argv: Sequence[str] | None = None,
+              params_path: str = "params.yaml") -> None:
+    """Parse the stage's paths, load params strictly, run ``main(params, paths)``; a user-facing error ends
+    with ``[stage] error: …`` on stderr and exit status 2 (no traceback, no half-written output)."""
+    paths = parse_paths(paths_cls, argv, prog=f"stages/{name}.py")
+    try:
+        main(load_params(params_path), paths)
+    except TwoheadError as exc:
+        print(f"[{name}] error: {exc}", file=sys.stderr)
+        sys.exit(2)

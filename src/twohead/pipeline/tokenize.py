@@ -1,0 +1,32 @@
+"""The tokenize stage: the tokenizer of ``model.stage1_checkpoint`` on every prepared split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..checkpoint import validate_checkpoint
+from ..io import write_json
+from ..params import Params
+from ..tokenization import tokenize_splits, write_tokenized
+from .prepared import read_prepared
+
+
+@dataclass(frozen=True)
+class TokenizePaths:
+    """Input: the prepared splits. Output: one Parquet file of token ids per split, plus stats.json."""
+
+    prepared: Path
+    tokenized: Path
+
+
+def run(p: Params, paths: TokenizePaths) -> dict:
+    tok, _ = validate_checkpoint(p.model.stage1_checkpoint)
+    splits = read_prepared(paths.prepared)
+    tables, stats = tokenize_splits(tok, splits, p.tokenize.max_length, p.tokenize.batch_size)
+    stats["tokenizer"] = f"{type(tok).__name__} ({'fast' if tok.is_fast else 'slow'})"
+    stats["checkpoint"] = str(p.model.stage1_checkpoint)
+    for name, table in tables.items():
+        write_tokenized(paths.tokenized / f"{name}.parquet", table)
+    write_json(paths.tokenized / "stats.json", {k: v for k, v in stats.items() if k != "rows_per_second"})
+    return stats

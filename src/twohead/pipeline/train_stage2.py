@@ -1,0 +1,92 @@
+"""The train_stage2 stage: the plain two-head recipe on the prepared + tokenized data.
+
+Everything is written at the end, atomically, the metrics file last (a failed run leaves none); while
+training, the history so far is in ``<train_history>.partial`` for watching a long run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..batching import TokenizedDataset
+from ..callbacks import BandRecall, Cartography, PartialHistory, ValWorstK
+from ..cartography import cartography_tables
+from ..checkpoint import load_encoder, validate_checkpoint
+from ..errors import TrainingError
+from ..fit import FitData, RunConfig, fit, speed_summary
+from ..io import atomic_path, write_csv, write_json, write_text
+from ..model import TwoHeadModel, save_stage2
+from ..params import Params, to_dict
+from ..schema import HISTORY_COLUMNS
+from .prepared import read_label_info, texts_by_id
+
+
+@dataclass(frozen=True)
+class TrainPaths:
+    """Inputs: prepared labels and tokenized splits. Outputs: the model, history, logs, metrics."""
+
+    prepared: Path
+    tokenized: Path
+    stage2_model: Path
+    train_history: Path
+    band_recall: Path
+    steps_log: Path
+    train_metrics: Path
+    train_speed: Path
+    cartography_task1: Path
+    cartography_task2: Path
+    cartography_flagged: Path
+    val_worst_k: Path
+
+
+def run(p: Params, paths: TrainPaths) -> dict:
+    from accelerate.utils import set_seed
+
+    t = p.train
+    set_seed(t.seed)
+    info = read_label_info(paths.prepared)
+    names = info.names
+    tokenizer, _ = validate_checkpoint(p.model.stage1_checkpoint)
+    pad_id = tokenizer.pad_token_id
+    train_ds = TokenizedDataset(paths.tokenized / "train.parquet", pad_id).subsample(t.max_train_rows, t.seed)
+    val_ds = TokenizedDataset(paths.tokenized / "val.parquet", pad_id)
+    if int(train_ds.labels_category.max(initial=-100)) >= len(names):
+        raise TrainingError(f"{paths.tokenized}: category ids exceed label_maps.json ({len(names)} classes);"
+                            " re-run prepare_labels and tokenize")
+    model = TwoHeadModel(load_encoder(p.model.stage1_checkpoint), len(names), p.model.pooling, p.model.head_dropout)
+    val_texts = texts_by_id(paths.prepared, "val").reindex(val_ds.ids).fillna("").astype(str).to_numpy(dtype=object)
+
+    data = FitData(train_ds, val_ds, info.class_weights["task1"]["weights"], info.class_weights["task2"]["weights"],
+                   pad_id, names, info.bands)
+    run_cfg = RunConfig(t, p.loss, p.hier, select="val_acc_task2", tag="train_stage2", eval=p.eval)
+    bands = BandRecall(val_ds.labels_category, names, info.bands)
+    worst = ValWorstK(val_ds.ids, val_texts, val_ds.labels_category, names, p.eval.worst_k)
+    partial = PartialHistory(Path(str(paths.train_history) + ".partial"))
+    carto = Cartography(len(train_ds), t.epochs)
+    res = fit(model, data, run_cfg, [bands, worst, partial, carto])
+
+    metrics = dict(res.history[-1])
+    metrics.update({"kept_epoch": res.kept_epoch, "best_epoch": res.best_epoch, "best_val_acc_task2": res.best_score,
+                    "train_rows": len(train_ds), "val_rows": len(val_ds)})
+    arrays = carto.arrays()
+    if res.accelerator.is_main_process:
+        with atomic_path(paths.stage2_model, is_dir=True) as tmp:
+            save_stage2(res.model, tmp, tokenizer, info.label_maps, extra={
+                "stage1_checkpoint": p.model.stage1_checkpoint, "kept_epoch": res.kept_epoch, "params": to_dict(p)})
+        write_csv(paths.train_history, pd.DataFrame(res.history, columns=HISTORY_COLUMNS))
+        write_csv(paths.band_recall, bands.table())
+        write_text(paths.steps_log, "".join(json.dumps(r) + "\n" for r in res.step_log))
+        tables = cartography_tables(arrays, train_ds.ids, train_ds.labels_binary, train_ds.labels_category, names,
+                                    info.bands["class_band"], texts_by_id(paths.prepared, "train"))
+        write_csv(paths.cartography_task1, tables["task1"])
+        write_csv(paths.cartography_task2, tables["task2"])
+        write_csv(paths.cartography_flagged, tables["flagged"])
+        write_csv(paths.val_worst_k, worst.table())
+        write_json(paths.train_speed, speed_summary(res, t.precision))
+        write_json(paths.train_metrics, metrics)  # last: a failed run leaves no metrics file
+        partial.clear()
+    return metrics

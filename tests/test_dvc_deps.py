@@ -1,0 +1,102 @@
+"""The DVC cache must never lie: each stage's deps cover every module its script imports, its paths come
+from dvc.yaml alone, and an edit to an imported module makes `dvc status` report the stage changed."""
+
+import dataclasses
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, dvc_paths
+from dvc_project import make_project, run
+from import_closure import closure
+
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+STAGES = DVC["stages"]
+SRC = ROOT / "src"
+
+
+def _script(stage: dict) -> Path:
+    m = re.search(r"\b(stages/\S+\.py)\b", stage["cmd"])
+    assert m, f"cmd does not run a stages/*.py script: {stage['cmd']}"
+    return ROOT / m.group(1)
+
+
+def _paths_class(stage_name: str):
+    """The dataclass of paths the stage script hands to run_stage (found in the script's source)."""
+    script = _script(STAGES[stage_name]).read_text()
+    mod, cls = re.search(r"from (twohead\.pipeline\.\w+) import (\w+Paths)", script).groups()
+    return getattr(importlib.import_module(mod), cls)
+
+
+def test_import_closure_finds_relative_and_parent_package_imports(tmp_path):
+    pkg = tmp_path / "src" / "twohead"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from . import b\n")
+    (pkg / "b.py").write_text("def f():\n    from .c import g\n")   # a function-level import counts
+    (pkg / "c.py").write_text("import os\n")
+    (pkg / "unused.py").write_text("")
+    (pkg / "sub" / "m.py").write_text("from ..a import x\n")
+    script = tmp_path / "s.py"
+    script.write_text("from twohead.sub.m import y\n")
+    got = {str(p.relative_to(pkg)) for p in closure(script, tmp_path / "src")}
+    assert got == {"__init__.py", "sub/__init__.py", "sub/m.py", "a.py", "b.py", "c.py"}
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_deps_cover_every_imported_module(name):
+    stage = STAGES[name]
+    deps = {str(d) for d in stage["deps"]}
+    script = _script(stage)
+    assert str(script.relative_to(ROOT)) in deps, f"stage {name}: its own script is not in deps"
+    needed = {str(p.relative_to(ROOT)) for p in closure(script, SRC)}
+    missing = sorted(needed - deps)
+    assert not missing, (f"stage {name}: deps miss {', '.join(missing)} (imported by {script.name});"
+                         " edits there would not re-run it")
+    listed = {d for d in deps if d.startswith("src/")}
+    stale = sorted(listed - needed)
+    assert not stale, (f"stage {name}: deps list {', '.join(stale)}, which {script.name} does not import"
+                       " (needless re-runs)")
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_paths_come_from_dvc_yaml(name):
+    """Every field of the stage's paths dataclass is a dvc.yaml path passed by `cmd` as --field ${paths.field}."""
+    cls = _paths_class(name)
+    layout = dvc_paths()
+    cmd = STAGES[name]["cmd"]
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        assert f.name in layout, f"{cls.__name__}.{f.name} has no entry in dvc.yaml vars.paths"
+        assert f"{flag} ${{paths.{f.name}}}" in cmd, f"stage {name}: cmd does not pass {flag} ${{paths.{f.name}}}"
+        assert f.default is dataclasses.MISSING, f"{cls.__name__}.{f.name} has a default path: paths live in dvc.yaml"
+    assert len(re.findall(r"--[\w-]+", cmd)) == len(dataclasses.fields(cls)), f"stage {name}: cmd passes unknown flags"
+
+
+def test_plot_stage_declares_exactly_the_figures_it_writes():
+    from twohead.pipeline.plot import FIGURES
+
+    outs = {next(iter(o)) if isinstance(o, dict) else o for o in STAGES["plot"]["outs"]}
+    assert outs == {f"${{paths.figures}}/{name}" for name in FIGURES}
+
+
+@pytest.mark.slow
+def test_editing_an_imported_module_marks_the_stage_changed(tmp_path):
+    """The bug this guards against: io.py was missing from prepare_labels' deps, so an edit there kept
+    stale outputs. Here: run the stage, edit io.py, and DVC must see it."""
+    proj = make_project(tmp_path / "proj", rows=200)
+    run(["dvc", "repro", "prepare_labels"], proj)
+    assert "up to date" in run(["dvc", "status", "prepare_labels"], proj).stdout
+    io = proj / "src" / "twohead" / "io.py"
+    io.write_text(io.read_text() + "\n# an edit\n")
+    status = run(["dvc", "status", "prepare_labels"], proj).stdout
+    assert "prepare_labels" in status and "modified:" in status and "src/twohead/io.py" in status
+    # and a module the stage does not import does not touch it
+    io.write_text(io.read_text().replace("\n# an edit\n", ""))
+    plots = proj / "src" / "twohead" / "plots.py"
+    plots.write_text(plots.read_text() + "\n# an edit\n")
+    assert "src/twohead/plots.py" not in run(["dvc", "status", "prepare_labels"], proj).stdout
