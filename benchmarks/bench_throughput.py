@@ -24,15 +24,24 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from twohead.batching import LengthGroupedBatchSampler, SortedBatchSampler, TokenizedDataset, make_collate, pad_share  # noqa: E402
+from twohead.batching import (  # noqa: E402
+    LengthGroupedBatchSampler,
+    SortedBatchSampler,
+    TokenizedDataset,
+    make_collate,
+    pad_share,
+)
+from twohead.checkpoint import load_encoder, load_tokenizer  # noqa: E402
 from twohead.device import make_accelerator  # noqa: E402
 from twohead.io import read_json  # noqa: E402
-from twohead.loop import predict, train_one_epoch  # noqa: E402
+from twohead.layout import dvc_paths  # noqa: E402
+from twohead.loop import TrainParts, predict, train_one_epoch  # noqa: E402
 from twohead.losses import TwoTaskLoss  # noqa: E402
-from twohead.model import TwoHeadModel, load_encoder  # noqa: E402
+from twohead.model import TwoHeadModel  # noqa: E402
 from twohead.optim import llrd_groups, make_optimizer, make_scheduler  # noqa: E402
 from twohead.params import load_params  # noqa: E402
-from twohead.tokenization import encode, load_tokenizer, read_prepared  # noqa: E402
+from twohead.pipeline.prepared import read_split  # noqa: E402
+from twohead.tokenization import encode  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -48,18 +57,19 @@ def main() -> None:
     t = p.train
     out: dict = {"torch_threads": torch.get_num_threads()}
 
+    layout = {k: ROOT / v for k, v in dvc_paths(ROOT).items()}
     tok = load_tokenizer(ROOT / p.model.stage1_checkpoint)
-    texts = read_prepared(ROOT / "data/prepared")["train"]["text"].tolist()
+    texts = read_split(layout["prepared"], "train")["text"].tolist()
     t0 = time.perf_counter()
     encode(tok, texts, p.tokenize.max_length, p.tokenize.batch_size)
     out["tokenize_rows_per_s"] = len(texts) / (time.perf_counter() - t0)
 
     t0 = time.perf_counter()
-    full = TokenizedDataset(ROOT / "data/tokenized/train.parquet", tok.pad_token_id)
+    full = TokenizedDataset(layout["tokenized"] / "train.parquet", tok.pad_token_id)
     out["load_train_split_s"] = time.perf_counter() - t0
     ds = full.subsample(args.rows, seed=0)
-    weights = read_json(ROOT / "data/prepared/class_weights.json")
-    names = read_json(ROOT / "data/prepared/label_maps.json")["task2"]["names"]
+    weights = read_json(layout["prepared"] / "class_weights.json")
+    names = read_json(layout["prepared"] / "label_maps.json")["task2"]["names"]
     acc = make_accelerator(t.device, t.precision, 1)
     collate = make_collate(tok.pad_token_id)
     loss_fn = TwoTaskLoss(torch.tensor(weights["task1"]["weights"], dtype=torch.float32, device=acc.device),
@@ -80,10 +90,10 @@ def main() -> None:
             loader = DataLoader(ds, batch_sampler=sampler, collate_fn=collate)
             sched = make_scheduler(opt, t.scheduler, len(loader), t.warmup_ratio)
             model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
-            figures, _ = train_one_epoch(acc, model, loader, loss_fn, opt, sched, t.max_grad_norm, 1, 0, refresh=0)
-            rates.append(figures["train_samples_per_second"])
+            parts = TrainParts(acc, model, opt, sched, loss_fn, t.max_grad_norm)
+            rates.append(train_one_epoch(parts, loader, 1, 0, refresh=0).figures["train_samples_per_second"])
         out[f"train_samples_per_s_{key}"] = max(rates)
-    val = TokenizedDataset(ROOT / "data/tokenized/val.parquet", tok.pad_token_id)
+    val = TokenizedDataset(layout["tokenized"] / "val.parquet", tok.pad_token_id)
     sorted_batches = SortedBatchSampler(val.lengths, t.eval_batch_size)
     loader = acc.prepare(DataLoader(val, batch_sampler=sorted_batches, collate_fn=collate))
     t0 = time.perf_counter()

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from twohead.params import Params, params_from_dict
 
@@ -17,10 +16,9 @@ DEMO_CSV = ROOT / "data" / "demo" / "news_demo.csv"
 
 def dvc_paths() -> dict[str, str]:
     """The pipeline's paths as dvc.yaml names them (``vars: - paths:``), their one home."""
-    for entry in yaml.safe_load((ROOT / "dvc.yaml").read_text())["vars"]:
-        if isinstance(entry, dict) and "paths" in entry:
-            return entry["paths"]
-    raise AssertionError("dvc.yaml has no vars.paths")
+    from twohead.layout import dvc_paths as layout
+
+    return layout(ROOT)
 
 
 def stage_paths(cls, root: Path, **overrides):

@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 
 from dvc_project import make_project, run
@@ -32,8 +33,15 @@ def test_repro_then_experiment_workflow(tmp_path):
     proj = make_project(tmp_path / "proj", rows=400, overrides=TINY_TRAIN)
     out = run(["dvc", "repro"], proj).stdout
     for stage in ("build_demo_encoder", "prepare_labels", "pretrain_stage1", "tokenize", "train_stage2", "evaluate",
-                  "plot"):
+                  "plot", "predict"):
         assert f"Running stage '{stage}'" in out
+    scored = pd.read_csv(proj / "data" / "scored" / "predictions.csv", keep_default_na=False)
+    assert len(scored) == len(pd.read_csv(proj / "data" / "demo" / "news_demo.csv"))
+    # the command a user runs after `dvc repro`, from the project root
+    run(["twohead", "predict", "models/stage2", "data/demo/news_demo.csv", "--output", "cli.csv"], proj)
+    cli = pd.read_csv(proj / "cli.csv", keep_default_na=False)
+    assert list(cli["id"]) == list(scored["id"]) and (cli["combined"] == scored["combined"]).all()
+    (proj / "cli.csv").unlink()
     for f in ("metrics/train.json", "metrics/test.json", "metrics/bands.json", "metrics/per_class.csv",
               "metrics/worst_k.csv", "plots/confusion.csv", "plots/predictions.csv", "plots/task2_accuracy.png"):
         assert (proj / f).is_file(), f
@@ -48,6 +56,18 @@ def test_repro_then_experiment_workflow(tmp_path):
         assert f"Running stage '{stage}'" not in exp
     after = json.loads((proj / "metrics" / "train.json").read_text())
     assert after["val_loss_task2"] != base["val_loss_task2"]
+
+    # did it help? the experiment by name against the baseline commit, on the same test rows
+    cmp = run(["twohead", "compare", "HEAD", exp_name, "--json", "cmp.json", "--resamples", "1000"], proj).stdout
+    assert f"### {exp_name} vs HEAD" in cmp and "Smallest Task2-accuracy difference" in cmp
+    result = json.loads((proj / "cmp.json").read_text())
+    (proj / "cmp.json").unlink()
+    acc = result["comparisons"][0]["metrics"]["task2_acc"]
+    assert {"base", "other", "delta", "ci_low", "ci_high", "p_value", "verdict"} <= set(acc)
+    assert acc["ci_low"] <= acc["delta"] <= acc["ci_high"] and 0 <= acc["p_value"] <= 1
+    tested = json.loads((proj / "metrics" / "test.json").read_text())["test"]
+    assert acc["other"] == pytest.approx(tested["task2"]["acc"])  # the workspace holds the experiment's results
+    assert result["comparisons"][0]["metrics"]["combined_acc"]["other"] == pytest.approx(tested["combined"]["acc"])
 
     params_diff = json.loads(run(["dvc", "params", "diff", "--json"], proj).stdout)
     change = params_diff["params.yaml"]["loss.label_smoothing"]
@@ -93,3 +113,29 @@ def test_repro_then_experiment_workflow(tmp_path):
                   "Task2 val recall per frequency band", "Task2 confusion matrix (test)"):
         assert title in html
     assert "val_loss_task2" in html and "HEAD" in html and "workspace" in html
+
+
+@pytest.mark.slow
+def test_seed_grid_through_the_queue_then_group_by(tmp_path):
+    """The README's recipe: a seeds x setting grid with DVC's own queue, summarised per setting."""
+    tiny = {"train": {"epochs": 1, "batch_size": 16, "lr": 0.003, "device": "cpu"}, "eval": {"worst_k": 5},
+            "stage1": {"epochs": 1, "batch_size": 16, "lr": 0.003}}
+    proj = make_project(tmp_path / "proj", rows=300, overrides=tiny)
+    run(["dvc", "repro"], proj)
+    run(["git", "add", "-A"], proj)
+    run(["git", "commit", "-qm", "baseline"], proj)
+    run(["dvc", "exp", "run", "--queue", "-S", "train.seed=1,2", "-S", "loss.label_smoothing=0.1,0.15"], proj)
+    out = run(["dvc", "exp", "run", "--run-all", "-j", "1"], proj)
+    assert out.stdout.count("Running stage 'train_stage2'") == 4, out.stdout[-3000:]
+    assert "Running stage 'prepare_labels'" not in out.stdout  # train.seed and the smoothing do not touch the data
+    text = run(["twohead", "compare", "--group-by", "loss.label_smoothing", "--json", "g.json", "--plot", "g.png"],
+               proj).stdout
+    assert "loss.label_smoothing=0.1 (n=2)" in text and "loss.label_smoothing=0.15 (n=2)" in text
+    g = json.loads((proj / "g.json").read_text())
+    assert [x["value"] for x in g["groups"]] == [0.1, 0.15]
+    assert all(sorted(r["seed"] for r in x["runs"]) == [1, 2] for x in g["groups"])
+    diff = g["differences"][0]["metrics"]["task2_acc"]
+    assert diff["pairs"] == 2 and diff["ci_low"] <= diff["mean"] <= diff["ci_high"]
+    acc = g["groups"][0]["metrics"]["task2_acc"]
+    assert len(acc["values"]) == 2 and acc["mean"] == pytest.approx(sum(acc["values"]) / 2)
+    assert (proj / "g.png").stat().st_size > 10_000

@@ -17,6 +17,7 @@ Band recall, val worst-K, the partial history CSV and dataset cartography are su
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -163,7 +164,7 @@ def fit(model: TwoHeadModel, data: FitData, run: RunConfig, callbacks: Sequence[
         model, optimizer, train_loader, val_loader, scheduler)
     loss_fn = make_loss(data, run, accelerator.device)
     parts = TrainParts(accelerator, model, optimizer, scheduler, loss_fn, t.max_grad_norm)
-    log = accelerator.print
+    log = functools.partial(accelerator.print, flush=True)  # epoch lines appear as they happen in `dvc repro > log`
     log(f"[{run.tag}] device {accelerator.device} ({accelerator.num_processes} process(es)), precision {t.precision},"
         f" {sum(x.numel() for x in model.parameters()):,} parameters; {len(data.train)} train / {len(data.val)} val"
         f" rows; {steps_per_epoch} steps/epoch")

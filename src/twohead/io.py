@@ -109,15 +109,17 @@ def detect_format(path: str | Path, fmt: str = "auto") -> str:
         return "jsonl"
     if ".csv" in suffixes or ".tsv" in suffixes:
         return "csv"
-    raise DataError(f"{path}: cannot tell the format from the file name; set data.format to csv, parquet or jsonl")
+    raise DataError(f"{path}: cannot tell the format from the file name (.csv, .tsv, .parquet, .jsonl);"
+                    " set data.format to csv, parquet or jsonl")
 
 
-def read_table(path: str | Path, fmt: str = "auto") -> pd.DataFrame:
+def read_table(path: str | Path, fmt: str = "auto", what: str = "raw data file (data.raw_path)") -> pd.DataFrame:
     """Read a raw table (CSV, Parquet or JSON Lines) with every column as given: CSV cells stay
-    strings (an empty cell is ''), so ids like ``007`` and labels like ``NA`` are not mangled."""
+    strings (an empty cell is ''), so ids like ``007`` and labels like ``NA`` are not mangled.
+    ``what`` names the file in the error when it is missing."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: raw data file not found (data.raw_path)")
+        raise DataError(f"{path}: {what} not found")
     fmt = detect_format(path, fmt)
     try:
         if fmt == "csv":
@@ -144,3 +146,43 @@ def row_ref(path: str | Path, fmt: str, index: int) -> str:
     if fmt == "jsonl":
         return f"row {index} (line {index + 1})"
     return f"row {index}"
+
+
+OUTPUT_FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
+                  ".ndjson": "jsonl"}
+
+
+def output_format(out: str | Path) -> str:
+    """csv / parquet / jsonl from an output file's suffix ("-" = standard output, CSV)."""
+    if str(out) == "-":
+        return "csv"
+    fmt = OUTPUT_FORMATS.get(Path(out).suffix.lower())
+    if fmt is None:
+        raise DataError(f"{out}: cannot tell the output format from the suffix; use one of {sorted(OUTPUT_FORMATS)}"
+                        " or - for standard output (CSV)")
+    return fmt
+
+
+def write_table(df: pd.DataFrame, out: str | Path, fmt: str) -> None:
+    """Write ``df`` atomically as CSV, Parquet or JSON Lines."""
+    if fmt == "csv":
+        write_csv(out, df)
+    elif fmt == "parquet":
+        write_parquet(out, df)
+    else:
+        write_text(out, df.to_json(orient="records", lines=True, force_ascii=False) or "")
+
+
+def read_texts(path: str | Path, text_column: str, id_column: str | None = None) -> tuple[list, list]:
+    """(texts, ids) of a table of articles. ``id_column`` None or "": 'id' if the table has it, else the
+    row number. A missing column is a :class:`DataError` listing the columns the table has."""
+    detect_format(path)
+    df = read_table(path, what="input file")
+    flag = {"text": text_column, "id": id_column}
+    for what, col in flag.items():
+        if col and col not in df.columns:
+            raise DataError(f"{path}: no {what} column {col!r}; the columns are {list(df.columns)}")
+    if not id_column:
+        id_column = "id" if "id" in df.columns else None
+    ids = df[id_column].tolist() if id_column else list(range(len(df)))
+    return df[text_column].tolist(), ids

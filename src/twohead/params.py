@@ -143,6 +143,17 @@ class EvalParams:
 
 
 @dataclass(frozen=True)
+class PredictParams:
+    """The predict stage: score a table of new articles with the trained model."""
+
+    input: str = "data/demo/news_demo.csv"   # CSV, Parquet or JSON Lines
+    text_column: str = "text"
+    id_column: str = ""                      # "" = 'id' if the table has it, else the row number
+    top_k: int = 3
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams = field(default_factory=DataParams)
     split: SplitParams = field(default_factory=SplitParams)
@@ -155,6 +166,7 @@ class Params:
     stage1: Stage1Params = field(default_factory=Stage1Params)
     train: TrainParams = field(default_factory=TrainParams)
     eval: EvalParams = field(default_factory=EvalParams)
+    predict: PredictParams = field(default_factory=PredictParams)
 
 
 def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
@@ -281,6 +293,7 @@ def _validate(p: Params, source: str) -> None:
     need(0 < p.eval.low_confidence <= 1 and 0 <= p.eval.high_confidence < 1,
          "eval confidence thresholds must be in [0, 1]")
     need(p.eval.worst_k >= 0 and p.eval.top_confusions >= 1, "eval.worst_k >= 0 and eval.top_confusions >= 1")
+    need(p.predict.top_k >= 1 and p.predict.batch_size >= 1, "predict.top_k and predict.batch_size must be >= 1")
 
 
 def params_from_dict(raw: Any, source: str = "<params>", partial: bool = False) -> Params:

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..io import read_json
+from ..diagnose import diagnose
+from ..io import read_json, write_text
 from ..params import Params
 from ..plots import band_curves, caption, curves, data_map, per_class_recall, top_confusions
+from ..summary import summary_markdown
 
 #: The figures this stage writes into ``PlotPaths.figures`` (dvc.yaml declares each; a test checks both agree).
 FIGURES = ("task1_loss.png", "task1_accuracy.png", "task2_loss.png", "task2_accuracy.png", "consistency.png",
@@ -19,8 +21,8 @@ FIGURES = ("task1_loss.png", "task1_accuracy.png", "task2_loss.png", "task2_accu
 
 @dataclass(frozen=True)
 class PlotPaths:
-    """Inputs: the training history, band recall, per-class and confusion tables, cartography tables and the
-    prepared bands. Output: the folder the PNG figures go to."""
+    """Inputs: the training history, band recall, per-class and confusion tables, cartography tables, the test
+    metrics and the prepared bands. Outputs: the folder the PNG figures go to, and the one-page summary."""
 
     prepared: Path
     train_history: Path
@@ -29,7 +31,9 @@ class PlotPaths:
     confusion: Path
     cartography_task1: Path
     cartography_task2: Path
+    test_metrics: Path
     figures: Path
+    summary: Path
 
 
 def run(p: Params, paths: PlotPaths) -> list[Path]:
@@ -56,11 +60,17 @@ def run(p: Params, paths: PlotPaths) -> list[Path]:
     go("consistency.png", curves, hist, {"val_gold_pick_low_conf": f"gold Pick, Task2 max-prob < {low:g}",
                                          "val_gold_decline_high_conf": f"gold Decline, Task2 max-prob > {high:g}"},
        "Hierarchy consistency on val (lower is better)", "share of rows", unit_range=True)
-    go("band_recall.png", band_curves, pd.read_csv(paths.band_recall))
+    band_rows = pd.read_csv(paths.band_recall)
+    go("band_recall.png", band_curves, band_rows)
     go("per_class_recall.png", per_class_recall, pd.read_csv(paths.per_class),
        read_json(Path(paths.prepared) / "bands.json")["names"])
     go("top_confusions.png", top_confusions, pd.read_csv(paths.confusion, keep_default_na=False),
        p.eval.top_confusions)
     go("cartography_task1.png", data_map, pd.read_csv(paths.cartography_task1), "Task1 (Pick/Decline)")
     go("cartography_task2.png", data_map, pd.read_csv(paths.cartography_task2), "Task2 (category)")
+    shown = ["task2_accuracy.png", "task2_loss.png", "task1_accuracy.png", "task1_loss.png", "band_recall.png",
+             "per_class_recall.png", "consistency.png"]
+    write_text(paths.summary, summary_markdown(read_json(paths.test_metrics), hist, diagnose(hist, band_rows), text,
+                                               [str(Path(out / n).relative_to(Path(paths.summary).parent))
+                                                for n in shown]))
     return made

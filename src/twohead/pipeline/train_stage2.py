@@ -76,7 +76,9 @@ def run(p: Params, paths: TrainPaths) -> dict:
     if res.accelerator.is_main_process:
         with atomic_path(paths.stage2_model, is_dir=True) as tmp:
             save_stage2(res.model, tmp, tokenizer, info.label_maps, extra={
-                "stage1_checkpoint": p.model.stage1_checkpoint, "kept_epoch": res.kept_epoch, "params": to_dict(p)})
+                "stage1_checkpoint": p.model.stage1_checkpoint, "kept_epoch": res.kept_epoch,
+                "max_length": p.tokenize.max_length, "pick_threshold": p.eval.pick_threshold,
+                "params": {k: to_dict(getattr(p, k)) for k in ("model", "loss", "hier", "train")}})
         write_csv(paths.train_history, pd.DataFrame(res.history, columns=HISTORY_COLUMNS))
         write_csv(paths.band_recall, bands.table())
         write_text(paths.steps_log, "".join(json.dumps(r) + "\n" for r in res.step_log))

@@ -1,0 +1,119 @@
+"""The ``twohead`` command: what is not a DVC stage.
+
+    twohead predict MODEL_DIR INPUT [--output OUT] [--text-column text] [--id-column id] [--top-k 3]
+                    [--batch-size 64] [--device auto] [--pick-threshold P]
+    twohead compare BASE OTHER [OTHER ...] [--json F] [--md F] [--resamples 2000] [--seed 0]
+    twohead compare --group-by PARAM [EXP ...] [--json F] [--md F] [--plot F]
+
+A user-facing error (:class:`~twohead.errors.TwoheadError`) prints one line and exits with status 2;
+nothing is half-written (outputs go to a temporary file that is renamed into place when complete).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from .errors import DataError, TwoheadError
+from .io import output_format, read_texts, write_table
+
+
+def cmd_predict(args) -> int:
+    from transformers.utils import logging as hf_logging
+
+    from .predict import Predictor
+
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar in a scoring command's output
+    fmt = output_format(args.output)  # every input checked before the model is loaded
+    if args.input == "-":
+        texts = sys.stdin.read().splitlines()
+        ids = list(range(len(texts)))
+        if not texts:
+            raise DataError("standard input: no lines to predict")
+    else:
+        texts, ids = read_texts(args.input, args.text_column, args.id_column)
+    predictor = Predictor(args.model_dir, device=args.device, batch_size=args.batch_size,
+                          pick_threshold=args.pick_threshold)
+    df = predictor.predict(texts, ids=ids, top_k=args.top_k)
+    if args.output == "-":
+        df.to_csv(sys.stdout, index=False, float_format="%.8g")
+    else:
+        write_table(df, args.output, fmt)
+    if predictor.skipped:
+        print(f"twohead predict: {predictor.skipped} row(s) with empty text got no prediction (empty fields)",
+              file=sys.stderr)
+    if args.output != "-":
+        print(f"twohead predict: {len(df)} rows -> {args.output} (Pick threshold {predictor.pick_threshold:g})",
+              file=sys.stderr)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from . import compare as cmp
+    from .io import write_json, write_text
+
+    if args.group_by:
+        revs = args.revs or cmp.baseline_experiments()
+        result = cmp.group_compare(revs, args.group_by, seed_key=args.seed_key)
+        text = cmp.groups_markdown(result)
+        if args.plot:
+            cmp.groups_plot(result, args.plot)
+    else:
+        if len(args.revs) < 2:
+            raise DataError("compare needs BASE and at least one OTHER revision (or --group-by PARAM)")
+        result = cmp.compare(args.revs[0], args.revs[1:], resamples=args.resamples, seed=args.seed)
+        text = cmp.to_markdown(result)
+    print(text)
+    if args.json:
+        write_json(args.json, result)
+    if args.md:
+        write_text(args.md, text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="twohead", description="Two-head news classification: what is not a DVC stage.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("predict", help="classify new texts with a trained Stage-2 model",
+                       description="Classify texts with a Stage-2 model directory (models/stage2).")
+    p.add_argument("model_dir", help="a Stage-2 model directory, e.g. models/stage2")
+    p.add_argument("input", help="CSV / TSV / Parquet / JSON Lines file (format from the suffix), or - for one text"
+                                 " per line on standard input")
+    p.add_argument("--output", "-o", default="-", help="CSV / Parquet / JSON Lines by suffix, or - (default) for"
+                                                        " CSV on standard output")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--id-column", default=None, help="default: 'id' if the input has it, else the row number")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto", choices=["auto", "mps", "cuda", "cpu"])
+    p.add_argument("--pick-threshold", type=float, default=None, help="default: the one stored with the model")
+    p.set_defaults(func=cmd_predict)
+
+    c = sub.add_parser("compare", help="did a change really help? paired bootstrap + McNemar; intervals over seeds",
+                       description="Compare revisions (branch, tag, commit, DVC experiment name, or 'workspace') on"
+                                   " the same test rows; or group experiments by a param and summarise over seeds.")
+    c.add_argument("revs", nargs="*", metavar="REV", help="BASE OTHER [OTHER ...]; with --group-by: the experiments"
+                                                          " (default: every experiment of the current commit)")
+    c.add_argument("--group-by", metavar="PARAM", help="a dotted params.yaml key, e.g. loss.label_smoothing")
+    c.add_argument("--seed-key", default="train.seed", help="the param that pairs runs across groups")
+    c.add_argument("--resamples", type=int, default=2000)
+    c.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    c.add_argument("--json", metavar="FILE")
+    c.add_argument("--md", metavar="FILE")
+    c.add_argument("--plot", metavar="PNG", help="with --group-by: per-seed strip plot", default=None)
+    c.set_defaults(func=cmd_compare)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except TwoheadError as exc:
+        print(f"twohead {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""The predict stage: score ``predict.input`` (a table of new articles) with the trained Stage-2 model,
+reproducibly: the scores change when the model, the input or the predict params change, and only then."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..io import output_format, read_texts, write_table
+from ..params import Params
+from ..predict import Predictor
+
+
+@dataclass(frozen=True)
+class PredictPaths:
+    """Input: the Stage-2 model (the table to score is the param predict.input). Output: the scores."""
+
+    stage2_model: Path
+    scored: Path
+
+
+def run(p: Params, paths: PredictPaths) -> dict:
+    c = p.predict
+    fmt = output_format(paths.scored)
+    texts, ids = read_texts(c.input, c.text_column, c.id_column or None)
+    predictor = Predictor(paths.stage2_model, device=p.train.device, batch_size=c.batch_size)
+    df = predictor.predict(texts, ids=ids, top_k=c.top_k)
+    write_table(df, paths.scored, fmt)
+    return {"rows": len(df), "skipped": predictor.skipped, "pick_threshold": predictor.pick_threshold,
+            "picked": int((df["pick"] == "Pick").sum())}

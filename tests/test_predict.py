@@ -1,0 +1,117 @@
+"""twohead predict: same probabilities as the evaluate stage, every input/output format, clear errors."""
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import stage_paths, train_in
+from twohead.cli import main
+from twohead.pipeline import evaluate
+from twohead.predict import Predictor
+
+
+@pytest.fixture(scope="module")
+def scored(tiny_data, tmp_path_factory):
+    """A tiny trained model, evaluate's test predictions, and the test texts as a CSV."""
+    data_dir, p = tiny_data
+    out = tmp_path_factory.mktemp("predict")
+    train_in(out, data_dir, p)
+    evaluate.run(p, stage_paths(evaluate.EvaluatePaths, out, prepared=data_dir / "prepared",
+                                tokenized=data_dir / "tokenized"))
+    test = pd.read_parquet(data_dir / "prepared" / "test.parquet")[["id", "text"]]
+    test.to_csv(out / "test.csv", index=False)
+    return out, pd.read_csv(out / "plots" / "predictions.csv", keep_default_na=False), test
+
+
+def _run(args, capsys, stdin=None, monkeypatch=None):
+    if stdin is not None:
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    rc = main(["predict", *map(str, args)])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def test_cli_matches_evaluate_probabilities(scored, capsys):
+    out, evaluated, _ = scored
+    rc, _, err = _run([out / "models" / "stage2", out / "test.csv", "-o", out / "cli.csv"], capsys)
+    assert rc == 0 and "rows ->" in err
+    got = pd.read_csv(out / "cli.csv", keep_default_na=False)
+    assert list(got["id"]) == list(pd.read_csv(out / "test.csv")["id"])  # input order
+    m = got.merge(evaluated, on="id", suffixes=("", "_eval"))
+    assert len(m) == len(evaluated) == len(got)
+    for col in ("p_pick", "p_top1", "p_top2", "p_top3"):
+        np.testing.assert_allclose(m[col], m[f"{col}_eval"], atol=1e-5)
+    assert (m["top1"] == m["pred_category"]).all() and (m["combined"] == m["combined_pred"]).all()
+    assert (m["pick"] == m["pred_pick"]).all()
+    assert (got[["p_top1", "p_top2", "p_top3"]].sum(axis=1) <= 1 + 1e-6).all()
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_every_file_format_in_and_out(scored, capsys, suffix):
+    out, evaluated, test = scored
+    src = out / f"in{suffix}"
+    if suffix == ".parquet":
+        test.to_parquet(src, index=False)
+    else:
+        test.to_json(src, orient="records", lines=True)
+    dst = out / f"out{suffix}"
+    assert _run([out / "models" / "stage2", src, "-o", dst, "--top-k", "2"], capsys)[0] == 0
+    got = pd.read_parquet(dst) if suffix == ".parquet" else pd.read_json(dst, lines=True, dtype={"id": str})
+    assert len(got) == len(test) and "top2" in got.columns and "top3" not in got.columns
+    assert list(got["id"]) == list(test["id"])
+    m = got.merge(evaluated, on="id", suffixes=("", "_eval"))
+    assert len(m) == len(test)
+    np.testing.assert_allclose(m["p_pick"], m["p_pick_eval"], atol=1e-5)
+
+
+def test_stdin_one_text_per_line_and_empty_rows(scored, capsys, monkeypatch):
+    out, _, test = scored
+    texts = list(test["text"].head(3))
+    rc, stdout, err = _run([out / "models" / "stage2", "-"], capsys, stdin="\n".join([texts[0], "", texts[1]]) + "\n",
+                           monkeypatch=monkeypatch)
+    assert rc == 0 and "1 row(s) with empty text got no prediction" in err
+    got = pd.read_csv(io.StringIO(stdout), keep_default_na=False)
+    assert list(got["id"]) == [0, 1, 2] and got.loc[1, "pick"] == "" and got.loc[1, "p_pick"] == ""
+    direct = Predictor(out / "models" / "stage2", device="cpu").predict([texts[0], texts[1]])
+    assert float(got.loc[0, "p_pick"]) == pytest.approx(direct.loc[0, "p_pick"], abs=1e-5)
+    assert got.loc[2, "top1"] == direct.loc[1, "top1"]
+
+
+def test_predictor_threshold_and_metadata(scored):
+    out, _, test = scored
+    model = out / "models" / "stage2"
+    meta = json.loads((model / "twohead.json").read_text())
+    assert meta["max_length"] == 64 and meta["pick_threshold"] == 0.5
+    pred = Predictor(model, device="cpu")
+    assert pred.max_length == 64 and pred.pick_threshold == 0.5
+    df = Predictor(model, device="cpu", pick_threshold=0.999).predict(list(test["text"]))
+    assert set(df.loc[df["p_pick"] < 0.999, "combined"]) <= {"Decline"}
+    assert (df.loc[df["p_pick"] >= 0.999, "pick"] == "Pick").all()
+
+
+@pytest.mark.parametrize("case", ["missing_file", "no_text_column", "not_stage2", "bad_suffix", "no_id_column"])
+def test_bad_input_is_one_line_and_writes_nothing(scored, capsys, case, tmp_path):
+    out, _, _ = scored
+    model, src, extra = out / "models" / "stage2", out / "test.csv", []
+    dst = tmp_path / "p.csv"
+    expect = {"missing_file": "input file not found", "no_text_column": "no text column 'body'",
+              "not_stage2": "not a Stage-2 model directory", "bad_suffix": "cannot tell the output format",
+              "no_id_column": "no id column 'key'"}[case]
+    if case == "missing_file":
+        src = tmp_path / "nope.csv"
+    elif case == "no_text_column":
+        extra = ["--text-column", "body"]
+    elif case == "not_stage2":
+        model = tmp_path
+    elif case == "bad_suffix":
+        dst = tmp_path / "p.txt"
+    else:
+        extra = ["--id-column", "key"]
+    rc, _, err = _run([model, src, "-o", dst, *extra], capsys)
+    assert rc == 2 and expect in err and len(err.strip().splitlines()) == 1, err
+    assert list(tmp_path.glob("p.*")) == []
+    if case == "no_text_column":
+        assert "the columns are ['id', 'text']" in err
