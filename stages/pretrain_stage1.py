@@ -1,7 +1,15 @@
 """Stage pretrain_stage1: Pick/Decline pretraining of stage1.base_model (skipped when you bring your own checkpoint)."""
 
-from twohead.pipeline.pretrain_stage1 import Stage1Paths, run
-from twohead.pipeline.runner import run_stage
+import sys
+from pathlib import Path
+
+# Import the package from the src/ beside this script: the copy DVC hashed for this run's deps. An editable
+# install would otherwise serve another checkout's code (e.g. the workspace, while `dvc exp run --queue`
+# runs this copy in a temporary folder).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from twohead.pipeline.pretrain_stage1 import Stage1Paths, run  # noqa: E402
+from twohead.pipeline.runner import run_stage  # noqa: E402
 
 
 def main(p, paths: Stage1Paths) -> None:

@@ -2,8 +2,16 @@
 
 (Not named tokenize.py: that would shadow the standard library module.)"""
 
-from twohead.pipeline.runner import run_stage
-from twohead.pipeline.tokenize import TokenizePaths, run
+import sys
+from pathlib import Path
+
+# Import the package from the src/ beside this script: the copy DVC hashed for this run's deps. An editable
+# install would otherwise serve another checkout's code (e.g. the workspace, while `dvc exp run --queue`
+# runs this copy in a temporary folder).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from twohead.pipeline.runner import run_stage  # noqa: E402
+from twohead.pipeline.tokenize import TokenizePaths, run  # noqa: E402
 
 
 def main(p, paths: TokenizePaths) -> None:

@@ -1,9 +1,16 @@
 """Stage train_stage2: the plain two-head multi-task recipe (logic: src/twohead/pipeline/train_stage2.py)."""
 
 import os
+import sys
+from pathlib import Path
 
-from twohead.pipeline.runner import run_stage
-from twohead.pipeline.train_stage2 import TrainPaths, run
+# Import the package from the src/ beside this script: the copy DVC hashed for this run's deps. An editable
+# install would otherwise serve another checkout's code (e.g. the workspace, while `dvc exp run --queue`
+# runs this copy in a temporary folder).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from twohead.pipeline.runner import run_stage  # noqa: E402
+from twohead.pipeline.train_stage2 import TrainPaths, run  # noqa: E402
 
 
 def main(p, paths: TrainPaths) -> None:

@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import DEMO_CSV, make_params, replace, train_in
+from conftest import DEMO_CSV, make_params, replace, stage_paths, train_in
 from twohead.checkpoint import CheckpointError, load_tokenizer, validate_checkpoint
 from twohead.model import load_stage2
 from twohead.pipeline import tokenize
@@ -139,7 +139,7 @@ def test_stage1_trains_and_keeps_the_input_layout(demo_encoder_dir, tiny_data, t
         "model": {"stage1_checkpoint": str(out)},
         "stage1": {"base_model": str(demo_encoder_dir), "epochs": 1, "lr": 3e-3, "batch_size": 16},
         "train": {"device": "cpu"}}.items()}})
-    m = run(p, Stage1Paths(data_dir / "prepared", out, tmp_path / "h.csv", tmp_path / "m.json", tmp_path / "s.json"))
+    m = run(p, stage_paths(Stage1Paths, tmp_path, prepared=data_dir / "prepared", stage1_model=out))
     assert m["trained"] is True and 0 < m["val_acc"] <= 1 and m["train_rows"] > 0
     names = {f.name for f in out.iterdir()}
     assert {"config.json", "model.safetensors", "spm.model", "tokenizer_config.json",
@@ -151,7 +151,9 @@ def test_stage1_trains_and_keeps_the_input_layout(demo_encoder_dir, tiny_data, t
     before, after = load_file(str(demo_encoder_dir / "model.safetensors")), load_file(str(out / "model.safetensors"))
     assert set(before) == set(after)
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the encoder was trained
-    assert json.loads((tmp_path / "m.json").read_text())["val_f1_pick"] == pytest.approx(m["val_f1_pick"])
+    saved = json.loads((tmp_path / "metrics" / "stage1.json").read_text())
+    assert saved["val_f1_pick"] == pytest.approx(m["val_f1_pick"])
+    assert [f.name for f in (tmp_path / "models" / "stage1_state").iterdir()] == ["DONE.json"]  # cleared after success
 
 
 def test_stage1_skips_when_another_checkpoint_is_used(demo_encoder_dir, tiny_data, tmp_path):
@@ -161,7 +163,7 @@ def test_stage1_skips_when_another_checkpoint_is_used(demo_encoder_dir, tiny_dat
     out = tmp_path / "stage1"
     p = make_params(model={"stage1_checkpoint": str(demo_encoder_dir)},
                     stage1={"base_model": str(demo_encoder_dir)})
-    m = run(p, Stage1Paths(data_dir / "prepared", out, tmp_path / "h.csv", tmp_path / "m.json", tmp_path / "s.json"))
+    m = run(p, stage_paths(Stage1Paths, tmp_path, prepared=data_dir / "prepared", stage1_model=out))
     assert m == {"trained": False, "stage1_checkpoint": str(demo_encoder_dir)}
     assert [f.name for f in out.iterdir()] == ["SKIPPED.json"]
 

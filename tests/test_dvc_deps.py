@@ -4,6 +4,7 @@ from dvc.yaml alone, and an edit to an imported module makes `dvc status` report
 import dataclasses
 import importlib
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,13 @@ def test_editing_an_imported_module_marks_the_stage_changed(tmp_path):
     plots = proj / "src" / "twohead" / "plots.py"
     plots.write_text(plots.read_text() + "\n# an edit\n")
     assert "src/twohead/plots.py" not in run(["dvc", "status", "prepare_labels"], proj).stdout
+
+
+def test_stage_scripts_import_the_code_beside_them(tmp_path):
+    """`dvc exp run --queue` runs a copy of the repo; its stages must run the copy's code (the code DVC hashed),
+    not the editable install's workspace code."""
+    proj = make_project(tmp_path / "proj", rows=50)
+    init = proj / "src" / "twohead" / "__init__.py"
+    init.write_text(init.read_text() + "\nprint('the copy beside the script')\n")
+    out = run([sys.executable, "stages/prepare_labels.py", "--help"], proj).stdout
+    assert "the copy beside the script" in out

@@ -103,7 +103,8 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         self.seed = seed
         self.group = group_by_length
         self.mega = batch_size * mega_factor
-        self.passes = 0
+        self.passes = 0   # pass number of the next __iter__ (fit sets it to epoch - 1)
+        self.skip = 0     # batches to leave out at the start of the next pass (a resumed epoch)
 
     def __len__(self) -> int:
         return (len(self.lengths) + self.batch_size - 1) // self.batch_size
@@ -121,8 +122,9 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self):
-        batches = self.batches(self.passes)
+        batches = self.batches(self.passes)[self.skip:]
         self.passes += 1
+        self.skip = 0
         yield from batches
 
 

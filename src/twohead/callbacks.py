@@ -34,6 +34,12 @@ class BandRecall(Callback):
     def table(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=BAND_COLUMNS)
 
+    def state_dict(self) -> dict:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rows = list(state["rows"])
+
 
 class ValWorstK(Callback):
     """The ``k`` val rows with the highest Task2 loss, each epoch (``metrics/val_worst_k.csv``)."""
@@ -47,6 +53,12 @@ class ValWorstK(Callback):
     def on_epoch_end(self, epoch, val_logits, figures) -> None:
         table = worst_k_table(self.ids, self.texts, self.y2, softmax(val_logits[1]), self.names, self.k)
         self.tables.append(table.assign(epoch=epoch, rank=np.arange(1, len(table) + 1)))
+
+    def state_dict(self) -> dict:
+        return {"tables": self.tables}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.tables = list(state["tables"])
 
     def table(self) -> pd.DataFrame:
         if not self.tables:
@@ -70,6 +82,12 @@ class PartialHistory(Callback):
         if self.main:
             write_csv(self.path, pd.DataFrame(self.rows, columns=HISTORY_COLUMNS))
 
+    def state_dict(self) -> dict:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rows = list(state["rows"])
+
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
 
@@ -89,6 +107,14 @@ class Cartography(Callback):
     def on_train_batch(self, epoch: int, batch: dict, logits1: torch.Tensor, logits2: torch.Tensor) -> None:
         self.recorder.record(epoch - 1, batch["index"], logits1, logits2, batch["labels_binary"],
                              batch["labels_category"])
+
+    def state_dict(self) -> dict:
+        return {"prob": [x.cpu() for x in self.recorder.prob], "right": [x.cpu() for x in self.recorder.right]}
+
+    def load_state_dict(self, state: dict) -> None:
+        device = self.recorder.prob[0].device
+        self.recorder.prob = [x.to(device) for x in state["prob"]]
+        self.recorder.right = [x.to(device) for x in state["right"]]
 
     def arrays(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """(probabilities [rows, epochs], correct [rows, epochs]) per task, merged across processes."""

@@ -19,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
+import signal
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -29,12 +31,13 @@ from torch.utils.data import DataLoader
 from .batching import LengthGroupedBatchSampler, SortedBatchSampler, TokenizedDataset, make_collate, pad_share
 from .device import make_accelerator
 from .errors import TrainingError
-from .loop import TrainParts, predict, train_one_epoch
+from .loop import EpochAccum, NonFinite, TrainParts, predict, train_one_epoch
 from .losses import SUM_KEYS, TwoTaskLoss
 from .metrics import consistency, softmax, task1_metrics, task2_metrics
 from .model import TwoHeadModel
 from .optim import format_groups, llrd_groups, make_optimizer, make_scheduler
 from .params import EvalParams, HierParams, LossParams, TrainParams
+from .resume import StateStore, rng_restore, rng_snapshot
 from .schema import HISTORY_COLUMNS, LOSS_TERMS, SPEED_KEYS, VAL_METRICS
 
 
@@ -76,6 +79,13 @@ class Callback:
     def on_epoch_end(self, epoch: int, val_logits: tuple[np.ndarray, np.ndarray], figures: dict) -> None:
         pass
 
+    def state_dict(self) -> dict:
+        """What must survive an interruption (saved with the training state)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
 
 @dataclass
 class FitResult:
@@ -87,6 +97,8 @@ class FitResult:
     kept_epoch: int
     model: TwoHeadModel
     accelerator: Any
+    skipped_steps: int = 0           # optimiser steps dropped (train.on_nonfinite: skip)
+    state: dict | None = None        # state saves: count, seconds, size (when a StateStore was used)
 
 
 def make_loss(data: FitData, run: RunConfig, device) -> TwoTaskLoss:
@@ -147,8 +159,56 @@ def epoch_line(tag: str, epoch: int, epochs: int, f: dict, speed: dict) -> str:
             f" {speed['epoch_seconds']:.1f}s")
 
 
-def fit(model: TwoHeadModel, data: FitData, run: RunConfig, callbacks: Sequence[Callback] = ()) -> FitResult:
-    """Train with the plain recipe; evaluate on ``data.val`` after each epoch; keep the last or best epoch."""
+class Diverged(TrainingError):
+    """A non-finite loss or gradient norm stopped training; ``step_log`` holds the steps so far plus the bad one."""
+
+    def __init__(self, message: str, step_log: list[dict]):
+        super().__init__(message)
+        self.step_log = step_log
+
+
+#: on_nonfinite: skip still stops once more than this share of the optimiser steps so far were dropped
+#: (and more than MIN_SKIPPED_TO_STOP of them: a short run may drop one or two).
+MAX_SKIPPED_SHARE = 0.01
+MIN_SKIPPED_TO_STOP = 3
+
+#: Test hook: SIGKILL this process right after its N-th state save (to test resuming; never set otherwise).
+KILL_AFTER_SAVE_ENV = "TWOHEAD_TEST_KILL_AFTER_SAVE"
+
+
+class _Interrupt:
+    """SIGINT / SIGTERM set a flag; the loop finishes the current step, saves the state and stops."""
+
+    def __init__(self):
+        self.signal = None
+        self.previous = {}
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        import signal
+
+        self.signal = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def fit(model: TwoHeadModel, data: FitData, run: RunConfig, callbacks: Sequence[Callback] = (),
+        store: StateStore | None = None) -> FitResult:
+    """Train with the plain recipe; evaluate on ``data.val`` after each epoch; keep the last or best epoch.
+    With a ``store``, the state is saved after every epoch (and every ``store.every_steps`` steps) and a
+    matching saved state is resumed; the result is then identical to an uninterrupted run."""
     t = run.train
     accelerator = make_accelerator(t.device, t.precision, t.grad_accum)
     collate = make_collate(data.pad_id)
@@ -157,6 +217,7 @@ def fit(model: TwoHeadModel, data: FitData, run: RunConfig, callbacks: Sequence[
     val_loader = DataLoader(data.val, batch_sampler=SortedBatchSampler(data.val.lengths, t.eval_batch_size),
                             collate_fn=collate, num_workers=t.num_workers)
     groups, group_summary = llrd_groups(model, t.lr, t.llrd, t.head_lr_mult, t.weight_decay)
+    initial_lrs = [g["lr"] for g in groups]  # before the scheduler starts changing the groups
     optimizer = make_optimizer(groups, t.lr, accelerator.device.type)
     steps_per_epoch = math.ceil(len(train_loader) / t.grad_accum)
     scheduler = make_scheduler(optimizer, t.scheduler, steps_per_epoch * t.epochs, t.warmup_ratio)
@@ -175,30 +236,90 @@ def fit(model: TwoHeadModel, data: FitData, run: RunConfig, callbacks: Sequence[
     smoke_check(accelerator, model, {k: v.to(accelerator.device) for k, v in smoke.items()}, loss_fn, optimizer)
     for cb in callbacks:
         cb.on_fit_start(accelerator)
+    if store is not None and accelerator.num_processes > 1:
+        log(f"[{run.tag}] resumable state is single-process only: this {accelerator.num_processes}-process run"
+            " saves none")
+        store = None
 
     history, speed, step_log = [], [], []
     best_epoch, best_score, best_state = 0, -math.inf, None
-    step = 0
+    step, skipped, start_epoch, accum, rng = 0, 0, 1, None, None
+    saved = store.load(accelerator) if store is not None else None
+    if saved is not None:
+        history, speed, step_log = saved["history"], saved["speed"], saved["step_log"]
+        best_epoch, best_score, best_state = saved["best_epoch"], saved["best_score"], saved["best_state"]
+        step, skipped = saved["step"], saved["skipped"]
+        for cb, state in zip(callbacks, saved["callbacks"]):
+            cb.load_state_dict(state)
+        if saved["accum"] is None:
+            start_epoch = saved["epoch"] + 1
+        else:
+            start_epoch, accum, rng = saved["epoch"], EpochAccum(accelerator.device), saved["rng"]
+            accum.load_state_dict(saved["accum"])
+        _apply_new_lrs(scheduler, initial_lrs, log, run.tag)
+        log(f"[{run.tag}] resuming from epoch {start_epoch}, step {step}"
+            + (f" ({accum.batches} batches of the epoch done)" if accum else "") + f" ({store.folder})")
+
+    def progress(epoch: int, acc: EpochAccum | None) -> dict:
+        return {"epoch": epoch, "step": step, "accum": None if acc is None else acc.state_dict(),
+                "rng": None if acc is None else rng_snapshot(), "history": history, "speed": speed,
+                "step_log": step_log, "best_epoch": best_epoch, "best_score": best_score, "best_state": best_state,
+                "skipped": skipped, "callbacks": [cb.state_dict() for cb in callbacks]}
+
+    def saved_state(epoch: int, acc: EpochAccum | None) -> None:
+        store.save(accelerator, progress(epoch, acc))
+        kill_after = os.environ.get(KILL_AFTER_SAVE_ENV)
+        if kill_after and store.saves >= int(kill_after):
+            os.kill(os.getpid(), signal.SIGKILL)
+
     confidence = (run.eval.low_confidence, run.eval.high_confidence)
-    for epoch in range(1, t.epochs + 1):
-        out = train_one_epoch(parts, train_loader, epoch, step, callbacks)
-        step = out.last_step
-        step_log.extend(out.steps)
-        logits1, logits2 = predict(accelerator, model, val_loader, len(data.val), desc=f"val {epoch}")
-        figures = {**out.figures, **eval_figures(logits1, logits2, data.val.labels_binary, data.val.labels_category,
-                                                 loss_fn, confidence),
-                   "epoch": epoch, "lambda_task1": run.loss.lambda_task1, "lambda_task2": run.loss.lambda_task2}
-        row = {k: figures[k] for k in HISTORY_COLUMNS}
-        history.append(row)
-        speed.append({"epoch": epoch, **{k: figures[k] for k in SPEED_KEYS}})
-        for cb in callbacks:
-            cb.on_epoch_end(epoch, (logits1, logits2), row)
-        log(epoch_line(run.tag, epoch, t.epochs, row, speed[-1]))
-        if row[run.select] > best_score:  # NaN never wins
-            best_epoch, best_score = epoch, row[run.select]
-            if t.keep == "best":
-                best_state = {k: v.detach().to("cpu", copy=True)
-                              for k, v in accelerator.unwrap_model(model).state_dict().items()}
+    with _Interrupt() as interrupt:
+        for epoch in range(start_epoch, t.epochs + 1):
+            sampler.passes = epoch - 1
+            sampler.skip = accum.batches * accelerator.num_processes if accum else 0
+
+            def on_step(s: int, acc: EpochAccum, epoch=epoch) -> None:
+                nonlocal step
+                step = s
+                every = store is not None and store.every_steps and s % store.every_steps == 0
+                if store is not None and (every or interrupt.signal):
+                    saved_state(epoch, acc)
+                if interrupt.signal:
+                    raise TrainingError(f"{interrupt.signal}: interrupted at epoch {epoch} step {s};"
+                                        + (" re-run to resume" if store is not None else " no state saved"))
+
+            try:
+                out = train_one_epoch(parts, train_loader, epoch, step, callbacks, accum=accum,
+                                      on_nonfinite=t.on_nonfinite, on_step=on_step,
+                                      on_first_batch=(lambda r=rng: rng_restore(r)) if rng is not None else None)
+            except NonFinite as exc:
+                raise _diverged(exc.info, data, run.tag, step_log, store) from None
+            accum, rng, step = None, None, out.last_step
+            skipped += out.skipped
+            step_log.extend(out.steps)
+            if skipped > max(MIN_SKIPPED_TO_STOP, MAX_SKIPPED_SHARE * (step + skipped)):
+                raise TrainingError(f"{skipped} of {step + skipped} optimiser steps had a non-finite loss or gradient"
+                                    f" norm (more than {MAX_SKIPPED_SHARE:.0%}): lower train.lr, or check the data")
+            logits1, logits2 = predict(accelerator, model, val_loader, len(data.val), desc=f"val {epoch}")
+            figures = {**out.figures, **eval_figures(logits1, logits2, data.val.labels_binary,
+                                                     data.val.labels_category, loss_fn, confidence),
+                       "epoch": epoch, "lambda_task1": run.loss.lambda_task1, "lambda_task2": run.loss.lambda_task2}
+            row = {k: figures[k] for k in HISTORY_COLUMNS}
+            history.append(row)
+            speed.append({"epoch": epoch, **{k: figures[k] for k in SPEED_KEYS}})
+            for cb in callbacks:
+                cb.on_epoch_end(epoch, (logits1, logits2), row)
+            log(epoch_line(run.tag, epoch, t.epochs, row, speed[-1]))
+            if row[run.select] > best_score:  # NaN never wins
+                best_epoch, best_score = epoch, row[run.select]
+                if t.keep == "best":
+                    best_state = {k: v.detach().to("cpu", copy=True)
+                                  for k, v in accelerator.unwrap_model(model).state_dict().items()}
+            if store is not None:
+                saved_state(epoch, None)
+            if interrupt.signal:
+                raise TrainingError(f"{interrupt.signal}: interrupted after epoch {epoch} (step {step});"
+                                    + (" re-run to resume" if store is not None else " no state saved"))
 
     accelerator.wait_for_everyone()
     final = accelerator.unwrap_model(model)
@@ -206,7 +327,41 @@ def fit(model: TwoHeadModel, data: FitData, run: RunConfig, callbacks: Sequence[
     if t.keep == "best" and best_state is not None:
         final.load_state_dict(best_state)
         kept_epoch = best_epoch
-    return FitResult(history, speed, step_log, best_epoch, best_score, kept_epoch, final, accelerator)
+    res = FitResult(history, speed, step_log, best_epoch, best_score, kept_epoch, final, accelerator)
+    res.skipped_steps = skipped
+    if store is not None:
+        res.state = {"saves": store.saves, "save_seconds": store.seconds, "state_mb": store.size_mb()}
+    return res
+
+
+def _apply_new_lrs(scheduler, new: list[float], log, tag: str) -> None:
+    """A resumed state carries the old learning rates; if train.lr changed since, continue with the new ones
+    (same schedule position). That is how a diverged run is resumed with a lower LR."""
+    inner = getattr(scheduler, "scheduler", scheduler)
+    if [round(x, 12) for x in inner.base_lrs] == [round(x, 12) for x in new]:
+        return
+    log(f"[{tag}] learning rates changed since the state was saved: top group {inner.base_lrs[-1]:g} ->"
+        f" {new[-1]:g}; continuing the schedule with the new ones")
+    inner.base_lrs = list(new)
+    for g, base, fn in zip(inner.optimizer.param_groups, new, inner.lr_lambdas):
+        g["initial_lr"] = base
+        g["lr"] = base * fn(inner.last_epoch)
+    inner._last_lr = [g["lr"] for g in inner.optimizer.param_groups]
+
+
+def _diverged(info: dict, data: FitData, tag: str, step_log: list[dict], store) -> Diverged:
+    ids = [str(data.train.ids[i]) for i in info["rows"]]
+    shown = ", ".join(ids[:10]) + (f" … ({len(ids)} rows)" if len(ids) > 10 else "")
+    lrs = ", ".join(f"{x:.3g}" for x in info["lr"])
+    kept = ""
+    if store is not None and (store.folder / "progress.pt").exists():
+        kept = f"; the last good state is kept in {store.folder}: lower train.lr and re-run to resume from it"
+    record = {"epoch": info["epoch"], "step": info["step"], "nonfinite": True, "loss_total": info["loss_total"],
+              "grad_norm": info["grad_norm"], "lr": info["lr"], "ids": ids}
+    msg = (f"[{tag}] non-finite {'loss' if not math.isfinite(info['loss_total']) else 'gradient norm'} at epoch"
+           f" {info['epoch']}, step {info['step']} (loss {info['loss_total']}, grad norm {info['grad_norm']});"
+           f" batch rows: {shown}; learning rates: {lrs}{kept}. train.on_nonfinite: skip drops such steps instead")
+    return Diverged(msg, step_log + info["steps"] + [record])
 
 
 def speed_summary(res: FitResult, precision: str) -> dict:
@@ -214,4 +369,4 @@ def speed_summary(res: FitResult, precision: str) -> dict:
     return {"train_samples_per_second_mean": float(np.mean([s["train_samples_per_second"] for s in res.speed])),
             "epoch_seconds_mean": float(np.mean([s["epoch_seconds"] for s in res.speed])),
             "device": str(res.accelerator.device), "precision": precision, "processes": res.accelerator.num_processes,
-            "epochs": res.speed}
+            "epochs": res.speed, **({"state": res.state} if res.state else {})}

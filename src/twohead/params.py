@@ -115,6 +115,8 @@ class TrainParams:
     group_by_length: bool = True
     num_workers: int = 0
     max_train_rows: int = 0  # 0 = all; >0 = a seeded subsample, for smoke runs
+    checkpoint_every_steps: int = 0  # resumable state every N optimiser steps too (0 = after each epoch only)
+    on_nonfinite: Literal["stop", "skip"] = "stop"  # a NaN/inf loss or grad norm: stop, or drop that step
 
 
 @dataclass(frozen=True)
@@ -283,6 +285,7 @@ def _validate(p: Params, source: str) -> None:
     need(p.train.grad_accum >= 1, "train.grad_accum must be >= 1")
     need(p.train.max_grad_norm > 0, "train.max_grad_norm must be > 0")
     need(p.train.max_train_rows >= 0, "train.max_train_rows must be >= 0")
+    need(p.train.checkpoint_every_steps >= 0, "train.checkpoint_every_steps must be >= 0 (0 = after each epoch only)")
     need(p.stage1.epochs >= 1 and p.stage1.lr > 0 and p.stage1.batch_size >= 1,
          "stage1.epochs, stage1.lr, stage1.batch_size must be positive")
     need(0 < p.stage1.llrd <= 1 and 0 <= p.stage1.warmup_ratio < 1,

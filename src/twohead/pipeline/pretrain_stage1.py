@@ -32,6 +32,7 @@ from ..fit import FitData, RunConfig, fit, speed_summary
 from ..io import atomic_path, write_csv, write_json
 from ..model import TwoHeadModel
 from ..params import Params, to_dict
+from ..resume import StateStore, fingerprint
 from ..schema import STAGE1_COLUMNS, STAGE1_RENAME
 from ..tokenization import encode, to_arrow
 from .prepared import read_label_info, read_split
@@ -46,6 +47,7 @@ class Stage1Paths:
     stage1_history: Path
     stage1_metrics: Path
     stage1_speed: Path
+    stage1_state: Path
 
 
 def stage1_is_used(p: Params, paths: Stage1Paths) -> bool:
@@ -73,6 +75,7 @@ def skip(p: Params, paths: Stage1Paths) -> dict:
              "stage1_checkpoint": p.model.stage1_checkpoint}, indent=2) + "\n", encoding="utf-8")
     write_csv(paths.stage1_history, pd.DataFrame(columns=STAGE1_COLUMNS))
     write_json(paths.stage1_speed, {})
+    StateStore(paths.stage1_state, {}).clear()
     result = {"trained": False, "stage1_checkpoint": p.model.stage1_checkpoint}
     write_json(paths.stage1_metrics, result)
     return result
@@ -99,7 +102,13 @@ def run(p: Params, paths: Stage1Paths) -> dict:
     weights = read_label_info(paths.prepared).class_weights["task1"]["weights"]
     model = TwoHeadModel(load_encoder(base), 1, p.model.pooling, p.model.head_dropout)
     data = FitData(train_ds, val_ds, weights, [1.0], tokenizer.pad_token_id)
-    res = fit(model, data, RunConfig(t, loss_cfg, select="val_acc_task1", tag="pretrain_stage1"))
+    skip_keys = ("lr", "checkpoint_every_steps", "on_nonfinite")
+    state_params = {"stage1": {k: v for k, v in to_dict(s).items() if k != "lr"}, "model": to_dict(p.model),
+                    "tokenize": to_dict(p.tokenize),
+                    "train": {k: v for k, v in to_dict(t).items() if k not in skip_keys}}
+    store = StateStore(paths.stage1_state, fingerprint(state_params, [paths.prepared, base]),
+                       t.checkpoint_every_steps)
+    res = fit(model, data, RunConfig(t, loss_cfg, select="val_acc_task1", tag="pretrain_stage1"), store=store)
 
     history = pd.DataFrame(res.history).rename(columns=STAGE1_RENAME)[STAGE1_COLUMNS]
     last = history.iloc[-1].to_dict()
@@ -118,4 +127,5 @@ def run(p: Params, paths: Stage1Paths) -> dict:
         write_csv(paths.stage1_history, history)
         write_json(paths.stage1_speed, speed_summary(res, t.precision))
         write_json(paths.stage1_metrics, metrics)
+        store.clear()
     return metrics

@@ -17,10 +17,11 @@ from ..callbacks import BandRecall, Cartography, PartialHistory, ValWorstK
 from ..cartography import cartography_tables
 from ..checkpoint import load_encoder, validate_checkpoint
 from ..errors import TrainingError
-from ..fit import FitData, RunConfig, fit, speed_summary
+from ..fit import Diverged, FitData, RunConfig, fit, speed_summary
 from ..io import atomic_path, write_csv, write_json, write_text
 from ..model import TwoHeadModel, save_stage2
 from ..params import Params, to_dict
+from ..resume import StateStore, fingerprint
 from ..schema import HISTORY_COLUMNS
 from .prepared import read_label_info, texts_by_id
 
@@ -41,6 +42,16 @@ class TrainPaths:
     cartography_task2: Path
     cartography_flagged: Path
     val_worst_k: Path
+    stage2_state: Path
+
+
+def state_fingerprint(p: Params, paths: TrainPaths) -> dict:
+    """What a saved state must match to be resumed: the params this stage reads (learning rates and the
+    state/divergence knobs excepted) and its input files."""
+    train = {k: v for k, v in to_dict(p.train).items() if k not in ("lr", "checkpoint_every_steps", "on_nonfinite")}
+    params = {"model": to_dict(p.model), "loss": to_dict(p.loss), "hier": to_dict(p.hier), "train": train,
+              "tokenize.max_length": p.tokenize.max_length, "eval": to_dict(p.eval)}
+    return fingerprint(params, [paths.prepared, paths.tokenized, Path(p.model.stage1_checkpoint)])
 
 
 def run(p: Params, paths: TrainPaths) -> dict:
@@ -67,11 +78,16 @@ def run(p: Params, paths: TrainPaths) -> dict:
     worst = ValWorstK(val_ds.ids, val_texts, val_ds.labels_category, names, p.eval.worst_k)
     partial = PartialHistory(Path(str(paths.train_history) + ".partial"))
     carto = Cartography(len(train_ds), t.epochs)
-    res = fit(model, data, run_cfg, [bands, worst, partial, carto])
+    store = StateStore(paths.stage2_state, state_fingerprint(p, paths), t.checkpoint_every_steps)
+    try:
+        res = fit(model, data, run_cfg, [bands, worst, partial, carto], store)
+    except Diverged as exc:  # the steps so far and the bad one, for the user to inspect; no metrics
+        write_text(paths.steps_log, "".join(json.dumps(r) + "\n" for r in exc.step_log))
+        raise
 
     metrics = dict(res.history[-1])
     metrics.update({"kept_epoch": res.kept_epoch, "best_epoch": res.best_epoch, "best_val_acc_task2": res.best_score,
-                    "train_rows": len(train_ds), "val_rows": len(val_ds)})
+                    "train_rows": len(train_ds), "val_rows": len(val_ds), "skipped_steps": res.skipped_steps})
     arrays = carto.arrays()
     if res.accelerator.is_main_process:
         with atomic_path(paths.stage2_model, is_dir=True) as tmp:
@@ -91,4 +107,5 @@ def run(p: Params, paths: TrainPaths) -> dict:
         write_json(paths.train_speed, speed_summary(res, t.precision))
         write_json(paths.train_metrics, metrics)  # last: a failed run leaves no metrics file
         partial.clear()
+        store.clear()
     return metrics
