@@ -49,6 +49,19 @@ def test_repro_then_experiment_workflow(tmp_path):
     run(["git", "add", "-A"], proj)
     run(["git", "commit", "-qm", "baseline"], proj)
 
+    # a second machine: push data and models to a DVC remote, clone, pull; nothing left to recompute
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "-d", "storage", str(remote)], proj)
+    run(["git", "commit", "-qam", "remote"], proj)
+    run(["dvc", "push"], proj)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(proj), str(clone)], tmp_path)
+    run(["dvc", "pull"], clone)
+    assert "up to date" in run(["dvc", "status"], clone).stdout
+    again = run(["dvc", "repro"], clone).stdout
+    assert "Running stage" not in again and "didn't change" in again
+    assert (clone / "models" / "stage2" / "heads.safetensors").is_file()
+
     exp = run(["dvc", "exp", "run", "-S", "loss.label_smoothing=0.15", "-n", "smooth015"], proj).stdout
     exp_name = "smooth015"
     assert "Running stage 'train_stage2'" in exp and "Running stage 'evaluate'" in exp

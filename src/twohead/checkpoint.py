@@ -56,11 +56,17 @@ def load_encoder(checkpoint: str | Path):
         raise CheckpointError(f"{checkpoint}: cannot load the encoder weights: {exc}") from exc
 
 
-def validate_checkpoint(checkpoint: str | Path):
+def validate_checkpoint(checkpoint: str | Path, max_length: int | None = None):
     """Check a checkpoint directory without loading its weights: config, weights present, tokenizer
-    loadable (naming a missing package), tokenizer ids within the model's vocabulary.
+    loadable (naming a missing package), tokenizer ids within the model's vocabulary, and (given
+    ``max_length``) sequences that fit its absolute position embeddings.
     Returns ``(tokenizer, summary)`` so callers need not load the tokenizer again."""
     config = load_config(checkpoint)
+    positions = getattr(config, "max_position_embeddings", None)
+    absolute = getattr(config, "position_biased_input", True)  # DeBERTa-v3: relative positions only
+    if max_length is not None and positions is not None and absolute and max_length > positions:
+        raise CheckpointError(f"{checkpoint}: tokenize.max_length is {max_length} but the model has"
+                              f" max_position_embeddings {positions}; set tokenize.max_length <= {positions}")
     tok = load_tokenizer(checkpoint)
     vocab = getattr(config, "vocab_size", None)
     if vocab is not None and len(tok) > vocab:

@@ -4,6 +4,7 @@
                     [--batch-size 64] [--device auto] [--pick-threshold P]
     twohead compare BASE OTHER [OTHER ...] [--json F] [--md F] [--resamples 2000] [--seed 0]
     twohead compare --group-by PARAM [EXP ...] [--json F] [--md F] [--plot F]
+    twohead check [--params params.yaml]
 
 A user-facing error (:class:`~twohead.errors.TwoheadError`) prints one line and exits with status 2;
 nothing is half-written (outputs go to a temporary file that is renamed into place when complete).
@@ -72,6 +73,19 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    from .check import run_check
+
+    report = run_check(args.params)
+    for line in report.lines():
+        print(line, file=sys.stderr if line.startswith("error") else sys.stdout)
+    if report.errors:
+        print(f"twohead check: {len(report.errors)} problem(s); nothing was run or deleted", file=sys.stderr)
+        return 1
+    print("twohead check: all good; dvc repro / dvc exp run can start")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="twohead", description="Two-head news classification: what is not a DVC stage.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -103,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--md", metavar="FILE")
     c.add_argument("--plot", metavar="PNG", help="with --group-by: per-seed strip plot", default=None)
     c.set_defaults(func=cmd_compare)
+
+    k = sub.add_parser("check", help="preflight: params, raw data and checkpoint, in seconds; runs and deletes nothing",
+                       description="Validate params.yaml, the raw table and the checkpoint before dvc repro (which"
+                                   " deletes a stage's outputs before running it).")
+    k.add_argument("--params", default="params.yaml")
+    k.set_defaults(func=cmd_check)
     return ap
 
 

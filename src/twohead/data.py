@@ -48,6 +48,8 @@ class Prepared:
     dropped: dict[str, int] = field(default_factory=dict)
     decline_category_dropped: int = 0
     rare_train_only: list[str] = field(default_factory=list)
+    cross_split_duplicates: dict[str, int] = field(default_factory=dict)  # val/test texts also in train
+    warnings: list[str] = field(default_factory=list)
 
 
 def _missing(value) -> bool:
@@ -76,7 +78,11 @@ def normalise(df: pd.DataFrame, cfg: DataParams, path: str) -> tuple[pd.DataFram
         needed["data.split_column"] = cfg.split_column
     for key, col in needed.items():
         if col not in df.columns:
-            raise DataError(f"{path}: column {col!r} ({key}) not found; columns are {list(df.columns)}")
+            hint = ""
+            if len(df.columns) == 1 and any(c in str(df.columns[0]) for c in ";\t|"):
+                hint = (f". Only one column was found, {str(df.columns[0])[:60]!r}: the file looks separated by"
+                        " something other than commas; save it as a comma-separated .csv (or tab-separated .tsv)")
+            raise DataError(f"{path}: column {col!r} ({key}) not found; columns are {list(df.columns)}{hint}")
 
     pick_map = {v.strip().lower(): 1 for v in cfg.pick_values}
     for v in cfg.decline_values:
@@ -151,6 +157,12 @@ def normalise(df: pd.DataFrame, cfg: DataParams, path: str) -> tuple[pd.DataFram
         out = out[~no_label].reset_index(drop=True)
     if len(out) == 0:
         raise DataError(f"{path}: no row carries a Pick/Decline label or a category")
+    for code, name in ((1, "Pick"), (0, "Decline")):
+        if not (out["pick"] == code).any():
+            spellings = cfg.pick_values if code == 1 else cfg.decline_values
+            raise DataError(f"{path}: no row is {name} in column {cfg.pick_column!r} (data.pick_column; spellings"
+                            f" {spellings}, data.{'pick' if code == 1 else 'decline'}_values): Task1 needs both"
+                            " Pick and Decline rows")
     return out, dropped, (n_decline_cat if cfg.decline_with_category == "drop_category" else 0)
 
 
@@ -207,7 +219,7 @@ def stratified_split(df: pd.DataFrame, cfg: SplitParams) -> tuple[pd.Series, lis
 def prepare(data_cfg: DataParams, split_cfg: SplitParams) -> Prepared:
     """Read ``data.raw_path``, validate it, split it, and encode labels (see the module docstring)."""
     path = data_cfg.raw_path
-    raw = read_table(path, data_cfg.format)
+    raw = read_table(path, data_cfg.format, encoding=data_cfg.encoding)
     df, dropped, n_decline_cat = normalise(raw, data_cfg, path)
 
     rare: list[str] = []
@@ -227,17 +239,52 @@ def prepare(data_cfg: DataParams, split_cfg: SplitParams) -> Prepared:
         split, rare = stratified_split(df, split_cfg)
 
     categories = sorted(set(df["category"].dropna()))
+    col = data_cfg.category_column
     if not categories:
-        raise DataError(f"{path}: no row has a category in column {data_cfg.category_column!r}")
+        raise DataError(f"{path}: no row has a category in column {col!r} (data.category_column)")
+    if len(categories) == 1:
+        raise DataError(f"{path}: only one category ({categories[0]!r}) in column {col!r}: Task2 needs at least two")
+    folded: dict[str, list[str]] = {}
+    for c in categories:
+        folded.setdefault(" ".join(c.casefold().split()), []).append(c)
+    clash = [v for v in folded.values() if len(v) > 1]
+    if clash:
+        raise DataError(f"{path}: categories {clash[0]} in column {col!r} differ only in case or spacing"
+                        f" ({len(clash)} such group(s)); spell each category one way in the data")
     cat_id = {c: i for i, c in enumerate(categories)}
     df["labels_binary"] = df["pick"].astype(np.int64)
     df["labels_category"] = df["category"].map(cat_id).fillna(IGNORE).astype(np.int64)
     df = df.drop(columns=["pick"])
     splits = {s: df[split.to_numpy() == s].reset_index(drop=True) for s in SPLITS}
-    if len(splits["train"]) == 0:
-        raise DataError(f"{path}: the train split is empty")
-    return Prepared(splits=splits, categories=categories, dropped=dropped,
-                    decline_category_dropped=n_decline_cat, rare_train_only=rare)
+    for name, ratio in (("train", None), ("val", split_cfg.val_ratio), ("test", split_cfg.test_ratio)):
+        if len(splits[name]) == 0:
+            why = (f"no row of column {data_cfg.split_column!r} says {name!r}" if data_cfg.split_column
+                   else f"split.{name}_ratio is {ratio}" if ratio is not None else "every row went elsewhere")
+            raise DataError(f"{path}: the {name} split is empty ({why}); training needs val rows to select and report"
+                            " epochs, and evaluate needs test rows")
+    dup_counts, warnings = _cross_split_duplicates(splits, data_cfg, path)
+    return Prepared(splits=splits, categories=categories, dropped=dropped, decline_category_dropped=n_decline_cat,
+                    rare_train_only=rare, cross_split_duplicates=dup_counts, warnings=warnings)
+
+
+def _cross_split_duplicates(splits: dict[str, pd.DataFrame], cfg: DataParams, path) -> tuple[dict, list[str]]:
+    """Count (and with data.drop_cross_split_duplicates, drop) val/test rows whose exact text is in train:
+    they inflate val/test scores. Modifies ``splits`` in place when dropping."""
+    train_texts = set(splits["train"]["text"].str.strip())
+    counts, warnings = {}, []
+    for name in ("val", "test"):
+        dup = splits[name]["text"].str.strip().isin(train_texts)
+        counts[name] = int(dup.sum())
+        if counts[name] and cfg.drop_cross_split_duplicates:
+            splits[name] = splits[name][~dup.to_numpy()].reset_index(drop=True)
+            if len(splits[name]) == 0:
+                raise DataError(f"{path}: every {name} row's text is also in train; nothing left to {name}")
+    if any(counts.values()):
+        what = "dropped" if cfg.drop_cross_split_duplicates else "kept (set data.drop_cross_split_duplicates: true"\
+            " to drop them)"
+        warnings.append(f"{path}: {counts['val']} val and {counts['test']} test row(s) have the exact text of a train"
+                        f" row; {what}")
+    return counts, warnings
 
 
 def coverage(df: pd.DataFrame) -> dict[str, int]:

@@ -113,7 +113,8 @@ def detect_format(path: str | Path, fmt: str = "auto") -> str:
                     " set data.format to csv, parquet or jsonl")
 
 
-def read_table(path: str | Path, fmt: str = "auto", what: str = "raw data file (data.raw_path)") -> pd.DataFrame:
+def read_table(path: str | Path, fmt: str = "auto", what: str = "raw data file (data.raw_path)",
+               encoding: str = "utf-8") -> pd.DataFrame:
     """Read a raw table (CSV, Parquet or JSON Lines) with every column as given: CSV cells stay
     strings (an empty cell is ''), so ids like ``007`` and labels like ``NA`` are not mangled.
     ``what`` names the file in the error when it is missing."""
@@ -124,11 +125,22 @@ def read_table(path: str | Path, fmt: str = "auto", what: str = "raw data file (
     try:
         if fmt == "csv":
             sep = "\t" if path.suffix.lower() == ".tsv" else ","
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep)
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, encoding=encoding)
         elif fmt == "parquet":
             df = pd.read_parquet(path)
         else:
-            df = pd.read_json(path, lines=True, dtype=False)
+            df = _read_jsonl(path, encoding)
+    except UnicodeDecodeError as exc:
+        raw = path.read_bytes()  # the reader's offset is within a buffer: find the file offset
+        try:
+            raw.decode(encoding)
+            start, reason = exc.start, exc.reason
+        except UnicodeDecodeError as whole:
+            start, reason = whole.start, whole.reason
+        line = raw.count(b"\n", 0, start) + 1
+        raise DataError(f"{path}: not valid {encoding} text at byte {start} (line {line}: {reason}); set"
+                        " data.encoding to the file's encoding (e.g. latin-1 or cp1252) or re-save it as UTF-8"
+                        ) from exc
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{path}: the file is empty") from exc
     except ValueError as exc:
@@ -136,6 +148,23 @@ def read_table(path: str | Path, fmt: str = "auto", what: str = "raw data file (
     if len(df) == 0:
         raise DataError(f"{path}: the file has no data rows")
     return df
+
+
+def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
+    """JSON Lines, one object per line; a broken line is named by its number."""
+    rows = []
+    with open(path, encoding=encoding) as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: line {n} is not valid JSON ({exc.msg} at column {exc.colno})") from exc
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}: line {n} is not a JSON object (one object per line expected)")
+            rows.append(obj)
+    return pd.DataFrame(rows)
 
 
 def row_ref(path: str | Path, fmt: str, index: int) -> str:

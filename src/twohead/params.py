@@ -10,6 +10,7 @@ and documents where the embedded demo departs from the recipe.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ class DataParams:
     pick_values: list[str] = field(default_factory=lambda: ["Pick"])
     decline_values: list[str] = field(default_factory=lambda: ["Decline"])
     decline_with_category: Literal["error", "drop_category"] = "error"
+    encoding: str = "utf-8"  # text encoding of a CSV / JSON Lines file
+    drop_cross_split_duplicates: bool = False  # drop val/test rows whose exact text is also in train
 
 
 @dataclass(frozen=True)
@@ -199,15 +202,20 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise ParamsError(f"{source}: {key} must be a number, got {value!r}")
+        number = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             # YAML 1.1 reads `2e-5` (no dot) as a string; accept it as the number it obviously is.
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ParamsError(f"{source}: {key} must be a number, got {value!r}")
+        if number is None:
+            raise ParamsError(f"{source}: {key} must be a number, got {value!r}")
+        if not math.isfinite(number):
+            raise ParamsError(f"{source}: {key} must be a finite number, got {value!r}")
+        return number
     if tp is str:
         if value is None:
             return ""
@@ -255,6 +263,10 @@ def _validate(p: Params, source: str) -> None:
     need(0 <= p.split.val_ratio < 1, "split.val_ratio must be in [0, 1)")
     need(0 <= p.split.test_ratio < 1, "split.test_ratio must be in [0, 1)")
     need(p.split.val_ratio + p.split.test_ratio < 1, "split.val_ratio + split.test_ratio must be < 1")
+    for key, seed in (("split.seed", p.split.seed), ("train.seed", p.train.seed), ("stage1.seed", p.stage1.seed),
+                      ("demo_encoder.seed", p.demo_encoder.seed)):
+        need(0 <= seed < 2 ** 32, f"{key} must be in [0, 2**32), got {seed}")
+    need(bool(p.data.encoding.strip()), "data.encoding must name a text encoding, e.g. utf-8")
     need(len(p.bands.names) >= 1, "bands.names needs at least one name")
     need(len(set(p.bands.names)) == len(p.bands.names), "bands.names must be distinct")
     if p.bands.method == "threshold":
@@ -271,6 +283,8 @@ def _validate(p: Params, source: str) -> None:
     need(0 <= p.loss.label_smoothing < 1, "loss.label_smoothing must be in [0, 1)")
     need(0 <= p.loss.label_smoothing_task1 < 1, "loss.label_smoothing_task1 must be in [0, 1)")
     need(p.loss.lambda_task1 >= 0 and p.loss.lambda_task2 >= 0, "loss.lambda_* must be >= 0")
+    need(p.loss.lambda_task1 > 0 or p.loss.lambda_task2 > 0, "at least one of loss.lambda_task1, loss.lambda_task2"
+         " must be > 0 (both 0 trains nothing)")
     need(p.hier.pick_consistency_weight >= 0 and p.hier.decline_uniform_weight >= 0, "hier.*_weight must be >= 0")
     need(p.tokenize.max_length >= 8, "tokenize.max_length must be >= 8")
     need(p.tokenize.batch_size >= 1, "tokenize.batch_size must be >= 1")
@@ -286,6 +300,9 @@ def _validate(p: Params, source: str) -> None:
     need(p.train.max_grad_norm > 0, "train.max_grad_norm must be > 0")
     need(p.train.max_train_rows >= 0, "train.max_train_rows must be >= 0")
     need(p.train.checkpoint_every_steps >= 0, "train.checkpoint_every_steps must be >= 0 (0 = after each epoch only)")
+    need(p.stage1.weight_decay >= 0 and p.train.weight_decay >= 0, "train.weight_decay and stage1.weight_decay"
+         " must be >= 0")
+    need(p.train.num_workers >= 0, "train.num_workers must be >= 0")
     need(p.stage1.epochs >= 1 and p.stage1.lr > 0 and p.stage1.batch_size >= 1,
          "stage1.epochs, stage1.lr, stage1.batch_size must be positive")
     need(0 < p.stage1.llrd <= 1 and 0 <= p.stage1.warmup_ratio < 1,

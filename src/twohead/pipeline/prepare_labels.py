@@ -49,6 +49,10 @@ def run(p: Params, paths: PreparePaths) -> dict:
         "decline_category_dropped": prep.decline_category_dropped,
         "rare_train_only": prep.rare_train_only,
         "task2_weights_clipped": {"low": w2["n_clipped_low"], "high": w2["n_clipped_high"]},
+        "cross_split_duplicates": prep.cross_split_duplicates,
+        "warnings": prep.warnings,
     }
+    for w in prep.warnings:
+        print(f"[prepare_labels] warning: {w}", flush=True)
     write_json(paths.data_metrics, summary)
     return summary

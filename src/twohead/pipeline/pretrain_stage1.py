@@ -94,7 +94,7 @@ def run(p: Params, paths: Stage1Paths) -> dict:
                                    label_smoothing=0.0)
     set_seed(t.seed)
     base = Path(s.base_model)
-    tokenizer, _ = validate_checkpoint(base)
+    tokenizer, _ = validate_checkpoint(base, max_length=p.tokenize.max_length)
     train_ds = pick_rows_dataset(read_split(paths.prepared, "train"), tokenizer, p.tokenize.max_length,
                                  p.tokenize.batch_size).subsample(t.max_train_rows, t.seed)
     val_ds = pick_rows_dataset(read_split(paths.prepared, "val"), tokenizer, p.tokenize.max_length,

@@ -35,5 +35,7 @@ def run_stage(name: str, main: Callable[[Params, P], None], paths_cls: type[P], 
     try:
         main(load_params(params_path), paths)
     except TwoheadError as exc:
-        print(f"[{name}] error: {exc}", file=sys.stderr)
+        print(f"[{name}] error: {exc}. (Under dvc repro this stage's previous outputs were removed before it ran;"
+              f" to get the last good ones back: git checkout -- metrics plots && dvc checkout. Next time,"
+              f" `twohead check` first.)", file=sys.stderr)
         sys.exit(2)

@@ -21,7 +21,7 @@ class TokenizePaths:
 
 
 def run(p: Params, paths: TokenizePaths) -> dict:
-    tok, _ = validate_checkpoint(p.model.stage1_checkpoint)
+    tok, _ = validate_checkpoint(p.model.stage1_checkpoint, max_length=p.tokenize.max_length)
     splits = read_prepared(paths.prepared)
     tables, stats = tokenize_splits(tok, splits, p.tokenize.max_length, p.tokenize.batch_size)
     stats["tokenizer"] = f"{type(tok).__name__} ({'fast' if tok.is_fast else 'slow'})"

@@ -1,0 +1,88 @@
+"""``twohead check``: a preflight that runs nothing and deletes nothing.
+
+DVC removes a stage's outputs before running it, so a `dvc repro` that fails on a bad param, a bad row or
+a bad checkpoint also costs the last good outputs. The preflight validates, in seconds: params.yaml
+(strictly, ranges included), the raw table (every rule ``prepare_labels`` applies, plus the degenerate
+cases), the checkpoint (or, while ``models/stage1`` is a pipeline output not built yet, the Stage-1 base
+model), ``tokenize.max_length`` against the checkpoint's positions, and the predict stage's input.
+It reports every problem it finds, not only the first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import TwoheadError
+
+
+@dataclass
+class Report:
+    ok: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return ([f"ok: {m}" for m in self.ok] + [f"warning: {m}" for m in self.warnings]
+                + [f"error: {m}" for m in self.errors])
+
+
+def _pipeline_outputs(root: Path) -> set[Path]:
+    from .layout import dvc_paths
+
+    try:
+        return {(root / v).resolve() for v in dvc_paths(root).values()}
+    except TwoheadError:
+        return set()
+
+
+def check_checkpoint(path: str, max_length: int, report: Report, what: str) -> None:
+    from .checkpoint import validate_checkpoint
+
+    try:
+        _, info = validate_checkpoint(path, max_length=max_length)
+        report.ok.append(f"{what} {path}: {info['model_type']}, hidden {info['hidden_size']},"
+                         f" {info['num_hidden_layers']} layers, tokenizer {info['tokenizer']}")
+    except TwoheadError as exc:
+        report.errors.append(f"{what}: {exc}")
+
+
+def run_check(params_path: str | Path = "params.yaml", root: str | Path = ".") -> Report:
+    from .data import prepare
+    from .params import load_params
+
+    root = Path(root)
+    report = Report()
+    try:
+        p = load_params(params_path)
+        report.ok.append(f"{params_path}: every key present, typed and in range")
+    except TwoheadError as exc:
+        report.errors.append(str(exc))
+        return report  # nothing else can be read without valid params
+
+    try:
+        prep = prepare(p.data, p.split)
+        sizes = ", ".join(f"{k} {len(v)}" for k, v in prep.splits.items())
+        report.ok.append(f"{p.data.raw_path}: {len(prep.categories)} categories; rows {sizes}")
+        report.warnings.extend(prep.warnings)
+    except TwoheadError as exc:
+        report.errors.append(str(exc))
+
+    outputs = _pipeline_outputs(root)
+    ckpt = Path(p.model.stage1_checkpoint)
+    if ckpt.resolve() in outputs and not ckpt.exists():
+        base = Path(p.stage1.base_model)
+        if base.resolve() in outputs and not base.exists():
+            report.ok.append(f"model.stage1_checkpoint {ckpt} and stage1.base_model {base} are built by the pipeline"
+                             " (dvc repro makes them)")
+        else:
+            check_checkpoint(str(base), p.tokenize.max_length, report, "stage1.base_model")
+    else:
+        check_checkpoint(str(ckpt), p.tokenize.max_length, report, "model.stage1_checkpoint")
+
+    src = Path(p.predict.input)
+    if src.is_file():
+        report.ok.append(f"predict.input {src}: found")
+    else:
+        report.errors.append(f"predict.input {src}: file not found (the predict stage scores it)")
+    return report
