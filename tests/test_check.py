@@ -172,3 +172,11 @@ def test_strict_params_file_still_names_unknown_keys(tmp_path, demo_encoder_dir)
     open(path, "w").write(text)
     with pytest.raises(ParamsError, match="unknown key"):
         load_params(path)
+
+
+def test_csv_line_numbers_count_multi_line_fields(tmp_path):
+    path = tmp_path / "multi.csv"
+    path.write_text('id,text,pick,category\n1,"two\nlines",Pick,A\n\n2,"three\nline\ntext",Pick,A\n3,ok,Maybe,A\n')
+    p = make_params(data={"raw_path": str(path)})
+    with pytest.raises(DataError, match=r"row 2 \(line 8 of the CSV\).*unknown value 'Maybe'"):
+        prepare(p.data, p.split)

@@ -127,6 +127,10 @@ def pts(x: float) -> str:
     return "n/a" if x is None or np.isnan(x) else f"{100 * x:+.1f}"
 
 
+def _half_width(m: dict) -> float:
+    return 100 * (m["ci_high"] - m["ci_low"]) / 2
+
+
 def to_markdown(result: dict) -> str:
     lines = [f"Paired comparison on the same {result['test_rows']} test rows; {result['resamples']} bootstrap"
              f" resamples (seed {result['seed']}); differences in points (×100).", ""]
@@ -140,9 +144,11 @@ def to_markdown(result: dict) -> str:
                          f" [{pts(m['ci_low'])}, {pts(m['ci_high'])}] | {p} | {m['verdict']} |")
         lines.append("")
     half = 100 * result["detectable_task2_acc"]
-    lines.append(f"Smallest Task2-accuracy difference this test set can show: about ±{half:.1f}"
-                 " points (half-width of the bootstrap 95% interval of one run's accuracy); smaller differences"
-                 " land within noise.")
+    lines.append(f"One run's Task2 accuracy on these rows is uncertain by about ±{half:.1f} points (half-width of its"
+                 " bootstrap 95% interval): the smallest difference two unrelated runs could show. Runs that share"
+                 " most of their errors resolve less when compared paired, as above: "
+                 + "; ".join(f"{c['rev']} ±{_half_width(c['metrics']['task2_acc']):.1f}" for c in result["comparisons"])
+                 + " points.")
     return "\n".join(lines) + "\n"
 
 

@@ -171,10 +171,31 @@ def row_ref(path: str | Path, fmt: str, index: int) -> str:
     """How to find data row ``index`` (0-based) in the raw file, in the user's terms."""
     fmt = detect_format(path, fmt)
     if fmt == "csv":
-        return f"row {index} (line {index + 2} of the CSV)"
+        return f"row {index} (line {_csv_line(Path(path), index)} of the CSV)"
     if fmt == "jsonl":
         return f"row {index} (line {index + 1})"
     return f"row {index}"
+
+
+def _csv_line(path: Path, index: int) -> int:
+    """The line where data row ``index`` starts: quoted fields may span lines, and blank lines are skipped
+    (as pandas does), so it is not simply index + 2. Only called to word an error message."""
+    import csv
+
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as f:
+            reader = csv.reader(f, delimiter=sep)
+            end_of_previous, record = 0, -1  # record -1 is the header
+            for row in reader:
+                if row:
+                    if record == index:
+                        return end_of_previous + 1
+                    record += 1
+                end_of_previous = reader.line_num
+    except (OSError, csv.Error):
+        pass
+    return index + 2
 
 
 OUTPUT_FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
