@@ -327,11 +327,9 @@ def fit(model: TwoHeadModel, data: FitData, run: RunConfig, callbacks: Sequence[
     if t.keep == "best" and best_state is not None:
         final.load_state_dict(best_state)
         kept_epoch = best_epoch
-    res = FitResult(history, speed, step_log, best_epoch, best_score, kept_epoch, final, accelerator)
-    res.skipped_steps = skipped
-    if store is not None:
-        res.state = {"saves": store.saves, "save_seconds": store.seconds, "state_mb": store.size_mb()}
-    return res
+    state = None if store is None else {"saves": store.saves, "save_seconds": store.seconds,
+                                        "state_mb": store.size_mb()}
+    return FitResult(history, speed, step_log, best_epoch, best_score, kept_epoch, final, accelerator, skipped, state)
 
 
 def _apply_new_lrs(scheduler, new: list[float], log, tag: str) -> None:
