@@ -5,6 +5,7 @@
     twohead compare BASE OTHER [OTHER ...] [--json F] [--md F] [--resamples 2000] [--seed 0]
     twohead compare --group-by PARAM [EXP ...] [--json F] [--md F] [--plot F]
     twohead check [--params params.yaml]
+    twohead lr-find [--stage stage2|stage1] [--steps 200] [--min-lr 1e-7] [--max-lr 1] [--rows N]
 
 A user-facing error (:class:`~twohead.errors.TwoheadError`) prints one line and exits with status 2;
 nothing is half-written (outputs go to a temporary file that is renamed into place when complete).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from .errors import DataError, TwoheadError
@@ -86,6 +88,36 @@ def cmd_check(args) -> int:
     return 0
 
 
+def cmd_lr_find(args) -> int:
+    from transformers.utils import logging as hf_logging
+
+    from .layout import dvc_paths
+    from .lr_find import RangeTestConfig
+    from .params import load_params
+    from .pipeline.lr_find import LrFindPaths, run
+
+    hf_logging.disable_progress_bar()
+    p = load_params(args.params)
+    layout = dvc_paths(".")
+    paths = LrFindPaths(**{k: Path(layout[k]) for k in LrFindPaths.__dataclass_fields__})
+    cfg = RangeTestConfig(steps=args.steps, min_lr=args.min_lr, max_lr=args.max_lr, stop_factor=args.stop_factor)
+    r = run(p, paths, cfg, stage=args.stage, rows=args.rows)
+    stop = f"stopped early ({r['stop_reason']})" if r["stopped_early"] else "ran every step"
+    print(f"twohead lr-find: {r['steps_run']} of {r['steps']} steps on {r['rows']} rows, {r['device']},"
+          f" {r['seconds']:.1f}s; {stop}")
+    fmt = {k: "-" if r[k] is None else f"{r[k]:.3g}" for k in ("valley", "steepest", "min_div10")}
+    print(f"  valley {fmt['valley']} | steepest {fmt['steepest']} | min/10 {fmt['min_div10']}"
+          f" ({r['lr_key']} now {r['current_lr']:g})")
+    if r["suggested_lr"] is None:
+        print("  no suggestion: the loss curve is too short or never fell; widen --min-lr/--max-lr or add --steps")
+        return 1
+    clipped = " (clipped to the sane range)" if r["clipped"] else ""
+    print(f"  suggested {r['lr_key']} = {r['suggested_lr']:.2g} ({r['rule']} rule){clipped}")
+    print(f"  try it:  {r['command']}")
+    print(f"  curve: {paths.lr_find_plot}, figures: {paths.lr_find}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="twohead", description="Two-head news classification: what is not a DVC stage.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -123,6 +155,21 @@ def build_parser() -> argparse.ArgumentParser:
                                    " deletes a stage's outputs before running it).")
     k.add_argument("--params", default="params.yaml")
     k.set_defaults(func=cmd_check)
+
+    f = sub.add_parser("lr-find", help="LR range test: the learning rate for this encoder, in minutes",
+                       description="Exponentially growing LR over --steps batches on a fresh copy of the stage's"
+                                   " model (same loss, LLRD groups, batch size, precision, device); suggests an LR,"
+                                   " writes metrics/lr_find.json and plots/lr_find.png. Nothing else is touched.")
+    f.add_argument("--stage", choices=["stage2", "stage1"], default="stage2",
+                   help="stage2: model.stage1_checkpoint on data/tokenized (train.*); stage1: stage1.base_model")
+    f.add_argument("--steps", type=int, default=200)
+    f.add_argument("--min-lr", type=float, default=1e-7)
+    f.add_argument("--max-lr", type=float, default=1.0)
+    f.add_argument("--rows", type=int, default=0, help="a seeded subsample of the training rows (0 = all)")
+    f.add_argument("--stop-factor", type=float, default=4.0, help="stop once the smoothed loss exceeds this x its"
+                                                                   " minimum")
+    f.add_argument("--params", default="params.yaml")
+    f.set_defaults(func=cmd_lr_find)
     return ap
 
 

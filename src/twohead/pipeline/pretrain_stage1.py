@@ -31,7 +31,7 @@ from ..data import IGNORE
 from ..fit import FitData, RunConfig, fit, speed_summary
 from ..io import atomic_path, write_csv, write_json
 from ..model import TwoHeadModel
-from ..params import Params, to_dict
+from ..params import LossParams, Params, TrainParams, to_dict
 from ..resume import StateStore, fingerprint
 from ..schema import STAGE1_COLUMNS, STAGE1_RENAME
 from ..tokenization import encode, to_arrow
@@ -68,6 +68,17 @@ def pick_rows_dataset(df: pd.DataFrame, tokenizer, max_length: int, batch_size: 
     return TokenizedDataset(to_arrow(rows, ids), tokenizer.pad_token_id)
 
 
+def stage1_config(p: Params) -> tuple[TrainParams, LossParams]:
+    """The Stage-1 recipe as ``train`` / ``loss`` params: ``stage1.*`` over ``train.*``, Task2 switched off."""
+    s = p.stage1
+    t = dataclasses.replace(p.train, lr=s.lr, epochs=s.epochs, batch_size=s.batch_size, llrd=s.llrd,
+                            warmup_ratio=s.warmup_ratio, weight_decay=s.weight_decay, seed=s.seed, keep="last",
+                            max_train_rows=s.max_train_rows)
+    loss_cfg = dataclasses.replace(p.loss, lambda_task1=1.0, lambda_task2=0.0, label_smoothing_task1=s.label_smoothing,
+                                   label_smoothing=0.0)
+    return t, loss_cfg
+
+
 def skip(p: Params, paths: Stage1Paths) -> dict:
     with atomic_path(paths.stage1_model, is_dir=True) as tmp:
         (tmp / "SKIPPED.json").write_text(json.dumps(
@@ -87,11 +98,7 @@ def run(p: Params, paths: Stage1Paths) -> dict:
     if not stage1_is_used(p, paths):
         return skip(p, paths)
     s = p.stage1
-    t = dataclasses.replace(p.train, lr=s.lr, epochs=s.epochs, batch_size=s.batch_size, llrd=s.llrd,
-                            warmup_ratio=s.warmup_ratio, weight_decay=s.weight_decay, seed=s.seed, keep="last",
-                            max_train_rows=s.max_train_rows)
-    loss_cfg = dataclasses.replace(p.loss, lambda_task1=1.0, lambda_task2=0.0, label_smoothing_task1=s.label_smoothing,
-                                   label_smoothing=0.0)
+    t, loss_cfg = stage1_config(p)
     set_seed(t.seed)
     base = Path(s.base_model)
     tokenizer, _ = validate_checkpoint(base, max_length=p.tokenize.max_length)
