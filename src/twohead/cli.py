@@ -5,6 +5,8 @@
     twohead compare BASE OTHER [OTHER ...] [--json F] [--md F] [--resamples 2000] [--seed 0]
     twohead compare --group-by PARAM [EXP ...] [--json F] [--md F] [--plot F]
     twohead check [--params params.yaml]
+    twohead ablation queue [--seeds 1 2 3] [--only rdrop,msd] [--dry-run]
+    twohead ablation report [EXP ...] [--runs-dir DIR] [--md F] [--json F]
     twohead lr-find [--stage stage2|stage1] [--steps 200] [--min-lr 1e-7] [--max-lr 1] [--rows N]
 
 A user-facing error (:class:`~twohead.errors.TwoheadError`) prints one line and exits with status 2;
@@ -20,6 +22,7 @@ from typing import Sequence
 
 from .errors import DataError, TwoheadError
 from .io import output_format, read_texts, write_table
+from .switches import ABLATION
 
 
 def cmd_predict(args) -> int:
@@ -118,6 +121,43 @@ def cmd_lr_find(args) -> int:
     return 0
 
 
+def cmd_ablation(args) -> int:
+    import shlex
+    import subprocess
+
+    from . import ablation as abl
+    from . import switches
+    from .compare import baseline_experiments
+    from .io import write_json, write_text
+
+    if args.action == "queue":
+        names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+        try:
+            cmds = switches.queue_commands(args.seeds, names, args.prefix, args.set or [])
+        except KeyError as exc:
+            raise DataError(str(exc.args[0])) from None
+        for cmd in cmds:
+            print(shlex.join(cmd))
+            if not args.dry_run:
+                proc = subprocess.run(cmd)
+                if proc.returncode != 0:
+                    raise DataError(f"{shlex.join(cmd)} failed with status {proc.returncode}")
+        if not args.dry_run:
+            print(f"twohead ablation: {len(cmds)} experiments queued; run them with `dvc queue start -j 1`, follow"
+                  " with `dvc queue status`, then `twohead ablation report`")
+        return 0
+    runs = abl.load_runs(args.revs or (None if args.runs_dir else baseline_experiments()), args.runs_dir)
+    speeds = [abl.speed(r, runs_dir=args.runs_dir) for r in runs]
+    result = abl.ablation(runs, speeds, seed_key=args.seed_key)
+    text = abl.to_markdown(result)
+    print(text)
+    if args.json:
+        write_json(args.json, result)
+    if args.md:
+        write_text(args.md, text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="twohead", description="Two-head news classification: what is not a DVC stage.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -155,6 +195,25 @@ def build_parser() -> argparse.ArgumentParser:
                                    " deletes a stage's outputs before running it).")
     k.add_argument("--params", default="params.yaml")
     k.set_defaults(func=cmd_check)
+
+    a = sub.add_parser("ablation", help="queue the plain recipe and each sealed technique alone x seeds; report"
+                                         " which helps, beyond noise",
+                       description="queue: dvc exp run --queue for the plain recipe and each switch alone, per seed."
+                                   " report: one table, each switch vs plain paired by seed, with t-intervals,"
+                                   " verdicts and the cost in samples/s.")
+    a.add_argument("action", choices=["queue", "report"])
+    a.add_argument("revs", nargs="*", metavar="EXP", help="report: the runs (default: every experiment of HEAD)")
+    a.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    a.add_argument("--only", help="queue: comma-separated switches (default: all): " + ", ".join(
+        ABLATION))
+    a.add_argument("--set", action="append", metavar="KEY=VALUE", help="queue: an extra -S for every run")
+    a.add_argument("--prefix", default="abl", help="queue: experiment names PREFIX-SWITCH-sSEED")
+    a.add_argument("--dry-run", action="store_true", help="queue: print the commands only")
+    a.add_argument("--runs-dir", help="report: run folders (each a project layout) instead of experiments")
+    a.add_argument("--seed-key", default="train.seed")
+    a.add_argument("--json", metavar="FILE")
+    a.add_argument("--md", metavar="FILE")
+    a.set_defaults(func=cmd_ablation)
 
     f = sub.add_parser("lr-find", help="LR range test: the learning rate for this encoder, in minutes",
                        description="Exponentially growing LR over --steps batches on a fresh copy of the stage's"

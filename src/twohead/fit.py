@@ -36,9 +36,10 @@ from .losses import SUM_KEYS, TwoTaskLoss
 from .metrics import consistency, softmax, task1_metrics, task2_metrics
 from .model import TwoHeadModel
 from .optim import format_groups, llrd_groups, make_optimizer, make_scheduler
-from .params import EvalParams, HierParams, LossParams, TrainParams
+from .params import EvalParams, HierParams, LossParams, RegParams, TrainParams
 from .resume import StateStore, rng_restore, rng_snapshot
 from .schema import HISTORY_COLUMNS, LOSS_TERMS, SPEED_KEYS, VAL_METRICS
+from .techniques import AWP, Objective
 
 
 @dataclass
@@ -62,6 +63,7 @@ class RunConfig:
     train: TrainParams
     loss: LossParams
     hier: HierParams = field(default_factory=HierParams)
+    reg: RegParams = field(default_factory=RegParams)
     select: str = "val_acc_task2"
     tag: str = "train_stage2"
     eval: EvalParams = field(default_factory=EvalParams)
@@ -101,17 +103,39 @@ class FitResult:
     state: dict | None = None        # state saves: count, seconds, size (when a StateStore was used)
 
 
-def make_loss(data: FitData, run: RunConfig, device) -> TwoTaskLoss:
-    """The objective on ``device`` (class weights as float32: MPS has no float64)."""
+def make_loss(data: FitData, run: RunConfig, device, log_vars: torch.Tensor | None = None) -> TwoTaskLoss:
+    """The loss on ``device`` (class weights as float32: MPS has no float64); ``log_vars`` = the model's
+    learned log-variances when ``loss.weighting`` is uncertainty."""
     loss, hier = run.loss, run.hier
+    if loss.weighting == "uncertainty" and log_vars is None:
+        raise ValueError("uncertainty weighting needs the model's loss_log_vars (TwoHeadModel.add_loss_log_vars)")
     return TwoTaskLoss(
         weight_task1=torch.tensor(data.weights_task1, dtype=torch.float32, device=device),
         weight_task2=torch.tensor(data.weights_task2, dtype=torch.float32, device=device),
         lambda_task1=loss.lambda_task1, lambda_task2=loss.lambda_task2,
         smoothing_task1=loss.label_smoothing_task1, smoothing_task2=loss.label_smoothing,
         hier_pick_weight=hier.pick_consistency_weight, hier_pick_type=hier.pick_consistency_type,
-        hier_decline_weight=hier.decline_uniform_weight,
+        hier_decline_weight=hier.decline_uniform_weight, hier_detach=hier.pick_consistency_detach,
+        weighting=loss.weighting, log_vars=log_vars if loss.weighting == "uncertainty" else None,
+        rdrop_alpha=run.reg.rdrop_alpha,
     )
+
+
+def prepare_model(model: TwoHeadModel, run: RunConfig) -> TwoHeadModel:
+    """Add what the switches need to the model before its optimizer groups are built (uncertainty weighting's
+    learned log-variances)."""
+    if run.loss.weighting == "uncertainty":
+        model.add_loss_log_vars()
+    return model
+
+
+def make_objective(model: TwoHeadModel, loss_fn: TwoTaskLoss, run: RunConfig) -> Objective:
+    return Objective(loss_fn, run.reg.rdrop_alpha, model.msd_samples)
+
+
+def make_awp(model: TwoHeadModel, run: RunConfig) -> AWP | None:
+    r = run.reg
+    return AWP(model, r.awp_lr, r.awp_eps, r.awp_start_epoch) if r.awp_start_epoch > 0 else None
 
 
 def eval_figures(logits1: np.ndarray, logits2: np.ndarray, y1: np.ndarray, y2: np.ndarray, loss_fn: TwoTaskLoss,
@@ -119,7 +143,8 @@ def eval_figures(logits1: np.ndarray, logits2: np.ndarray, y1: np.ndarray, y2: n
     """Loss (the training objective, over the whole split) and sklearn metrics of one split's logits, plus the
     two gold-label consistency rates (``confidence`` = low and high Task2 max-prob thresholds)."""
     cpu_loss = dataclasses.replace(loss_fn, weight_task1=loss_fn.weight_task1.cpu(),
-                                   weight_task2=loss_fn.weight_task2.cpu())
+                                   weight_task2=loss_fn.weight_task2.cpu(),
+                                   log_vars=None if loss_fn.log_vars is None else loss_fn.log_vars.detach().cpu())
     with torch.no_grad():
         parts = cpu_loss.parts(*(torch.from_numpy(a) for a in (logits1, logits2, y1, y2)))
     loss = cpu_loss.combine([float(parts[k]) for k in SUM_KEYS])
@@ -216,6 +241,7 @@ def fit(model: TwoHeadModel, data: FitData, run: RunConfig, callbacks: Sequence[
     train_loader = DataLoader(data.train, batch_sampler=sampler, collate_fn=collate, num_workers=t.num_workers)
     val_loader = DataLoader(data.val, batch_sampler=SortedBatchSampler(data.val.lengths, t.eval_batch_size),
                             collate_fn=collate, num_workers=t.num_workers)
+    prepare_model(model, run)
     groups, group_summary = llrd_groups(model, t.lr, t.llrd, t.head_lr_mult, t.weight_decay)
     initial_lrs = [g["lr"] for g in groups]  # before the scheduler starts changing the groups
     optimizer = make_optimizer(groups, t.lr, accelerator.device.type)
@@ -223,8 +249,10 @@ def fit(model: TwoHeadModel, data: FitData, run: RunConfig, callbacks: Sequence[
     scheduler = make_scheduler(optimizer, t.scheduler, steps_per_epoch * t.epochs, t.warmup_ratio)
     model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, val_loader, scheduler)
-    loss_fn = make_loss(data, run, accelerator.device)
-    parts = TrainParts(accelerator, model, optimizer, scheduler, loss_fn, t.max_grad_norm)
+    raw_model = accelerator.unwrap_model(model)
+    loss_fn = make_loss(data, run, accelerator.device, raw_model.loss_log_vars)
+    parts = TrainParts(accelerator, model, optimizer, scheduler, loss_fn, t.max_grad_norm,
+                       make_objective(raw_model, loss_fn, run), make_awp(raw_model, run))
     log = functools.partial(accelerator.print, flush=True)  # epoch lines appear as they happen in `dvc repro > log`
     log(f"[{run.tag}] device {accelerator.device} ({accelerator.num_processes} process(es)), precision {t.precision},"
         f" {sum(x.numel() for x in model.parameters()):,} parameters; {len(data.train)} train / {len(data.val)} val"
@@ -303,7 +331,8 @@ def fit(model: TwoHeadModel, data: FitData, run: RunConfig, callbacks: Sequence[
             logits1, logits2 = predict(accelerator, model, val_loader, len(data.val), desc=f"val {epoch}")
             figures = {**out.figures, **eval_figures(logits1, logits2, data.val.labels_binary,
                                                      data.val.labels_category, loss_fn, confidence),
-                       "epoch": epoch, "lambda_task1": run.loss.lambda_task1, "lambda_task2": run.loss.lambda_task2}
+                       "epoch": epoch, "lambda_task1": run.loss.lambda_task1, "lambda_task2": run.loss.lambda_task2,
+                       **dict(zip(("sigma_task1", "sigma_task2"), loss_fn.sigmas()))}
             row = {k: figures[k] for k in HISTORY_COLUMNS}
             history.append(row)
             speed.append({"epoch": epoch, **{k: figures[k] for k in SPEED_KEYS}})

@@ -16,7 +16,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .losses import IGNORE, LossAccumulator, TwoTaskLoss
-from .schema import LOSS_TERMS
+from .schema import LOSS_TERMS, TRAIN_ONLY_TERMS
+from .techniques import AWP, Objective
 
 
 def _counts(logits1, logits2, y1, y2) -> torch.Tensor:
@@ -36,6 +37,12 @@ class TrainParts:
     scheduler: Any
     loss_fn: TwoTaskLoss
     max_grad_norm: float
+    objective: Objective | None = None   # forward + loss of a batch (default: plain, from loss_fn)
+    awp: AWP | None = None               # adversarial weight perturbation (reg.awp_*), None = off
+
+    def __post_init__(self):
+        if self.objective is None:
+            self.objective = Objective(self.loss_fn)
 
 
 @dataclass
@@ -96,7 +103,9 @@ def train_one_epoch(parts: TrainParts, loader, epoch: int, first_step: int, call
     one device→host sync per batch. ``on_first_batch()`` runs once the loader's iterator exists, before the
     first forward pass (a resumed epoch restores its RNG snapshot there: creating the iterator draws from it).
     """
-    accelerator, model, loss_fn = parts.accelerator, parts.model, parts.loss_fn
+    accelerator, model, loss_fn, objective, awp = parts.accelerator, parts.model, parts.loss_fn, parts.objective, \
+        parts.awp
+    awp = awp if awp is not None and awp.active(epoch) else None
     optimizer, scheduler = parts.optimizer, parts.scheduler
     model.train()
     device = accelerator.device
@@ -113,9 +122,12 @@ def train_one_epoch(parts: TrainParts, loader, epoch: int, first_step: int, call
             on_first_batch()
             on_first_batch = None
         with accelerator.accumulate(model):
-            logits1, logits2 = model(batch["input_ids"], batch["attention_mask"])
-            out = loss_fn.parts(logits1, logits2, batch["labels_binary"], batch["labels_category"])
+            logits1, logits2, out = objective(model, batch)
             accelerator.backward(out["total"])
+            if awp is not None:  # a second pass at adversarially perturbed weights, gradients added
+                awp.perturb()
+                accelerator.backward(objective(model, batch)[2]["total"])
+                awp.restore()
             gn = torch.tensor(float("nan"), device=device)
             if accelerator.sync_gradients:
                 gn = accelerator.clip_grad_norm_(model.parameters(), parts.max_grad_norm).detach().float()
@@ -172,7 +184,7 @@ def train_one_epoch(parts: TrainParts, loader, epoch: int, first_step: int, call
     loss = loss_fn.combine(sums.tolist())
     gns = torch.stack(acc.grad_norms).tolist() if acc.grad_norms else [float("nan")]
     figures = {
-        **{f"train_loss_{term}": loss[term] for term in LOSS_TERMS},
+        **{f"train_loss_{term}": loss[term] for term in LOSS_TERMS + TRAIN_ONLY_TERMS},
         "train_acc_task1": c1 / n1 if n1 else float("nan"), "train_acc_task2": c2 / n2 if n2 else float("nan"),
         "lr": float(scheduler.get_last_lr()[0]),
         "grad_norm_mean": float(np.mean(gns)), "grad_norm_max": float(np.max(gns)),

@@ -1,6 +1,9 @@
 """TwoHeadModel = shared encoder + pooling + dropout + two linear heads; saving and :func:`load_stage2`.
 
-Nothing else is in the model: no multi-sample dropout, no R-Drop, no AWP, no uncertainty weighting.
+Two optional pieces, both off by default (the plain recipe): ``msd_samples`` > 1 gives
+:meth:`TwoHeadModel.forward_samples` K dropout masks on the pooled vector (multi-sample dropout, used by
+:class:`twohead.techniques.Objective`), and :meth:`TwoHeadModel.add_loss_log_vars` adds the two learned
+log-variances of uncertainty weighting (trained with the heads; not saved with the Stage-2 model).
 A saved Stage-2 directory holds the encoder in Hugging Face format (``config.json`` + weights), the
 tokenizer files, ``heads.safetensors`` (both heads), ``twohead.json`` (pooling, sizes, label names)
 and ``label_maps.json``.
@@ -19,8 +22,11 @@ from .errors import CheckpointError
 
 
 class TwoHeadModel(nn.Module):
-    def __init__(self, encoder: nn.Module, n_categories: int, pooling: str = "mean", head_dropout: float = 0.1):
+    def __init__(self, encoder: nn.Module, n_categories: int, pooling: str = "mean", head_dropout: float = 0.1,
+                 msd_samples: int = 1):
         super().__init__()
+        self.msd_samples = int(msd_samples)
+        self.loss_log_vars: nn.Parameter | None = None
         if pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
         self.encoder = encoder
@@ -43,10 +49,24 @@ class TwoHeadModel(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, samples: int = 1
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both heads' logits, ``(B, 2)`` and ``(B, N)``; with ``samples`` = K > 1, K dropout masks on the one
+        pooled vector: ``(K, B, 2)`` and ``(K, B, N)`` (the encoder runs once)."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        pooled = self.dropout(self.pool(hidden, attention_mask))
+        pooled = self.pool(hidden, attention_mask)
+        if samples > 1:
+            dropped = torch.stack([self.dropout(pooled) for _ in range(samples)])
+            return self.head_task1(dropped), self.head_task2(dropped)
+        pooled = self.dropout(pooled)
         return self.head_task1(pooled), self.head_task2(pooled)
+
+    def add_loss_log_vars(self) -> nn.Parameter:
+        """The learned s_t = log σ_t² of uncertainty weighting (Task1, Task2), starting at 0 (σ = 1)."""
+        if self.loss_log_vars is None:
+            ref = self.head_task1.weight
+            self.loss_log_vars = nn.Parameter(torch.zeros(2, dtype=torch.float32, device=ref.device))
+        return self.loss_log_vars
 
 
 def save_stage2(model: TwoHeadModel, out_dir: str | Path, tokenizer, label_maps: dict, extra: dict) -> None:

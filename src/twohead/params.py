@@ -60,6 +60,20 @@ class LossParams:
     label_smoothing_task1: float = 0.0
     lambda_task1: float = 0.4
     lambda_task2: float = 1.0
+    weighting: Literal["fixed", "uncertainty"] = "fixed"  # uncertainty: Kendall et al. (2018) learned weights
+    task2_weighting: Literal["balanced", "sqrt", "effective_number"] = "balanced"
+    task2_weight_beta: float = 0.999  # effective_number (Cui et al., 2019)
+    task2_weight_norm: Literal["mean", "median"] = "mean"
+
+
+@dataclass(frozen=True)
+class RegParams:
+    """Sealed techniques, each off by default (formulas in ``twohead.techniques``)."""
+
+    rdrop_alpha: float = 0.0       # R-Drop (Liang et al., 2021): 0 = off
+    awp_lr: float = 1.0            # AWP (Wu et al., 2020): perturbation size relative to each weight's norm
+    awp_eps: float = 0.01          # AWP: |δ| <= eps · |w| elementwise
+    awp_start_epoch: int = 0       # AWP from this epoch on (1-based); 0 = off
 
 
 @dataclass(frozen=True)
@@ -69,6 +83,7 @@ class HierParams:
     pick_consistency_weight: float = 0.0
     pick_consistency_type: Literal["l2", "kl"] = "l2"
     decline_uniform_weight: float = 0.0
+    pick_consistency_detach: Literal["none", "task1"] = "none"  # task1: stop-gradient through P(Pick)
 
 
 @dataclass(frozen=True)
@@ -82,6 +97,7 @@ class ModelParams:
     stage1_checkpoint: str = "models/stage1"
     pooling: Literal["mean", "cls"] = "mean"
     head_dropout: float = 0.1
+    msd_samples: int = 1  # multi-sample dropout (Inoue, 2019): K dropout masks on the pooled vector; 1 = off
 
 
 @dataclass(frozen=True)
@@ -165,6 +181,7 @@ class Params:
     bands: BandsParams = field(default_factory=BandsParams)
     loss: LossParams = field(default_factory=LossParams)
     hier: HierParams = field(default_factory=HierParams)
+    reg: RegParams = field(default_factory=RegParams)
     tokenize: TokenizeParams = field(default_factory=TokenizeParams)
     model: ModelParams = field(default_factory=ModelParams)
     demo_encoder: DemoEncoderParams = field(default_factory=DemoEncoderParams)
@@ -286,6 +303,12 @@ def _validate(p: Params, source: str) -> None:
     need(p.loss.lambda_task1 > 0 or p.loss.lambda_task2 > 0, "at least one of loss.lambda_task1, loss.lambda_task2"
          " must be > 0 (both 0 trains nothing)")
     need(p.hier.pick_consistency_weight >= 0 and p.hier.decline_uniform_weight >= 0, "hier.*_weight must be >= 0")
+    need(0 < p.loss.task2_weight_beta < 1, "loss.task2_weight_beta must be in (0, 1), e.g. 0.999")
+    need(p.reg.rdrop_alpha >= 0, "reg.rdrop_alpha must be >= 0 (0 = off)")
+    need(p.reg.awp_start_epoch >= 0, "reg.awp_start_epoch must be >= 0 (0 = off)")
+    need(p.reg.awp_start_epoch == 0 or (p.reg.awp_lr > 0 and p.reg.awp_eps > 0),
+         "reg.awp_lr and reg.awp_eps must be > 0 when reg.awp_start_epoch > 0")
+    need(1 <= p.model.msd_samples <= 64, "model.msd_samples must be in [1, 64] (1 = off)")
     need(p.tokenize.max_length >= 8, "tokenize.max_length must be >= 8")
     need(p.tokenize.batch_size >= 1, "tokenize.batch_size must be >= 1")
     need(0 <= p.model.head_dropout < 1, "model.head_dropout must be in [0, 1)")

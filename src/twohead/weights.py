@@ -1,8 +1,11 @@
 """Class weights for both tasks and frequency bands for Task2, computed on the train split only.
 
 * Task1: scikit-learn's ``balanced`` weights ``n / (2 · n_c)`` over train rows with a Pick/Decline label.
-* Task2: ``balanced`` weights ``n / (N · n_c)`` over train rows with a category, divided by their mean
-  (so the mean weight is 1), then clipped to ``[loss.task2_weight_min, loss.task2_weight_max]``.
+* Task2 (``loss.task2_weighting``): ``balanced`` weights ``n / (N · n_c)`` over train rows with a category
+  (the recipe), ``sqrt`` = ``1 / sqrt(n_c)``, or ``effective_number`` = ``(1 − β) / (1 − β^n_c)`` (Cui et al.,
+  2019; β = ``loss.task2_weight_beta``); divided by their mean (or median: ``loss.task2_weight_norm``, so the
+  typical class has weight 1 and the clip floor does not swallow the common classes), then clipped to
+  ``[loss.task2_weight_min, loss.task2_weight_max]``.
   Clipping comes last, so after clipping the mean is no longer exactly 1; both the unclipped and the
   clipped values are written so the effect is visible.
 * Bands: ``quantile`` sorts classes by train support (descending, ties by name) and cuts the list into
@@ -42,11 +45,13 @@ def task2_weights(train: pd.DataFrame, categories: list[str], cfg: LossParams) -
     missing = [categories[i] for i in classes if support[i] == 0]
     if missing:
         raise DataError(f"train split: categories with no train row cannot be weighted: {missing}")
-    raw = compute_class_weight("balanced", classes=classes, y=y)
-    normalised = raw / raw.mean()
+    raw = raw_task2_weights(y, support, cfg.task2_weighting, cfg.task2_weight_beta)
+    normalised = raw / (raw.mean() if cfg.task2_weight_norm == "mean" else np.median(raw))
     clipped = np.clip(normalised, cfg.task2_weight_min, cfg.task2_weight_max)
     return {
         "classes": list(categories),
+        "scheme": cfg.task2_weighting, "norm": cfg.task2_weight_norm,
+        **({"beta": cfg.task2_weight_beta} if cfg.task2_weighting == "effective_number" else {}),
         "support": [int(s) for s in support],
         "weights_unclipped": [float(v) for v in normalised],
         "weights": [float(v) for v in clipped],
@@ -54,6 +59,18 @@ def task2_weights(train: pd.DataFrame, categories: list[str], cfg: LossParams) -
         "n_clipped_low": int((normalised < cfg.task2_weight_min).sum()),
         "n_clipped_high": int((normalised > cfg.task2_weight_max).sum()),
     }
+
+
+def raw_task2_weights(y: np.ndarray, support: np.ndarray, scheme: str, beta: float) -> np.ndarray:
+    """Unnormalised Task2 weights per class from the train support n_c (every n_c > 0)."""
+    if scheme == "balanced":  # n / (N · n_c), scikit-learn's
+        return compute_class_weight("balanced", classes=np.arange(len(support)), y=y)
+    n = support.astype(np.float64)
+    if scheme == "sqrt":
+        return 1.0 / np.sqrt(n)
+    if scheme == "effective_number":  # Cui et al. (2019): 1 / E_n, E_n = (1 − β^n) / (1 − β)
+        return (1.0 - beta) / (1.0 - np.power(beta, n))
+    raise ValueError(f"unknown loss.task2_weighting {scheme!r}")
 
 
 def frequency_bands(categories: list[str], support: list[int], cfg: BandsParams) -> dict:

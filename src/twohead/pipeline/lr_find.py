@@ -1,7 +1,9 @@
 """``twohead lr-find``: the LR range test on the data, model, loss, LLRD groups, batch size, precision and
 device the chosen stage would use (:mod:`twohead.lr_find` has the method). The model is built fresh and
 discarded: no checkpoint, state, metric or DVC output of the pipeline is touched; only the JSON and PNG
-named in dvc.yaml (``paths.lr_find``, ``paths.lr_find_plot``) are written.
+named in dvc.yaml (``paths.lr_find``, ``paths.lr_find_plot``) are written. The Stage-2 switches that change
+the loss (uncertainty weighting, R-Drop, multi-sample dropout, hierarchy terms) apply; AWP does not (it starts
+at a later epoch by design).
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from ..batching import LengthGroupedBatchSampler, TokenizedDataset, make_collate
 from ..checkpoint import load_encoder, validate_checkpoint
 from ..device import make_accelerator
 from ..errors import MissingInputError
-from ..fit import FitData, RunConfig, make_loss
+from ..fit import FitData, RunConfig, make_loss, make_objective, prepare_model
 from ..io import write_json
 from ..lr_find import RangeTestConfig, plot, range_test, suggestions
 from ..model import TwoHeadModel
 from ..optim import llrd_groups, make_optimizer
-from ..params import Params
+from ..params import Params, RegParams
 from .prepared import read_label_info, read_split
 from .pretrain_stage1 import pick_rows_dataset, stage1_config
 
@@ -65,7 +67,8 @@ def _setup(p: Params, paths: LrFindPaths, stage: str, rows: int):
         if not f.is_file():
             raise MissingInputError(f"{f}: not found; run `dvc repro tokenize` first")
         ds = TokenizedDataset(f, tokenizer.pad_token_id).subsample(rows, t.seed)
-        model = TwoHeadModel(load_encoder(ckpt), len(info.names), p.model.pooling, p.model.head_dropout)
+        model = TwoHeadModel(load_encoder(ckpt), len(info.names), p.model.pooling, p.model.head_dropout,
+                             p.model.msd_samples)
         weights2, key = info.class_weights["task2"]["weights"], "train.lr"
     return t, loss_cfg, ds, model, tokenizer, info.class_weights["task1"]["weights"], weights2, key
 
@@ -81,6 +84,8 @@ def run(p: Params, paths: LrFindPaths, cfg: RangeTestConfig, stage: str = "stage
         raise MissingInputError(f"{paths.tokenized if stage == 'stage2' else paths.prepared}: no training rows")
     cfg = RangeTestConfig(**{**cfg.__dict__, "max_grad_norm": t.max_grad_norm})
     accelerator = make_accelerator(t.device, t.precision, 1)
+    run_cfg = RunConfig(t, loss_cfg, p.hier, p.reg if stage == "stage2" else RegParams())
+    prepare_model(model, run_cfg)
     groups, _ = llrd_groups(model, 1.0, t.llrd, t.head_lr_mult, t.weight_decay)  # base 1: each lr is the ratio
     ratios = [g["lr"] for g in groups]
     optimizer = make_optimizer(groups, 1.0, accelerator.device.type)
@@ -89,7 +94,9 @@ def run(p: Params, paths: LrFindPaths, cfg: RangeTestConfig, stage: str = "stage
                         num_workers=t.num_workers)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     data = FitData(ds, ds, w1, w2, tokenizer.pad_token_id)
-    loss_fn = make_loss(data, RunConfig(t, loss_cfg, p.hier), accelerator.device)
+    raw = accelerator.unwrap_model(model)
+    loss_fn = make_loss(data, run_cfg, accelerator.device, raw.loss_log_vars)
+    objective = make_objective(raw, loss_fn, run_cfg)  # R-Drop / multi-sample dropout as the stage would run
 
     def batches():
         for n in itertools.count():  # as many passes over the rows as the steps need, reshuffled each pass
@@ -97,8 +104,7 @@ def run(p: Params, paths: LrFindPaths, cfg: RangeTestConfig, stage: str = "stage
             yield from loader
 
     def loss_terms(batch: dict) -> dict:
-        logits1, logits2 = model(batch["input_ids"], batch["attention_mask"])
-        out = loss_fn.parts(logits1, logits2, batch["labels_binary"], batch["labels_category"])
+        out = objective(model, batch)[2]
         terms = {"total": out["total"], "task1": out["task1"]}
         if stage == "stage2":
             terms["task2"] = out["task2"]

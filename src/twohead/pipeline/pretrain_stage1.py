@@ -69,13 +69,14 @@ def pick_rows_dataset(df: pd.DataFrame, tokenizer, max_length: int, batch_size: 
 
 
 def stage1_config(p: Params) -> tuple[TrainParams, LossParams]:
-    """The Stage-1 recipe as ``train`` / ``loss`` params: ``stage1.*`` over ``train.*``, Task2 switched off."""
+    """The Stage-1 recipe as ``train`` / ``loss`` params: ``stage1.*`` over ``train.*``, Task2 switched off,
+    fixed task weighting (the ``reg`` techniques and multi-sample dropout are Stage-2 switches)."""
     s = p.stage1
     t = dataclasses.replace(p.train, lr=s.lr, epochs=s.epochs, batch_size=s.batch_size, llrd=s.llrd,
                             warmup_ratio=s.warmup_ratio, weight_decay=s.weight_decay, seed=s.seed, keep="last",
                             max_train_rows=s.max_train_rows)
     loss_cfg = dataclasses.replace(p.loss, lambda_task1=1.0, lambda_task2=0.0, label_smoothing_task1=s.label_smoothing,
-                                   label_smoothing=0.0)
+                                   label_smoothing=0.0, weighting="fixed")
     return t, loss_cfg
 
 

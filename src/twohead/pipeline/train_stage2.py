@@ -49,7 +49,8 @@ def state_fingerprint(p: Params, paths: TrainPaths) -> dict:
     """What a saved state must match to be resumed: the params this stage reads (learning rates and the
     state/divergence knobs excepted) and its input files."""
     train = {k: v for k, v in to_dict(p.train).items() if k not in ("lr", "checkpoint_every_steps", "on_nonfinite")}
-    params = {"model": to_dict(p.model), "loss": to_dict(p.loss), "hier": to_dict(p.hier), "train": train,
+    params = {"model": to_dict(p.model), "loss": to_dict(p.loss), "hier": to_dict(p.hier), "reg": to_dict(p.reg),
+              "train": train,
               "tokenize.max_length": p.tokenize.max_length, "eval": to_dict(p.eval)}
     return fingerprint(params, [paths.prepared, paths.tokenized, Path(p.model.stage1_checkpoint)])
 
@@ -68,12 +69,13 @@ def run(p: Params, paths: TrainPaths) -> dict:
     if int(train_ds.labels_category.max(initial=-100)) >= len(names):
         raise TrainingError(f"{paths.tokenized}: category ids exceed label_maps.json ({len(names)} classes);"
                             " re-run prepare_labels and tokenize")
-    model = TwoHeadModel(load_encoder(p.model.stage1_checkpoint), len(names), p.model.pooling, p.model.head_dropout)
+    model = TwoHeadModel(load_encoder(p.model.stage1_checkpoint), len(names), p.model.pooling, p.model.head_dropout,
+                         p.model.msd_samples)
     val_texts = texts_by_id(paths.prepared, "val").reindex(val_ds.ids).fillna("").astype(str).to_numpy(dtype=object)
 
     data = FitData(train_ds, val_ds, info.class_weights["task1"]["weights"], info.class_weights["task2"]["weights"],
                    pad_id, names, info.bands)
-    run_cfg = RunConfig(t, p.loss, p.hier, select="val_acc_task2", tag="train_stage2", eval=p.eval)
+    run_cfg = RunConfig(t, p.loss, p.hier, p.reg, select="val_acc_task2", tag="train_stage2", eval=p.eval)
     bands = BandRecall(val_ds.labels_category, names, info.bands)
     worst = ValWorstK(val_ds.ids, val_texts, val_ds.labels_category, names, p.eval.worst_k)
     partial = PartialHistory(Path(str(paths.train_history) + ".partial"))
@@ -94,7 +96,7 @@ def run(p: Params, paths: TrainPaths) -> dict:
             save_stage2(res.model, tmp, tokenizer, info.label_maps, extra={
                 "stage1_checkpoint": p.model.stage1_checkpoint, "kept_epoch": res.kept_epoch,
                 "max_length": p.tokenize.max_length, "pick_threshold": p.eval.pick_threshold,
-                "params": {k: to_dict(getattr(p, k)) for k in ("model", "loss", "hier", "train")}})
+                "params": {k: to_dict(getattr(p, k)) for k in ("model", "loss", "hier", "reg", "train")}})
         write_csv(paths.train_history, pd.DataFrame(res.history, columns=HISTORY_COLUMNS))
         write_csv(paths.band_recall, bands.table())
         write_text(paths.steps_log, "".join(json.dumps(r) + "\n" for r in res.step_log))
