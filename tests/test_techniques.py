@@ -186,7 +186,8 @@ def test_awp_perturbs_within_eps_raises_the_loss_and_restores_exactly():
     out["total"].backward()
     g_clean = {n: p.grad.clone() for n, p in model.named_parameters()}
     awp = AWP(model, lr=1.0, eps=0.01, start_epoch=1)
-    assert {id(p) for p in awp.params} == {id(model.encoder.embeddings.weight), id(model.encoder.encoder.layer[0].weight)}
+    enc = model.encoder
+    assert {id(p) for p in awp.params} == {id(enc.embeddings.weight), id(enc.encoder.layer[0].weight)}
     awp.perturb()
     for p in awp.params:
         w0 = before[[n for n, q in model.named_parameters() if q is p][0]]
