@@ -6,6 +6,7 @@ import sys
 
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import dvc_paths
 from dvc_project import make_project, run
@@ -31,3 +32,13 @@ def test_two_process_training_matches_the_data(tmp_path):
     carto = pd.read_csv(proj / "metrics" / "cartography_task2.csv")
     train = pd.read_parquet(proj / "data" / "tokenized" / "train.parquet")
     assert len(carto) == int((train["labels_category"] != -100).sum())  # rows from both processes merged
+    # every switch on at once: the extra passes (R-Drop's doubled batch, AWP's second backward, K dropout
+    # samples) and the learned log-variances must run under DDP (no unused parameters, no double reduction)
+    params = yaml.safe_load((proj / "params.yaml").read_text())
+    params["loss"]["weighting"] = "uncertainty"
+    params["reg"].update({"rdrop_alpha": 1.0, "awp_start_epoch": 1})
+    params["model"]["msd_samples"] = 3
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "stages/train_stage2.py", *args], proj)
+    m = json.loads((proj / "metrics" / "train.json").read_text())
+    assert m["sigma_task1"] != 1.0 and m["train_loss_rdrop"] > 0 and 0 <= m["val_acc_task2"] <= 1

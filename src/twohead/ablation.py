@@ -28,6 +28,8 @@ def load_runs(revs: list[str] | None = None, runs_dir: str | Path | None = None,
     """Runs from revisions / experiment names, or from every sub-folder of ``runs_dir`` (each a project
     layout: dvc.yaml, params.yaml and the evaluate / train outputs it names)."""
     if runs_dir is not None:
+        if not Path(runs_dir).is_dir():
+            raise DataError(f"{runs_dir}: no such folder (scripts/ablation_runs.py --out writes one)")
         folders = sorted(d for d in Path(runs_dir).iterdir() if (d / "dvc.yaml").is_file())
         if not folders:
             raise DataError(f"{runs_dir}: no run folders (sub-folders with dvc.yaml, params.yaml and outputs)")
@@ -117,4 +119,10 @@ def to_markdown(a: dict) -> str:
         label = f"{r['switch']} ({over})" if over else r["switch"]
         cost = "n/a" if np.isnan(r["cost"]) else f"{r['cost']:.2f}"
         lines.append(f"| {label} | {r['pairs']} | {cells} | {cost} |")
+    k = sum(1 for r in a["rows"] for n in names if r["metrics"][n]["verdict"] in MARK)
+    hits = sum(1 for r in a["rows"] for n in names if r["metrics"][n]["verdict"] in ("better", "worse"))
+    if k:
+        lines += ["", f"{hits} of {k} intervals exclude 0; at {a['level']:.0%} about {k * (1 - a['level']):.1f} would"
+                      " by chance alone even if no switch did anything: read a lone ▲/▼ as a lead to re-test with more"
+                      " seeds, not as a finding."]
     return "\n".join(lines) + "\n"

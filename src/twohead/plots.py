@@ -12,8 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from . import switches  # noqa: E402
 from .io import atomic_path  # noqa: E402
-from .params import Params  # noqa: E402
+from .params import Params, to_dict  # noqa: E402
 
 DPI = 120
 
@@ -22,9 +23,11 @@ def caption(p: Params) -> str:
     t, loss = p.train, p.loss
     ckpt = Path(p.model.stage1_checkpoint).name
     accum = f"×{t.grad_accum}" if t.grad_accum > 1 else ""
+    on = switches.active({k: to_dict(getattr(p, k)) for k in ("loss", "reg", "model", "hier")})
+    extra = (" | on: " + ", ".join(f"{k.split('.')[-1]}={v}" for k, v in on.items())) if on else ""
     return (f"{ckpt} | lr {t.lr:g}, LLRD {t.llrd:g}, warmup {t.warmup_ratio:g}, {t.epochs} ep, batch {t.batch_size}"
             f"{accum} | λ1 {loss.lambda_task1:g}, λ2 {loss.lambda_task2:g},"
-            f" smoothing t2 {loss.label_smoothing:g} | {p.model.pooling} pooling")
+            f" smoothing t2 {loss.label_smoothing:g} | {p.model.pooling} pooling{extra}")
 
 
 def _save(fig, path: Path, text: str) -> None:

@@ -16,7 +16,7 @@ from ..summary import summary_markdown
 #: The figures this stage writes into ``PlotPaths.figures`` (dvc.yaml declares each; a test checks both agree).
 FIGURES = ("task1_loss.png", "task1_accuracy.png", "task2_loss.png", "task2_accuracy.png", "consistency.png",
            "band_recall.png", "per_class_recall.png", "top_confusions.png", "cartography_task1.png",
-           "cartography_task2.png")
+           "cartography_task2.png", "task_weighting.png")
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,8 @@ def run(p: Params, paths: PlotPaths) -> list[Path]:
     go("consistency.png", curves, hist, {"val_gold_pick_low_conf": f"gold Pick, Task2 max-prob < {low:g}",
                                          "val_gold_decline_high_conf": f"gold Decline, Task2 max-prob > {high:g}"},
        "Hierarchy consistency on val (lower is better)", "share of rows", unit_range=True)
+    go("task_weighting.png", curves, hist, {"sigma_task1": "σ Task1 (Pick/Decline)", "sigma_task2": "σ Task2"},
+       "Uncertainty weighting: learned σ per task (1 = fixed weighting)", "σ = exp(s/2)")
     band_rows = pd.read_csv(paths.band_recall)
     go("band_recall.png", band_curves, band_rows)
     go("per_class_recall.png", per_class_recall, pd.read_csv(paths.per_class),

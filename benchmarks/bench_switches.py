@@ -1,0 +1,101 @@
+"""Cost of each sealed technique in training samples/s, relative to the plain recipe, on this machine.
+
+    python benchmarks/bench_switches.py [--rows 640] [--repeats 3] [--out benchmarks/results/switches_cpu.json]
+
+Run after `dvc repro tokenize`. Same rows, same Stage-1 model, same batch size; each switch alone at the
+ablation's strength (twohead.switches.ABLATION; AWP from the first epoch so that it is measured); one
+`train_one_epoch` per repeat via the project's own `fit` building blocks; median of the repeats.
+Weight-scheme switches change no computation (their cost is ~1 by construction; measured anyway).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from twohead import switches  # noqa: E402
+from twohead.batching import LengthGroupedBatchSampler, TokenizedDataset, make_collate  # noqa: E402
+from twohead.checkpoint import load_encoder, load_tokenizer  # noqa: E402
+from twohead.device import make_accelerator  # noqa: E402
+from twohead.fit import FitData, RunConfig, make_awp, make_loss, make_objective, prepare_model  # noqa: E402
+from twohead.layout import dvc_paths  # noqa: E402
+from twohead.loop import TrainParts, train_one_epoch  # noqa: E402
+from twohead.model import TwoHeadModel  # noqa: E402
+from twohead.optim import llrd_groups, make_optimizer, make_scheduler  # noqa: E402
+from twohead.params import load_params, params_from_dict, to_dict  # noqa: E402
+from twohead.pipeline.prepared import read_label_info  # noqa: E402
+
+
+def with_switch(p, overrides: dict):
+    raw = {k: to_dict(getattr(p, k)) for k in ("loss", "reg", "model", "hier", "train")}
+    for dotted, v in overrides.items():
+        section, key = dotted.split(".")
+        raw[section][key] = v
+    return params_from_dict(raw, partial=True)
+
+
+def measure(p, ds, info, acc, tok) -> float:
+    torch.manual_seed(0)
+    t = p.train
+    model = TwoHeadModel(load_encoder(ROOT / p.model.stage1_checkpoint), len(info.names), p.model.pooling,
+                         p.model.head_dropout, p.model.msd_samples)
+    run = RunConfig(t, p.loss, p.hier, p.reg)
+    prepare_model(model, run)
+    groups, _ = llrd_groups(model, t.lr, t.llrd, t.head_lr_mult, t.weight_decay)
+    opt = make_optimizer(groups, t.lr, acc.device.type)
+    loader = DataLoader(ds, batch_sampler=LengthGroupedBatchSampler(ds.lengths, t.batch_size, 0, True),
+                        collate_fn=make_collate(tok.pad_token_id))
+    sched = make_scheduler(opt, t.scheduler, len(loader), t.warmup_ratio)
+    model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
+    raw = acc.unwrap_model(model)
+    data = FitData(ds, ds, info.class_weights["task1"]["weights"], info.class_weights["task2"]["weights"],
+                   tok.pad_token_id)
+    loss_fn = make_loss(data, run, acc.device, raw.loss_log_vars)
+    parts = TrainParts(acc, model, opt, sched, loss_fn, t.max_grad_norm, make_objective(raw, loss_fn, run),
+                       make_awp(raw, run))
+    return train_one_epoch(parts, loader, 1, 0, refresh=0).figures["train_samples_per_second"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=640)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "switches_cpu.json"))
+    args = ap.parse_args()
+    base = load_params(ROOT / "params.yaml")
+    layout = {k: ROOT / v for k, v in dvc_paths(ROOT).items()}
+    tok = load_tokenizer(ROOT / base.model.stage1_checkpoint)
+    info = read_label_info(layout["prepared"])
+    ds = TokenizedDataset(layout["tokenized"] / "train.parquet", tok.pad_token_id).subsample(args.rows, 0)
+    acc = make_accelerator(base.train.device, base.train.precision, 1)
+    grid = {"plain": {}, **switches.ABLATION, "awp": {"reg.awp_start_epoch": 1}}
+    rates = {name: [] for name in grid}
+    for _ in range(args.repeats):  # interleaved, so a load change on the machine hits every switch alike
+        for name, overrides in grid.items():
+            p = dataclasses.replace(base, **{s: getattr(with_switch(base, overrides), s)
+                                             for s in ("loss", "reg", "model", "hier")})
+            rates[name].append(measure(p, ds, info, acc, tok))
+    med = {n: statistics.median(v) for n, v in rates.items()}
+    out = {"device": str(acc.device), "threads": torch.get_num_threads(), "rows": len(ds),
+           "batch_size": base.train.batch_size, "repeats": args.repeats,
+           "samples_per_s": med, "relative": {n: med[n] / med["plain"] for n in med}, "all": rates}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"{acc.device}, {torch.get_num_threads()} threads, {len(ds)} rows, median of {args.repeats}")
+    print("| switch | samples/s | × plain |\n|---|---|---|")
+    for n in grid:
+        print(f"| {n} | {med[n]:.0f} | {med[n] / med['plain']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""twohead ablation report: runs labelled by their switches, paired by seed with the plain recipe; the
+deltas, intervals, verdicts and cost are checked against numbers computed here by hand."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT
+from twohead.cli import main
+from twohead.errors import DataError
+from twohead.stats import t_interval
+
+CLASSES = {"a": "High", "b": "Mid", "c": "Low"}
+N = 60  # rows with a category (20 per class), plus 10 Decline rows
+
+
+def _predictions(n_wrong: int, pick_wrong: int = 0) -> pd.DataFrame:
+    """Task2 wrong on the first ``n_wrong`` categorised rows (predicted as the next class)."""
+    gold = [c for c in CLASSES for _ in range(20)]
+    names = list(CLASSES)
+    pred = [names[(names.index(g) + 1) % 3] if i < n_wrong else g for i, g in enumerate(gold)]
+    rows = [{"id": f"r{i}", "gold_pick": "Pick", "gold_category": g, "pred_pick": "Pick", "pred_category": p,
+             "combined_pred": p} for i, (g, p) in enumerate(zip(gold, pred))]
+    rows += [{"id": f"d{i}", "gold_pick": "Decline", "gold_category": "", "pred_pick": "Pick" if i < pick_wrong
+              else "Decline", "pred_category": "a", "combined_pred": "a" if i < pick_wrong else "Decline"}
+             for i in range(10)]
+    return pd.DataFrame(rows)
+
+
+def _run(root, name: str, seed: int, params: dict, n_wrong: int, speed: float, pick_wrong: int = 0):
+    d = root / name
+    (d / "plots").mkdir(parents=True)
+    (d / "metrics").mkdir()
+    shutil.copy(ROOT / "dvc.yaml", d / "dvc.yaml")
+    (d / "params.yaml").write_text(yaml.safe_dump({"train": {"seed": seed}, **params}))
+    _predictions(n_wrong, pick_wrong).to_csv(d / "plots" / "predictions.csv", index=False)
+    pd.DataFrame({"class": list(CLASSES), "band": list(CLASSES.values())}).to_csv(d / "metrics" / "per_class.csv",
+                                                                                  index=False)
+    (d / "metrics" / "train_speed.json").write_text(json.dumps({"train_samples_per_second_mean": speed}))
+
+
+def test_report_pairs_by_seed_and_computes_intervals(tmp_path):
+    runs = tmp_path / "runs"
+    plain_wrong, rdrop_wrong = {1: 20, 2: 22, 3: 18}, {1: 15, 2: 16, 3: 15}
+    for s in (1, 2, 3):
+        _run(runs, f"plain-s{s}", s, {"reg": {"rdrop_alpha": 0.0}}, plain_wrong[s], 100.0)
+        _run(runs, f"rdrop-s{s}", s, {"reg": {"rdrop_alpha": 1.0}}, rdrop_wrong[s], 50.0, pick_wrong=s + 1)
+        _run(runs, f"msd-s{s}", s, {"model": {"msd_samples": 5}}, plain_wrong[s], 98.0)
+    out = tmp_path / "abl.json"
+    assert main(["ablation", "report", "--runs-dir", str(runs), "--json", str(out), "--md",
+                 str(tmp_path / "abl.md")]) == 0
+    res = json.loads(out.read_text())
+    assert res["plain"]["metrics"]["task2_acc"]["mean"] == pytest.approx(1 - 20 / N)
+    rows = {r["switch"]: r for r in res["rows"]}
+    assert list(rows) == ["rdrop", "msd"]
+    deltas = [(plain_wrong[s] - rdrop_wrong[s]) / N for s in (1, 2, 3)]
+    mean, _, low, high = t_interval(deltas)
+    got = rows["rdrop"]["metrics"]["task2_acc"]
+    assert (got["mean"], got["ci_low"], got["ci_high"]) == pytest.approx((mean, low, high))
+    assert got["verdict"] == "better" and rows["rdrop"]["pairs"] == 3
+    t1 = rows["rdrop"]["metrics"]["task1_acc"]  # 2, 3, 4 Decline rows called Pick: worse, by 2/70 .. 4/70
+    assert t1["mean"] == pytest.approx(-3 / 70) and t1["verdict"] == "worse"
+    assert rows["rdrop"]["cost"] == pytest.approx(0.5) and rows["msd"]["cost"] == pytest.approx(0.98)
+    assert rows["msd"]["metrics"]["task2_acc"]["mean"] == 0 and rows["msd"]["metrics"]["task2_acc"]["verdict"] \
+        == "within noise"
+    # band recall: rdrop's extra correct rows are all class a (High): High recall up, Low unchanged
+    assert rows["rdrop"]["metrics"]["band_High_recall"]["mean"] > 0
+    assert rows["rdrop"]["metrics"]["band_Low_recall"]["mean"] == 0
+    md = (tmp_path / "abl.md").read_text()
+    assert "| rdrop (reg.rdrop_alpha=1.0) | 3 |" in md and "▲" in md and "▼" in md and "0.50 |" in md
+
+
+def test_report_without_a_plain_run_says_so(tmp_path):
+    runs = tmp_path / "runs"
+    _run(runs, "rdrop-s1", 1, {"reg": {"rdrop_alpha": 1.0}}, 10, 50.0)
+    with pytest.raises(DataError, match="plain recipe"):
+        from twohead import ablation
+        ablation.ablation(ablation.load_runs(runs_dir=runs), [np.nan])
+    assert main(["ablation", "report", "--runs-dir", str(tmp_path / "empty")]) == 2
+
+
+def test_queue_dry_run_prints_the_grid(capsys):
+    assert main(["ablation", "queue", "--dry-run", "--seeds", "7", "--only", "msd,awp", "--set",
+                 "train.epochs=1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines == [
+        "dvc exp run --queue -n abl-plain-s7 -S train.seed=7 -S train.epochs=1",
+        "dvc exp run --queue -n abl-msd-s7 -S train.seed=7 -S model.msd_samples=5 -S train.epochs=1",
+        "dvc exp run --queue -n abl-awp-s7 -S train.seed=7 -S reg.awp_start_epoch=2 -S train.epochs=1"]
+    assert main(["ablation", "queue", "--dry-run", "--only", "nope"]) == 2
