@@ -129,6 +129,13 @@ def prepare_model(model: TwoHeadModel, run: RunConfig) -> TwoHeadModel:
     return model
 
 
+def compile_encoder(model: TwoHeadModel) -> TwoHeadModel:
+    """``torch.compile`` the encoder in place (``nn.Module.compile``: parameter names, state dicts, saving and
+    resuming are unchanged), with dynamic shapes since batch lengths vary. The heads and the loss stay eager."""
+    model.encoder.compile(dynamic=True)
+    return model
+
+
 def make_objective(model: TwoHeadModel, loss_fn: TwoTaskLoss, run: RunConfig) -> Objective:
     return Objective(loss_fn, run.reg.rdrop_alpha, model.msd_samples)
 
@@ -242,6 +249,8 @@ def fit(model: TwoHeadModel, data: FitData, run: RunConfig, callbacks: Sequence[
     val_loader = DataLoader(data.val, batch_sampler=SortedBatchSampler(data.val.lengths, t.eval_batch_size),
                             collate_fn=collate, num_workers=t.num_workers)
     prepare_model(model, run)
+    if t.compile:
+        compile_encoder(model)
     groups, group_summary = llrd_groups(model, t.lr, t.llrd, t.head_lr_mult, t.weight_decay)
     initial_lrs = [g["lr"] for g in groups]  # before the scheduler starts changing the groups
     optimizer = make_optimizer(groups, t.lr, accelerator.device.type)

@@ -136,6 +136,7 @@ class TrainParams:
     max_train_rows: int = 0  # 0 = all; >0 = a seeded subsample, for smoke runs
     checkpoint_every_steps: int = 0  # resumable state every N optimiser steps too (0 = after each epoch only)
     on_nonfinite: Literal["stop", "skip"] = "stop"  # a NaN/inf loss or grad norm: stop, or drop that step
+    compile: bool = False  # torch.compile the encoder in place (dynamic shapes)
 
 
 @dataclass(frozen=True)
