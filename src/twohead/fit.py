@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from . import fast_attention
 from .batching import LengthGroupedBatchSampler, SortedBatchSampler, TokenizedDataset, make_collate, pad_share
 from .device import make_accelerator
 from .errors import TrainingError
@@ -249,6 +250,7 @@ def fit(model: TwoHeadModel, data: FitData, run: RunConfig, callbacks: Sequence[
     val_loader = DataLoader(data.val, batch_sampler=SortedBatchSampler(data.val.lengths, t.eval_batch_size),
                             collate_fn=collate, num_workers=t.num_workers)
     prepare_model(model, run)
+    windowed = fast_attention.install(model) if t.fast_attention else 0
     if t.compile:
         compile_encoder(model)
     groups, group_summary = llrd_groups(model, t.lr, t.llrd, t.head_lr_mult, t.weight_decay)
@@ -267,6 +269,8 @@ def fit(model: TwoHeadModel, data: FitData, run: RunConfig, callbacks: Sequence[
         f" {sum(x.numel() for x in model.parameters()):,} parameters; {len(data.train)} train / {len(data.val)} val"
         f" rows; {steps_per_epoch} steps/epoch")
     log(f"[{run.tag}] optimizer groups (LLRD):\n" + format_groups(group_summary))
+    if windowed:
+        log(f"[{run.tag}] fast_attention: windowed relative-attention bias in {windowed} DeBERTa layer(s)")
     log(f"[{run.tag}] training-batch padding share (first epoch's batches): "
         f"{pad_share(data.train.lengths, sampler.batches(0)):.1%}")
     smoke = collate([data.train[i] for i in range(min(4, len(data.train)))])

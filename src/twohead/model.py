@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import fast_attention
 from .checkpoint import load_encoder, load_tokenizer
 from .errors import CheckpointError
 
@@ -101,5 +102,6 @@ def load_stage2(model_dir: str | Path, device: str | torch.device = "cpu"):
     heads = load_file(str(d / "heads.safetensors"))
     model.head_task1.load_state_dict({k.split(".", 1)[1]: v for k, v in heads.items() if k.startswith("head_task1.")})
     model.head_task2.load_state_dict({k.split(".", 1)[1]: v for k, v in heads.items() if k.startswith("head_task2.")})
+    fast_attention.install(model)  # inference: the windowed relative-attention bias (same values, less work)
     model.to(device).eval()
     return model, load_tokenizer(d), label_maps

@@ -137,6 +137,7 @@ class TrainParams:
     checkpoint_every_steps: int = 0  # resumable state every N optimiser steps too (0 = after each epoch only)
     on_nonfinite: Literal["stop", "skip"] = "stop"  # a NaN/inf loss or grad norm: stop, or drop that step
     compile: bool = False  # torch.compile the encoder in place (dynamic shapes)
+    fast_attention: bool = True  # windowed DeBERTa relative-attention bias (same values, less work on short rows)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from ..batching import LengthGroupedBatchSampler, TokenizedDataset, make_collate
 from ..checkpoint import load_encoder, validate_checkpoint
 from ..device import make_accelerator
 from ..errors import MissingInputError
+from ..fast_attention import install as install_fast_attention
 from ..fit import FitData, RunConfig, make_loss, make_objective, prepare_model
 from ..io import write_json
 from ..lr_find import RangeTestConfig, plot, range_test, suggestions
@@ -86,6 +87,8 @@ def run(p: Params, paths: LrFindPaths, cfg: RangeTestConfig, stage: str = "stage
     accelerator = make_accelerator(t.device, t.precision, 1)
     run_cfg = RunConfig(t, loss_cfg, p.hier, p.reg if stage == "stage2" else RegParams())
     prepare_model(model, run_cfg)
+    if t.fast_attention:
+        install_fast_attention(model)
     groups, _ = llrd_groups(model, 1.0, t.llrd, t.head_lr_mult, t.weight_decay)  # base 1: each lr is the ratio
     ratios = [g["lr"] for g in groups]
     optimizer = make_optimizer(groups, 1.0, accelerator.device.type)
