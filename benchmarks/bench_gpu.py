@@ -13,7 +13,8 @@ MFU = model FLOPs per step ÷ step time ÷ device peak. FLOPs per token = 6·N +
 estimate for a transformer's forward + backward, N = non-embedding parameters); it ignores DeBERTa's extra
 content→position and position→content score matrices, so the MFU shown is a lower bound. Peak: the H100
 SXM's dense bf16 989 TFLOP/s for bf16, its FP32 (non-tensor-core) 67 TFLOP/s for fp32; other cards: pass
-``--peak-tflops``.
+``--peak-tflops``. With ``--compile`` the compiled variant first compares its logits on one batch with eager
+(``compile_max_rel_diff``: max |Δ| ÷ max |logit|).
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from twohead import fast_attention  # noqa: E402
 from twohead.batching import LengthGroupedBatchSampler, TokenizedDataset, make_collate  # noqa: E402
 from twohead.device import make_accelerator  # noqa: E402
+from twohead.fit import compile_encoder  # noqa: E402
 from twohead.loop import TrainParts, train_one_epoch  # noqa: E402
 from twohead.losses import TwoTaskLoss  # noqa: E402
 from twohead.model import TwoHeadModel  # noqa: E402
@@ -73,10 +76,22 @@ def run_variant(args, seq: int, precision: str, compiled: bool) -> dict:
     model = TwoHeadModel(encoder(args.layers, args.hidden, args.vocab), args.categories)
     n_params = sum(p.numel() for p in model.parameters())
     n_emb = model.encoder.embeddings.word_embeddings.weight.numel()
+    if args.fast_attention:
+        fast_attention.install(model)
     groups, _ = llrd_groups(model, 2e-5, 0.8, 1.0, 0.01)
     opt = make_optimizer(groups, 2e-5, acc.device.type)
-    if compiled:  # after the groups: compiling renames the parameters (_orig_mod.*), the objects stay
-        model.encoder = torch.compile(model.encoder)
+    numerics = None
+    if compiled:  # train.compile's way: nn.Module.compile in place; numerics vs eager on one batch first
+        g = torch.Generator().manual_seed(1)
+        ids = torch.randint(5, args.vocab, (8, seq), generator=g).to(acc.device)
+        mask = torch.ones_like(ids)
+        model.to(acc.device).eval()
+        with torch.no_grad(), acc.autocast():
+            eager = model(ids, mask)[1].float()
+            compile_encoder(model)
+            comp = model(ids, mask)[1].float()
+        numerics = float((eager - comp).abs().max() / eager.abs().max())
+        model.train()
     ds = dataset(args.batch * args.steps, seq, args.vocab, args.categories)
     loader = DataLoader(ds, batch_sampler=LengthGroupedBatchSampler(ds.lengths, args.batch, 0, True),
                         collate_fn=make_collate(0), pin_memory=acc.device.type == "cuda")
@@ -98,7 +113,7 @@ def run_variant(args, seq: int, precision: str, compiled: bool) -> dict:
            "samples_per_s": sps, "tokens_per_s": sps * seq, "step_ms": 1000 * args.batch / sps,
            "mfu": sps * seq * flops_token / peak, "warmup_s": warm, "params": n_params,
            "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else None,
-           "device": str(dev)}
+           "device": str(dev), "fast_attention": args.fast_attention, "compile_max_rel_diff": numerics}
     print(json.dumps(out), flush=True)
     return out
 
@@ -116,6 +131,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="also bf16 + torch.compile(encoder)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--peak-tflops", type=float, default=0.0)
+    ap.add_argument("--no-fast-attention", dest="fast_attention", action="store_false")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     results = []
@@ -129,7 +145,8 @@ def main() -> None:
                 results.append({"seq": seq, "precision": "bf16", "compile": True, "error": repr(exc)[:500]})
                 print(json.dumps(results[-1]), flush=True)
     name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    print(f"\n{name}, batch {args.batch}, {args.layers}L/{args.hidden}H, vocab {args.vocab}")
+    print(f"\n{name}, batch {args.batch}, {args.layers}L/{args.hidden}H, vocab {args.vocab},"
+          f" fast_attention {'on' if args.fast_attention else 'off'}")
     print("| seq | precision | compile | samples/s | tokens/s | step ms | MFU | peak GB |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:

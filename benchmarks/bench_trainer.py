@@ -9,7 +9,9 @@ fp32, the same thread count, from the same seed; each variant × repeat runs in 
 RSS, no shared state); the first --warmup steps are excluded; the median over repeats is reported.
 
 Variants
-  A     this project's path: LLRD AdamW groups, length-grouped batches, ``train_one_epoch`` (Accelerate)
+  A0    the same before the speed work: no windowed attention bias, AdamW not fused on the CPU
+  A     this project's path: LLRD AdamW groups (fused AdamW), length-grouped batches, the windowed DeBERTa
+        attention bias (``train.fast_attention``), ``train_one_epoch`` (Accelerate)
   Ac    A with ``train.compile: true`` (torch.compile of the encoder, dynamic shapes)
   B     HF Trainer, defaults + DataCollatorWithPadding (what a user would write)
   Bg    HF Trainer with train_sampling_strategy="group_by_length"
@@ -35,7 +37,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-LABELS = {"A": "this project, fit path (length-grouped)", "Ac": "this project + train.compile",
+LABELS = {"A0": "this project before (no fast_attention, unfused AdamW)",
+          "A": "this project, fit path (length-grouped)", "Ac": "this project + train.compile",
           "B": "HF Trainer, defaults + DataCollatorWithPadding", "Bg": "HF Trainer, group_by_length"}
 
 
@@ -77,9 +80,10 @@ def loss_fn(info, device):
                        torch.tensor(w["task2"]["weights"], dtype=torch.float32, device=device), 0.4, 1.0, 0.0, 0.1)
 
 
-def run_ours(args, compiled: bool) -> dict:
+def run_ours(args, compiled: bool, before: bool = False) -> dict:
     from torch.utils.data import DataLoader
 
+    from twohead import fast_attention
     from twohead.batching import LengthGroupedBatchSampler, SortedBatchSampler, make_collate, pad_share
     from twohead.device import make_accelerator
     from twohead.fit import compile_encoder
@@ -90,7 +94,11 @@ def run_ours(args, compiled: bool) -> dict:
     acc = make_accelerator("cpu", "fp32", 1)
     model = build_model(args, len(info.names))
     groups, _ = llrd_groups(model, 1e-3, 0.8, 1.0, 0.01)
-    opt = make_optimizer(groups, 1e-3, acc.device.type)
+    if before:
+        opt = torch.optim.AdamW(groups, lr=1e-3, eps=1e-6)
+    else:
+        opt = make_optimizer(groups, 1e-3, acc.device.type)
+        fast_attention.install(model)
     if compiled:
         compile_encoder(model)
     sampler = LengthGroupedBatchSampler(ds.lengths, args.batch, 0, True)
@@ -202,8 +210,8 @@ def child(args) -> None:
     torch.set_num_threads(args.threads)
     if args.variant == "tokenize":
         out = {"tokenize_rows_per_s": tokenize_rate(args)}
-    elif args.variant in ("A", "Ac"):
-        out = run_ours(args, compiled=args.variant == "Ac")
+    elif args.variant in ("A0", "A", "Ac"):
+        out = run_ours(args, compiled=args.variant == "Ac", before=args.variant == "A0")
     else:
         out = run_trainer(args, grouped=args.variant == "Bg")
     out.update({"variant": args.variant, "peak_rss_mb": peak_rss_mb(), "threads": torch.get_num_threads()})
@@ -220,7 +228,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5, help="optimiser steps excluded from the timing")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--variants", nargs="+", default=["A", "B", "Bg"], choices=list(LABELS))
+    ap.add_argument("--variants", nargs="+", default=["A0", "A", "B", "Bg"], choices=list(LABELS))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "trainer_cpu.json"))
     ap.add_argument("--variant", help=argparse.SUPPRESS)
     ap.add_argument("--tmp", default="/tmp/twohead_bench", help=argparse.SUPPRESS)

@@ -69,3 +69,11 @@ def test_long_rows_take_the_original_path(demo_encoder_dir, monkeypatch):
 def test_other_architectures_are_left_alone():
     model = torch.nn.Sequential(torch.nn.Linear(3, 3))
     assert fast_attention.install(model) == 0
+
+
+def test_window_bounds_cover_the_needed_rows_aligned():
+    for span in (64, 256, 512):
+        for w in range(0, span):
+            lo, width = fast_attention.window_bounds(span, w)
+            assert 0 <= lo <= span - w and lo + width >= span + w + 1 and lo + width <= 2 * span, (span, w)
+            assert width % fast_attention.ALIGN == 0 or width == 2 * span
