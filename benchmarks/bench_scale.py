@@ -81,7 +81,7 @@ def main() -> None:
         (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         res = {"rows": len(big)}
         res["prepare_labels"] = stage(work, "prepare_labels", PreparePaths)
-        res["tokenize"] = stage(work, "tokenize", TokenizePaths)
+        res["tokenize"] = stage(work, "tokenize_text", TokenizePaths)
         res["train_one_epoch_subsample"] = stage(work, "train_stage2", TrainPaths)
         layout = dvc_paths(ROOT)
         speed = json.loads((work / layout["train_speed"]).read_text())
