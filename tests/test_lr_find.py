@@ -200,4 +200,7 @@ def test_missing_inputs_name_the_stage_that_builds_them(tiny_data, tmp_path):
     gone = replace(p, "model", stage1_checkpoint=str(tmp_path / "nope"))
     with pytest.raises(MissingInputError, match="model.stage1_checkpoint"):
         run(gone, paths, RangeTestConfig(steps=12), progress=False)
+    no_base = replace(p, "stage1", base_model=str(paths.demo_encoder))  # the demo encoder, not built yet
+    with pytest.raises(MissingInputError, match="dvc repro build_demo_encoder"):
+        run(no_base, paths, RangeTestConfig(steps=12), stage="stage1", progress=False)
     assert not paths.lr_find.exists() and not paths.lr_find_plot.exists()

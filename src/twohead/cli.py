@@ -25,6 +25,18 @@ from .io import output_format, read_texts, write_table
 from .switches import ABLATION
 
 
+def _emit(args, result: dict, text: str) -> int:
+    """Print a report's markdown; write its JSON (--json) and markdown (--md) when asked."""
+    from .io import write_json, write_text
+
+    print(text)
+    if args.json:
+        write_json(args.json, result)
+    if args.md:
+        write_text(args.md, text)
+    return 0
+
+
 def cmd_predict(args) -> int:
     from transformers.utils import logging as hf_logging
 
@@ -57,7 +69,6 @@ def cmd_predict(args) -> int:
 
 def cmd_compare(args) -> int:
     from . import compare as cmp
-    from .io import write_json, write_text
 
     if args.group_by:
         revs = args.revs or cmp.baseline_experiments()
@@ -70,12 +81,7 @@ def cmd_compare(args) -> int:
             raise DataError("compare needs BASE and at least one OTHER revision (or --group-by PARAM)")
         result = cmp.compare(args.revs[0], args.revs[1:], resamples=args.resamples, seed=args.seed)
         text = cmp.to_markdown(result)
-    print(text)
-    if args.json:
-        write_json(args.json, result)
-    if args.md:
-        write_text(args.md, text)
-    return 0
+    return _emit(args, result, text)
 
 
 def cmd_check(args) -> int:
@@ -128,7 +134,6 @@ def cmd_ablation(args) -> int:
     from . import ablation as abl
     from . import switches
     from .compare import baseline_experiments
-    from .io import write_json, write_text
 
     if args.action == "queue":
         names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
@@ -150,12 +155,7 @@ def cmd_ablation(args) -> int:
     speeds = [abl.speed(r, runs_dir=args.runs_dir) for r in runs]
     result = abl.ablation(runs, speeds, seed_key=args.seed_key)
     text = abl.to_markdown(result)
-    print(text)
-    if args.json:
-        write_json(args.json, result)
-    if args.md:
-        write_text(args.md, text)
-    return 0
+    return _emit(args, result, text)
 
 
 def build_parser() -> argparse.ArgumentParser:

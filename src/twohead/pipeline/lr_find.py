@@ -33,6 +33,7 @@ from .pretrain_stage1 import pick_rows_dataset, stage1_config
 class LrFindPaths:
     prepared: Path
     tokenized: Path
+    demo_encoder: Path   # to name the stage that builds a missing base model
     stage1_model: Path
     lr_find: Path
     lr_find_plot: Path
@@ -51,7 +52,7 @@ def _setup(p: Params, paths: LrFindPaths, stage: str, rows: int):
     if stage == "stage1":
         t, loss_cfg = stage1_config(p)
         base = Path(p.stage1.base_model)
-        built = "build_demo_encoder" if base.resolve() == Path("models/demo_encoder").resolve() else None
+        built = "build_demo_encoder" if base.resolve() == Path(paths.demo_encoder).resolve() else None
         tokenizer = _checkpoint(base, "stage1.base_model", built, p.tokenize.max_length)
         df = read_split(paths.prepared, "train")
         if rows and rows < len(df):  # tokenize only what the test can use
