@@ -33,15 +33,15 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from twohead import fast_attention  # noqa: E402
-from twohead.batching import LengthGroupedBatchSampler, TokenizedDataset, make_collate  # noqa: E402
-from twohead.device import make_accelerator  # noqa: E402
-from twohead.fit import compile_encoder  # noqa: E402
-from twohead.loop import TrainParts, train_one_epoch  # noqa: E402
-from twohead.losses import TwoTaskLoss  # noqa: E402
-from twohead.model import TwoHeadModel  # noqa: E402
-from twohead.optim import llrd_groups, make_optimizer, make_scheduler  # noqa: E402
-from twohead.tokenization import to_arrow  # noqa: E402
+from twohead.data.batching import LengthGroupedBatchSampler, TokenizedDataset, make_collate  # noqa: E402
+from twohead.data.tokenization import to_arrow  # noqa: E402
+from twohead.model import fast_attention  # noqa: E402
+from twohead.model.two_head import TwoHeadModel  # noqa: E402
+from twohead.train.device import make_accelerator  # noqa: E402
+from twohead.train.fit import compile_encoder  # noqa: E402
+from twohead.train.loop import TrainParts, train_one_epoch  # noqa: E402
+from twohead.train.losses import TwoTaskLoss  # noqa: E402
+from twohead.train.optim import llrd_groups, make_optimizer, make_scheduler  # noqa: E402
 
 PEAK = {"bf16": 989e12, "fp32": 67e12}
 

@@ -21,9 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from twohead.io import read_json, read_texts  # noqa: E402
-from twohead.layout import dvc_paths  # noqa: E402
-from twohead.params import load_params  # noqa: E402
+from twohead.config.layout import dvc_paths  # noqa: E402
+from twohead.config.params import load_params  # noqa: E402
+from twohead.data.io import read_json, read_texts  # noqa: E402
 from twohead.predict import Predictor  # noqa: E402
 
 

@@ -29,7 +29,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from twohead.layout import dvc_paths  # noqa: E402
+from twohead.config.layout import dvc_paths  # noqa: E402
 from twohead.pipeline.runner import flag  # noqa: E402
 
 WRAP = ("import atexit, resource, runpy, sys; "

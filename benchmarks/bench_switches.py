@@ -3,7 +3,7 @@
     python benchmarks/bench_switches.py [--rows 640] [--repeats 3] [--out benchmarks/results/switches_cpu.json]
 
 Run after `dvc repro tokenize`. Same rows, same Stage-1 model, same batch size; each switch alone at the
-ablation's strength (twohead.switches.ABLATION; AWP from the first epoch so that it is measured); one
+ablation's strength (twohead.config.switches.ABLATION; AWP from the first epoch so that it is measured); one
 `train_one_epoch` per repeat via the project's own `fit` building blocks; median of the repeats.
 Weight-scheme switches change no computation (their cost is ~1 by construction; measured anyway).
 """
@@ -23,17 +23,17 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from twohead import switches  # noqa: E402
-from twohead.batching import LengthGroupedBatchSampler, TokenizedDataset, make_collate  # noqa: E402
-from twohead.checkpoint import load_encoder, load_tokenizer  # noqa: E402
-from twohead.device import make_accelerator  # noqa: E402
-from twohead.fit import FitData, RunConfig, make_awp, make_loss, make_objective, prepare_model  # noqa: E402
-from twohead.layout import dvc_paths  # noqa: E402
-from twohead.loop import TrainParts, train_one_epoch  # noqa: E402
-from twohead.model import TwoHeadModel  # noqa: E402
-from twohead.optim import llrd_groups, make_optimizer, make_scheduler  # noqa: E402
-from twohead.params import load_params, params_from_dict, to_dict  # noqa: E402
+from twohead.config import switches  # noqa: E402
+from twohead.config.layout import dvc_paths  # noqa: E402
+from twohead.config.params import load_params, params_from_dict, to_dict  # noqa: E402
+from twohead.data.batching import LengthGroupedBatchSampler, TokenizedDataset, make_collate  # noqa: E402
+from twohead.model.checkpoint import load_encoder, load_tokenizer  # noqa: E402
+from twohead.model.two_head import TwoHeadModel  # noqa: E402
 from twohead.pipeline.prepared import read_label_info  # noqa: E402
+from twohead.train.device import make_accelerator  # noqa: E402
+from twohead.train.fit import FitData, RunConfig, make_awp, make_loss, make_objective, prepare_model  # noqa: E402
+from twohead.train.loop import TrainParts, train_one_epoch  # noqa: E402
+from twohead.train.optim import llrd_groups, make_optimizer, make_scheduler  # noqa: E402
 
 
 def with_switch(p, overrides: dict):

@@ -24,24 +24,24 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from twohead.batching import (  # noqa: E402
+from twohead.config.layout import dvc_paths  # noqa: E402
+from twohead.config.params import load_params  # noqa: E402
+from twohead.data.batching import (  # noqa: E402
     LengthGroupedBatchSampler,
     SortedBatchSampler,
     TokenizedDataset,
     make_collate,
     pad_share,
 )
-from twohead.checkpoint import load_encoder, load_tokenizer  # noqa: E402
-from twohead.device import make_accelerator  # noqa: E402
-from twohead.io import read_json  # noqa: E402
-from twohead.layout import dvc_paths  # noqa: E402
-from twohead.loop import TrainParts, predict, train_one_epoch  # noqa: E402
-from twohead.losses import TwoTaskLoss  # noqa: E402
-from twohead.model import TwoHeadModel  # noqa: E402
-from twohead.optim import llrd_groups, make_optimizer, make_scheduler  # noqa: E402
-from twohead.params import load_params  # noqa: E402
+from twohead.data.io import read_json  # noqa: E402
+from twohead.data.tokenization import encode  # noqa: E402
+from twohead.model.checkpoint import load_encoder, load_tokenizer  # noqa: E402
+from twohead.model.two_head import TwoHeadModel  # noqa: E402
 from twohead.pipeline.prepared import read_split  # noqa: E402
-from twohead.tokenization import encode  # noqa: E402
+from twohead.train.device import make_accelerator  # noqa: E402
+from twohead.train.loop import TrainParts, predict, train_one_epoch  # noqa: E402
+from twohead.train.losses import TwoTaskLoss  # noqa: E402
+from twohead.train.optim import llrd_groups, make_optimizer, make_scheduler  # noqa: E402
 
 
 def peak_rss_mb() -> float:

@@ -47,10 +47,10 @@ def peak_rss_mb() -> float:
 
 
 def setup(args):
-    from twohead.batching import TokenizedDataset
-    from twohead.checkpoint import load_tokenizer
-    from twohead.layout import dvc_paths
-    from twohead.params import load_params
+    from twohead.config.layout import dvc_paths
+    from twohead.config.params import load_params
+    from twohead.data.batching import TokenizedDataset
+    from twohead.model.checkpoint import load_tokenizer
     from twohead.pipeline.prepared import read_label_info
 
     p = load_params(ROOT / "params.yaml")
@@ -63,7 +63,7 @@ def setup(args):
 def build_model(args, n_cat: int):
     from transformers import DebertaV2Config, DebertaV2Model
 
-    from twohead.model import TwoHeadModel
+    from twohead.model.two_head import TwoHeadModel
 
     cfg = DebertaV2Config.from_pretrained(str(ROOT / "models" / "demo_encoder"))
     cfg.num_hidden_layers, cfg.hidden_size = args.layers, args.hidden
@@ -73,7 +73,7 @@ def build_model(args, n_cat: int):
 
 
 def loss_fn(info, device):
-    from twohead.losses import TwoTaskLoss
+    from twohead.train.losses import TwoTaskLoss
 
     w = info.class_weights
     return TwoTaskLoss(torch.tensor(w["task1"]["weights"], dtype=torch.float32, device=device),
@@ -83,12 +83,12 @@ def loss_fn(info, device):
 def run_ours(args, compiled: bool, before: bool = False) -> dict:
     from torch.utils.data import DataLoader
 
-    from twohead import fast_attention
-    from twohead.batching import LengthGroupedBatchSampler, SortedBatchSampler, make_collate, pad_share
-    from twohead.device import make_accelerator
-    from twohead.fit import compile_encoder
-    from twohead.loop import TrainParts, predict, train_one_epoch
-    from twohead.optim import llrd_groups, make_optimizer, make_scheduler
+    from twohead.data.batching import LengthGroupedBatchSampler, SortedBatchSampler, make_collate, pad_share
+    from twohead.model import fast_attention
+    from twohead.train.device import make_accelerator
+    from twohead.train.fit import compile_encoder
+    from twohead.train.loop import TrainParts, predict, train_one_epoch
+    from twohead.train.optim import llrd_groups, make_optimizer, make_scheduler
 
     p, layout, tok, ds, info = setup(args)
     acc = make_accelerator("cpu", "fp32", 1)
@@ -196,8 +196,8 @@ def run_trainer(args, grouped: bool) -> dict:
 
 
 def tokenize_rate(args) -> float:
+    from twohead.data.tokenization import encode
     from twohead.pipeline.prepared import read_split
-    from twohead.tokenization import encode
 
     p, layout, tok, ds, info = setup(args)
     texts = read_split(layout["prepared"], "train")["text"].astype(str).tolist()

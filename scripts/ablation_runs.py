@@ -26,9 +26,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from twohead import switches  # noqa: E402
-from twohead.layout import dvc_paths  # noqa: E402
-from twohead.params import load_params  # noqa: E402
+from twohead.config import switches  # noqa: E402
+from twohead.config.layout import dvc_paths  # noqa: E402
+from twohead.config.params import load_params  # noqa: E402
 
 
 def set_dotted(raw: dict, dotted: str, value) -> None:

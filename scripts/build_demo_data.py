@@ -11,8 +11,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from twohead.data.io import write_csv  # noqa: E402
 from twohead.demo import build_demo_table  # noqa: E402
-from twohead.io import write_csv  # noqa: E402
 
 if __name__ == "__main__":
     table = build_demo_table(ROOT / "data/raw/huffpost_sample.jsonl")

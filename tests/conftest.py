@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from twohead.params import Params, params_from_dict
+from twohead.config.params import Params, params_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CSV = ROOT / "data" / "demo" / "news_demo.csv"
@@ -16,7 +16,7 @@ DEMO_CSV = ROOT / "data" / "demo" / "news_demo.csv"
 
 def dvc_paths() -> dict[str, str]:
     """The pipeline's paths as dvc.yaml names them (``vars: - paths:``), their one home."""
-    from twohead.layout import dvc_paths as layout
+    from twohead.config.layout import dvc_paths as layout
 
     return layout(ROOT)
 
@@ -54,8 +54,8 @@ def write_table(path: Path, rows: list[dict]) -> Path:
 @pytest.fixture(scope="session")
 def demo_encoder_dir(tmp_path_factory) -> Path:
     """A tiny DeBERTa-v3-layout encoder (spm-only tokenizer) built by the project's own builder."""
+    from twohead.config.params import DemoEncoderParams
     from twohead.demo import build_demo_encoder
-    from twohead.params import DemoEncoderParams
 
     out = tmp_path_factory.mktemp("enc") / "demo_encoder"
     cfg = DemoEncoderParams(vocab_size=1000, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, seed=0)

@@ -13,8 +13,8 @@ import yaml
 
 from conftest import ROOT
 from twohead.cli import main
-from twohead.errors import DataError
-from twohead.stats import t_interval
+from twohead.config.errors import DataError
+from twohead.experiments.stats import t_interval
 
 CLASSES = {"a": "High", "b": "Mid", "c": "Low"}
 N = 60  # rows with a category (20 per class), plus 10 Decline rows
@@ -80,7 +80,7 @@ def test_report_without_a_plain_run_says_so(tmp_path):
     runs = tmp_path / "runs"
     _run(runs, "rdrop-s1", 1, {"reg": {"rdrop_alpha": 1.0}}, 10, 50.0)
     with pytest.raises(DataError, match="plain recipe"):
-        from twohead import ablation
+        from twohead.experiments import ablation
         ablation.ablation(ablation.load_runs(runs_dir=runs), [np.nan])
     assert main(["ablation", "report", "--runs-dir", str(tmp_path / "empty")]) == 2
 

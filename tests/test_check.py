@@ -8,11 +8,11 @@ import yaml
 
 from conftest import DEMO_CSV, ROOT, make_params, write_table
 from twohead.check import run_check
-from twohead.checkpoint import validate_checkpoint
 from twohead.cli import main
-from twohead.data import prepare
-from twohead.errors import CheckpointError, DataError, ParamsError
-from twohead.params import load_params
+from twohead.config.errors import CheckpointError, DataError, ParamsError
+from twohead.config.params import load_params
+from twohead.data.labels import prepare
+from twohead.model.checkpoint import validate_checkpoint
 
 
 def params_file(tmp_path, encoder, **changes) -> str:

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import DEMO_CSV, make_params, replace, stage_paths, train_in
-from twohead.checkpoint import CheckpointError, load_tokenizer, validate_checkpoint
-from twohead.model import load_stage2
+from twohead.model.checkpoint import CheckpointError, load_tokenizer, validate_checkpoint
+from twohead.model.two_head import load_stage2
 from twohead.pipeline import tokenize
 
 
@@ -61,7 +61,7 @@ def test_each_layout_loads_and_trains_one_short_epoch(layout, demo_encoder_dir, 
         assert "tokenizer.json" not in names and "model.safetensors" in names
     if layout == "tokenizer_json_bin":
         assert "spm.model" not in names and "pytorch_model.bin" in names and "tokenizer.json" in names
-        from twohead.checkpoint import load_encoder
+        from twohead.model.checkpoint import load_encoder
         a, b = load_encoder(ckpt).state_dict(), load_encoder(demo_encoder_dir).state_dict()
         assert all(torch.equal(a[k], b[k]) for k in b)  # the .bin holds the same weights
     _, info = validate_checkpoint(ckpt)
@@ -97,7 +97,7 @@ def test_missing_config_and_weights(demo_encoder_dir, tmp_path):
 
 
 def test_missing_protobuf_is_named(demo_encoder_dir, monkeypatch):
-    import twohead.checkpoint as tz
+    import twohead.model.checkpoint as tz
 
     monkeypatch.setattr(tz, "_missing_packages", lambda: ["google.protobuf"])
     with pytest.raises(CheckpointError, match=r"spm.model.*needs the package\(s\) protobuf: pip install protobuf"):
@@ -171,7 +171,7 @@ def test_stage1_skips_when_another_checkpoint_is_used(demo_encoder_dir, tiny_dat
 def test_missing_packages_detects_absent_protobuf(monkeypatch):
     import importlib.util
 
-    import twohead.checkpoint as tz
+    import twohead.model.checkpoint as tz
 
     real = importlib.util.find_spec
 

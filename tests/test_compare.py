@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
-from twohead.compare import Run, _vocab, check_same_rows, code, group_compare, run_metrics
-from twohead.errors import DataError
-from twohead.stats import (
+from twohead.config.errors import DataError
+from twohead.experiments.compare import Run, _vocab, check_same_rows, code, group_compare, run_metrics
+from twohead.experiments.stats import (
     MISSING,
     Coded,
     band_recall,
@@ -139,7 +139,7 @@ def test_group_compare_pairs_by_seed(monkeypatch):
             pred = gold[:n_right] + [("y" if g == "x" else "x") for g in gold[n_right:]]
             rev = f"s{s}-{value}"
             runs[rev] = _run(rev, ids, gold, pred, {"train": {"seed": s}, "loss": {"label_smoothing": value}})
-    monkeypatch.setattr("twohead.compare.load_run", lambda rev, root=".": runs[rev])
+    monkeypatch.setattr("twohead.experiments.compare.load_run", lambda rev, root=".": runs[rev])
     g = group_compare(list(runs), "loss.label_smoothing")
     assert [x["value"] for x in g["groups"]] == [0.1, 0.15]
     acc = g["groups"][0]["metrics"]["task2_acc"]

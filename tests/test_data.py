@@ -3,9 +3,9 @@ import pandas as pd
 import pytest
 
 from conftest import write_table
-from twohead.data import IGNORE, prepare, stratified_split
-from twohead.io import DataError
-from twohead.params import DataParams, SplitParams
+from twohead.config.params import DataParams, SplitParams
+from twohead.data.io import DataError
+from twohead.data.labels import IGNORE, prepare, stratified_split
 
 
 def rows(n_per_cat=10, cats=("A", "B", "C"), decline=5):

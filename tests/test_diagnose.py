@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from twohead.diagnose import diagnose
-from twohead.schema import HISTORY_COLUMNS
+from twohead.config.schema import HISTORY_COLUMNS
+from twohead.evaluate.diagnose import diagnose
 
 
 def history(**cols) -> pd.DataFrame:

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from dvc_deps import closure, rewrite  # noqa: E402
+
 from conftest import ROOT, dvc_paths
 from dvc_project import make_project, run
-from import_closure import closure
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 STAGES = DVC["stages"]
@@ -64,6 +66,20 @@ def test_stage_deps_cover_every_imported_module(name):
                        " (needless re-runs)")
 
 
+def test_dvc_yaml_deps_are_the_generated_ones():
+    """`python scripts/dvc_deps.py` owns the src/ lines: regenerating them changes nothing."""
+    text = (ROOT / "dvc.yaml").read_text()
+    assert rewrite(text) == text, "dvc.yaml's src/ deps are stale: run `python scripts/dvc_deps.py`"
+
+
+def test_dvc_deps_rewrite_replaces_only_the_src_lines(tmp_path):
+    text = (ROOT / "dvc.yaml").read_text()
+    stale = text.replace("      - src/twohead/data/io.py\n", "", 1).replace(
+        "      - src/twohead/pipeline/runner.py\n", "      - src/twohead/pipeline/runner.py\n      - src/twohead/gone.py\n", 1)
+    assert stale != text
+    assert rewrite(stale) == text
+
+
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_stage_paths_come_from_dvc_yaml(name):
     """Every field of the stage's paths dataclass is a dvc.yaml path passed by `cmd` as --field ${paths.field}."""
@@ -92,15 +108,15 @@ def test_editing_an_imported_module_marks_the_stage_changed(tmp_path):
     proj = make_project(tmp_path / "proj", rows=200)
     run(["dvc", "repro", "prepare_labels"], proj)
     assert "up to date" in run(["dvc", "status", "prepare_labels"], proj).stdout
-    io = proj / "src" / "twohead" / "io.py"
+    io = proj / "src" / "twohead" / "data" / "io.py"
     io.write_text(io.read_text() + "\n# an edit\n")
     status = run(["dvc", "status", "prepare_labels"], proj).stdout
-    assert "prepare_labels" in status and "modified:" in status and "src/twohead/io.py" in status
+    assert "prepare_labels" in status and "modified:" in status and "src/twohead/data/io.py" in status
     # and a module the stage does not import does not touch it
     io.write_text(io.read_text().replace("\n# an edit\n", ""))
-    plots = proj / "src" / "twohead" / "plots.py"
+    plots = proj / "src" / "twohead" / "evaluate" / "plots.py"
     plots.write_text(plots.read_text() + "\n# an edit\n")
-    assert "src/twohead/plots.py" not in run(["dvc", "status", "prepare_labels"], proj).stdout
+    assert "src/twohead/evaluate/plots.py" not in run(["dvc", "status", "prepare_labels"], proj).stdout
 
 
 def test_stage_scripts_import_the_code_beside_them(tmp_path):

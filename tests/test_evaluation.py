@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from conftest import stage_paths, train_in
-from twohead.evaluation import per_class_table, worst_k_table
-from twohead.metrics import combined_view, consistency
+from twohead.evaluate.metrics import combined_view, consistency
+from twohead.evaluate.tables import per_class_table, worst_k_table
 from twohead.pipeline import evaluate, plot
 
 

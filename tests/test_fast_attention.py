@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from twohead import fast_attention
-from twohead.checkpoint import load_encoder
-from twohead.model import TwoHeadModel
+from twohead.model import fast_attention
+from twohead.model.checkpoint import load_encoder
+from twohead.model.two_head import TwoHeadModel
 
 
 def _pair(encoder_dir):

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from twohead.cartography import CartographyRecorder, cartography_table
-from twohead.losses import LossAccumulator, TwoTaskLoss, hier_parts
+from twohead.train.cartography import CartographyRecorder, cartography_table
+from twohead.train.losses import LossAccumulator, TwoTaskLoss, hier_parts
 
 LOGITS1 = torch.tensor([[0.0, 2.0], [1.0, 0.5], [0.3, 0.0], [-1.0, 1.0]])
 LOGITS2 = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0], [0.5, 0.5, 2.0], [1.0, 0.0, 0.0]])

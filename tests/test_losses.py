@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from twohead.losses import LossAccumulator, TwoTaskLoss, masked_ce, masked_ce_parts
+from twohead.train.losses import LossAccumulator, TwoTaskLoss, masked_ce, masked_ce_parts
 
 
 def test_all_labels_missing_gives_zero_and_finite_grads():

@@ -14,8 +14,17 @@ import pytest
 import torch
 
 from conftest import replace, stage_paths
-from twohead.errors import MissingInputError, ParamsError
-from twohead.lr_find import SANE_MAX, RangeTestConfig, RangeTestResult, lr_at, range_test, steepest, suggestions, valley
+from twohead.config.errors import MissingInputError, ParamsError
+from twohead.experiments.lr_find import (
+    SANE_MAX,
+    RangeTestConfig,
+    RangeTestResult,
+    lr_at,
+    range_test,
+    steepest,
+    suggestions,
+    valley,
+)
 
 
 def _separable(seed: int = 0, n: int = 512, d: int = 20):

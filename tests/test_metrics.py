@@ -3,9 +3,9 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
-from twohead.fit import eval_figures
-from twohead.losses import TwoTaskLoss
-from twohead.metrics import band_recall, per_class_recall, task1_metrics, task2_metrics
+from twohead.evaluate.metrics import band_recall, per_class_recall, task1_metrics, task2_metrics
+from twohead.train.fit import eval_figures
+from twohead.train.losses import TwoTaskLoss
 
 
 def test_task_metrics_equal_sklearn_on_labelled_rows():

@@ -3,9 +3,9 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel, DebertaV2Config, DebertaV2Model
 
-from twohead.batching import LengthGroupedBatchSampler, SortedBatchSampler, make_collate, pad_share
-from twohead.model import TwoHeadModel
-from twohead.optim import llrd_groups
+from twohead.data.batching import LengthGroupedBatchSampler, SortedBatchSampler, make_collate, pad_share
+from twohead.model.two_head import TwoHeadModel
+from twohead.train.optim import llrd_groups
 
 
 def tiny_deberta(layers=3, conv=False):
@@ -106,7 +106,7 @@ def test_length_grouped_sampler_covers_rows_once_and_is_seeded():
 def test_unknown_encoder_layout_is_a_clear_error():
     from transformers import GPT2Config, GPT2Model
 
-    from twohead.checkpoint import CheckpointError
+    from twohead.model.checkpoint import CheckpointError
 
     enc = GPT2Model(GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2))
     enc.config.num_hidden_layers = 1

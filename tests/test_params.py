@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from twohead.params import ParamsError, load_params, params_from_dict, to_dict
+from twohead.config.params import ParamsError, load_params, params_from_dict, to_dict
 
 
 def test_project_params_file_loads_strictly():

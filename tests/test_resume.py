@@ -15,10 +15,10 @@ import pytest
 
 from conftest import dvc_paths, replace, train_in
 from dvc_project import make_project, run
-from twohead.errors import TrainingError
-from twohead.fit import KILL_AFTER_SAVE_ENV, Diverged
+from twohead.config.errors import TrainingError
 from twohead.pipeline.runner import flag
 from twohead.pipeline.train_stage2 import TrainPaths
+from twohead.train.fit import KILL_AFTER_SAVE_ENV, Diverged
 
 OUTPUTS = ("train_metrics", "train_history", "steps_log", "band_recall", "val_worst_k", "cartography_task2")
 
@@ -76,7 +76,7 @@ def test_sigkill_after_epoch_1_and_mid_epoch_2_then_resume_is_identical(tmp_path
 
 
 def test_sigint_saves_the_state_and_stops_then_resumes_identically(tiny_data, tmp_path, monkeypatch):
-    import twohead.loop as loop
+    import twohead.train.loop as loop
 
     data_dir, p = tiny_data
     ref = train_in(tmp_path / "ref", data_dir, p)
@@ -103,7 +103,7 @@ def test_sigint_saves_the_state_and_stops_then_resumes_identically(tiny_data, tm
 
 def _nan_at(monkeypatch, calls: set[int]):
     """Make the loss non-finite on the given training batches (1-based count across the run)."""
-    import twohead.fit as fit
+    import twohead.train.fit as fit
 
     real = fit.make_loss
 

@@ -5,12 +5,12 @@ import torch
 from accelerate.utils import set_seed
 
 from conftest import ROOT
-from twohead.batching import LengthGroupedBatchSampler
-from twohead.model import TwoHeadModel
+from twohead.data.batching import LengthGroupedBatchSampler
+from twohead.model.two_head import TwoHeadModel
 
 
 def test_seed_changes_batch_order_and_head_init(demo_encoder_dir):
-    from twohead.checkpoint import load_encoder
+    from twohead.model.checkpoint import load_encoder
 
     lengths = np.arange(200) % 17 + 3
     a = LengthGroupedBatchSampler(lengths, 16, seed=1).batches(0)

@@ -12,13 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from conftest import replace, train_in
-from twohead.errors import ParamsError
-from twohead.losses import TwoTaskLoss, rdrop_parts
-from twohead.optim import llrd_groups
-from twohead.params import LossParams, params_from_dict
-from twohead.switches import ABLATION, OFF, active, label, queue_commands
-from twohead.techniques import AWP, Objective
-from twohead.weights import task2_weights
+from twohead.config.errors import ParamsError
+from twohead.config.params import LossParams, params_from_dict
+from twohead.config.switches import ABLATION, OFF, active, label, queue_commands
+from twohead.data.weights import task2_weights
+from twohead.train.losses import TwoTaskLoss, rdrop_parts
+from twohead.train.optim import llrd_groups
+from twohead.train.techniques import AWP, Objective
 
 IGN = -100
 
@@ -52,7 +52,7 @@ class TinyEncoder(torch.nn.Module):
 
 
 def _model(msd=1, dropout=0.3, seed=0):
-    from twohead.model import TwoHeadModel
+    from twohead.model.two_head import TwoHeadModel
 
     torch.manual_seed(seed)
     return TwoHeadModel(TinyEncoder(), 3, "mean", dropout, msd)

@@ -6,9 +6,9 @@ import pyarrow.parquet as pq
 import pytest
 import sentencepiece as spm
 
-from twohead.checkpoint import load_tokenizer
-from twohead.errors import CheckpointError
-from twohead.tokenization import encode, to_arrow, write_tokenized
+from twohead.config.errors import CheckpointError
+from twohead.data.tokenization import encode, to_arrow, write_tokenized
+from twohead.model.checkpoint import load_tokenizer
 
 
 def test_demo_encoder_directory_layout(demo_encoder_dir):
@@ -43,8 +43,8 @@ def test_model_vocab_covers_the_tokenizer(demo_encoder_dir):
 
 def test_demo_encoder_build_is_reproducible(demo_encoder_dir, tmp_path):
     from conftest import DEMO_CSV
+    from twohead.config.params import DemoEncoderParams
     from twohead.demo import build_demo_encoder
-    from twohead.params import DemoEncoderParams
 
     cfg = DemoEncoderParams(vocab_size=1000, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, seed=0)
     again = build_demo_encoder(cfg, DEMO_CSV, tmp_path / "again")

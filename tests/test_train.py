@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from conftest import replace, train_in
-from twohead.batching import SortedBatchSampler, TokenizedDataset, make_collate
-from twohead.model import load_stage2
-from twohead.schema import HISTORY_COLUMNS
+from twohead.config.schema import HISTORY_COLUMNS
+from twohead.data.batching import SortedBatchSampler, TokenizedDataset, make_collate
+from twohead.model.two_head import load_stage2
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from twohead.io import DataError
-from twohead.params import BandsParams, LossParams
-from twohead.weights import frequency_bands, task1_weights, task2_weights
+from twohead.config.params import BandsParams, LossParams
+from twohead.data.io import DataError
+from twohead.data.weights import frequency_bands, task1_weights, task2_weights
 
 
 def train_table(cat_counts, decline=0, pick_missing=0):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import TwoheadError
+from .config.errors import TwoheadError
 
 
 @dataclass
@@ -28,7 +28,7 @@ class Report:
 
 
 def _pipeline_outputs(root: Path) -> set[Path]:
-    from .layout import dvc_paths
+    from .config.layout import dvc_paths
 
     try:
         return {(root / v).resolve() for v in dvc_paths(root).values()}
@@ -37,7 +37,7 @@ def _pipeline_outputs(root: Path) -> set[Path]:
 
 
 def check_checkpoint(path: str, max_length: int, report: Report, what: str) -> None:
-    from .checkpoint import validate_checkpoint
+    from .model.checkpoint import validate_checkpoint
 
     try:
         _, info = validate_checkpoint(path, max_length=max_length)
@@ -48,8 +48,8 @@ def check_checkpoint(path: str, max_length: int, report: Report, what: str) -> N
 
 
 def run_check(params_path: str | Path = "params.yaml", root: str | Path = ".") -> Report:
-    from .data import prepare
-    from .params import load_params
+    from .config.params import load_params
+    from .data.labels import prepare
 
     root = Path(root)
     report = Report()

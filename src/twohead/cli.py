@@ -9,7 +9,7 @@
     twohead ablation report [EXP ...] [--runs-dir DIR] [--md F] [--json F]
     twohead lr-find [--stage stage2|stage1] [--steps 200] [--min-lr 1e-7] [--max-lr 1] [--rows N]
 
-A user-facing error (:class:`~twohead.errors.TwoheadError`) prints one line and exits with status 2;
+A user-facing error (:class:`~twohead.config.errors.TwoheadError`) prints one line and exits with status 2;
 nothing is half-written (outputs go to a temporary file that is renamed into place when complete).
 """
 
@@ -20,14 +20,14 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .errors import DataError, TwoheadError
-from .io import output_format, read_texts, write_table
-from .switches import ABLATION
+from .config.errors import DataError, TwoheadError
+from .config.switches import ABLATION
+from .data.io import output_format, read_texts, write_table
 
 
 def _emit(args, result: dict, text: str) -> int:
     """Print a report's markdown; write its JSON (--json) and markdown (--md) when asked."""
-    from .io import write_json, write_text
+    from .data.io import write_json, write_text
 
     print(text)
     if args.json:
@@ -68,7 +68,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from . import compare as cmp
+    from .experiments import compare as cmp
 
     if args.group_by:
         revs = args.revs or cmp.baseline_experiments()
@@ -100,9 +100,9 @@ def cmd_check(args) -> int:
 def cmd_lr_find(args) -> int:
     from transformers.utils import logging as hf_logging
 
-    from .layout import dvc_paths
-    from .lr_find import RangeTestConfig
-    from .params import load_params
+    from .config.layout import dvc_paths
+    from .config.params import load_params
+    from .experiments.lr_find import RangeTestConfig
     from .pipeline.lr_find import LrFindPaths, run
 
     hf_logging.disable_progress_bar()
@@ -131,9 +131,9 @@ def cmd_ablation(args) -> int:
     import shlex
     import subprocess
 
-    from . import ablation as abl
-    from . import switches
-    from .compare import baseline_experiments
+    from .config import switches
+    from .experiments import ablation as abl
+    from .experiments.compare import baseline_experiments
 
     if args.action == "queue":
         names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import atomic_path, read_table
-from .params import DemoEncoderParams
+from .config.params import DemoEncoderParams
+from .data.io import atomic_path, read_table
 
 DECLINE_CATEGORIES = ("COMEDY", "WEIRD NEWS")
 CATEGORY_ONLY_SHARE = 0.15

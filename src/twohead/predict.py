@@ -21,15 +21,15 @@ import numpy as np
 import pandas as pd
 from torch.utils.data import DataLoader
 
-from .batching import SortedBatchSampler, TokenizedDataset, make_collate
-from .data import IGNORE
-from .device import make_accelerator
-from .errors import CheckpointError
-from .evaluation import topk_names
-from .loop import predict as predict_logits
-from .metrics import softmax
-from .model import load_stage2
-from .tokenization import encode, to_arrow
+from .config.errors import CheckpointError
+from .data.batching import SortedBatchSampler, TokenizedDataset, make_collate
+from .data.labels import IGNORE
+from .data.tokenization import encode, to_arrow
+from .evaluate.metrics import softmax
+from .evaluate.tables import topk_names
+from .model.two_head import load_stage2
+from .train.device import make_accelerator
+from .train.loop import predict as predict_logits
 
 
 def _is_empty(text) -> bool:

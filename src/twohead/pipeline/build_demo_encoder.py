@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config.params import Params
 from ..demo import build_demo_encoder
-from ..params import Params
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,14 @@ import numpy as np
 import pandas as pd
 from torch.utils.data import DataLoader
 
-from ..batching import SortedBatchSampler, TokenizedDataset, make_collate
-from ..device import make_accelerator
-from ..evaluation import band_table, per_class_table, predictions_table, split_metrics, worst_k_table
-from ..io import write_csv, write_json
-from ..loop import predict
-from ..metrics import IGNORE, softmax
-from ..model import load_stage2
-from ..params import Params
+from ..config.params import Params
+from ..data.batching import SortedBatchSampler, TokenizedDataset, make_collate
+from ..data.io import write_csv, write_json
+from ..evaluate.metrics import IGNORE, softmax
+from ..evaluate.tables import band_table, per_class_table, predictions_table, split_metrics, worst_k_table
+from ..model.two_head import load_stage2
+from ..train.device import make_accelerator
+from ..train.loop import predict
 from .prepared import read_label_info, texts_by_id
 
 

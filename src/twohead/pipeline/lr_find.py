@@ -1,5 +1,5 @@
 """``twohead lr-find``: the LR range test on the data, model, loss, LLRD groups, batch size, precision and
-device the chosen stage would use (:mod:`twohead.lr_find` has the method). The model is built fresh and
+device the chosen stage would use (:mod:`twohead.experiments.lr_find` has the method). The model is built fresh and
 discarded: no checkpoint, state, metric or DVC output of the pipeline is touched; only the JSON and PNG
 named in dvc.yaml (``paths.lr_find``, ``paths.lr_find_plot``) are written. The Stage-2 switches that change
 the loss (uncertainty weighting, R-Drop, multi-sample dropout, hierarchy terms) apply; AWP does not (it starts
@@ -14,17 +14,17 @@ from pathlib import Path
 
 from torch.utils.data import DataLoader
 
-from ..batching import LengthGroupedBatchSampler, TokenizedDataset, make_collate
-from ..checkpoint import load_encoder, validate_checkpoint
-from ..device import make_accelerator
-from ..errors import MissingInputError
-from ..fast_attention import install as install_fast_attention
-from ..fit import FitData, RunConfig, make_loss, make_objective, prepare_model
-from ..io import write_json
-from ..lr_find import RangeTestConfig, plot, range_test, suggestions
-from ..model import TwoHeadModel
-from ..optim import llrd_groups, make_optimizer
-from ..params import Params, RegParams
+from ..config.errors import MissingInputError
+from ..config.params import Params, RegParams
+from ..data.batching import LengthGroupedBatchSampler, TokenizedDataset, make_collate
+from ..data.io import write_json
+from ..experiments.lr_find import RangeTestConfig, plot, range_test, suggestions
+from ..model.checkpoint import load_encoder, validate_checkpoint
+from ..model.fast_attention import install as install_fast_attention
+from ..model.two_head import TwoHeadModel
+from ..train.device import make_accelerator
+from ..train.fit import FitData, RunConfig, make_loss, make_objective, prepare_model
+from ..train.optim import llrd_groups, make_optimizer
 from .prepared import read_label_info, read_split
 from .pretrain_stage1 import pick_rows_dataset, stage1_config
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..diagnose import diagnose
-from ..io import read_json, write_text
-from ..params import Params
-from ..plots import band_curves, caption, curves, data_map, per_class_recall, top_confusions
-from ..summary import summary_markdown
+from ..config.params import Params
+from ..data.io import read_json, write_text
+from ..evaluate.diagnose import diagnose
+from ..evaluate.plots import band_curves, caption, curves, data_map, per_class_recall, top_confusions
+from ..evaluate.summary import summary_markdown
 
 #: The figures this stage writes into ``PlotPaths.figures`` (dvc.yaml declares each; a test checks both agree).
 FIGURES = ("task1_loss.png", "task1_accuracy.png", "task2_loss.png", "task2_accuracy.png", "consistency.png",

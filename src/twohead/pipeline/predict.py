@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io import output_format, read_texts, write_table
-from ..params import Params
+from ..config.params import Params
+from ..data.io import output_format, read_texts, write_table
 from ..predict import Predictor
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data import SPLITS, coverage, prepare
-from ..io import write_json, write_parquet
-from ..params import Params
-from ..weights import frequency_bands, task1_weights, task2_weights
+from ..config.params import Params
+from ..data.io import write_json, write_parquet
+from ..data.labels import SPLITS, coverage, prepare
+from ..data.weights import frequency_bands, task1_weights, task2_weights
 
 
 @dataclass(frozen=True)

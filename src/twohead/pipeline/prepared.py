@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..data import SPLITS
-from ..errors import MissingInputError
-from ..io import read_json
+from ..config.errors import MissingInputError
+from ..data.io import read_json
+from ..data.labels import SPLITS
 
 
 @dataclass

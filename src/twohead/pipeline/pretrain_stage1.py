@@ -3,7 +3,7 @@
 Data: every prepared row with a Pick/Decline label (categories are not used): train split to train,
 val split to validate, tokenized here with the *base model's* tokenizer. The model is the Stage-2
 model with its Task2 loss switched off (λ1 = 1, λ2 = 0, no category labels), trained by the same
-:func:`~twohead.fit.fit`; ``stage1.*`` sets its own epochs / lr / batch size, everything else follows
+:func:`~twohead.train.fit.fit`; ``stage1.*`` sets its own epochs / lr / batch size, everything else follows
 ``train.*``.
 
 Output: the Stage-1 directory in the same layout as the base directory (encoder ``config.json`` +
@@ -25,16 +25,16 @@ from pathlib import Path
 import pandas as pd
 from safetensors.torch import save_file
 
-from ..batching import TokenizedDataset
-from ..checkpoint import WEIGHT_FILES, load_encoder, validate_checkpoint
-from ..data import IGNORE
-from ..fit import FitData, RunConfig, fit, speed_summary
-from ..io import atomic_path, write_csv, write_json
-from ..model import TwoHeadModel
-from ..params import LossParams, Params, TrainParams, to_dict
-from ..resume import StateStore, fingerprint
-from ..schema import STAGE1_COLUMNS, STAGE1_RENAME
-from ..tokenization import encode, to_arrow
+from ..config.params import LossParams, Params, TrainParams, to_dict
+from ..config.schema import STAGE1_COLUMNS, STAGE1_RENAME
+from ..data.batching import TokenizedDataset
+from ..data.io import atomic_path, write_csv, write_json
+from ..data.labels import IGNORE
+from ..data.tokenization import encode, to_arrow
+from ..model.checkpoint import WEIGHT_FILES, load_encoder, validate_checkpoint
+from ..model.two_head import TwoHeadModel
+from ..train.fit import FitData, RunConfig, fit, speed_summary
+from ..train.resume import StateStore, fingerprint
 from .prepared import read_label_info, read_split
 
 

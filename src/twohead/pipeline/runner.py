@@ -1,5 +1,5 @@
 """What every stage script shares: its paths from the command line, params from ``params.yaml``, and any
-:class:`~twohead.errors.TwoheadError` turned into one clear line with exit status 2."""
+:class:`~twohead.config.errors.TwoheadError` turned into one clear line with exit status 2."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
-from ..errors import TwoheadError
-from ..params import Params, load_params
+from ..config.errors import TwoheadError
+from ..config.params import Params, load_params
 
 P = TypeVar("P")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..checkpoint import validate_checkpoint
-from ..io import write_json
-from ..params import Params
-from ..tokenization import tokenize_splits, write_tokenized
+from ..config.params import Params
+from ..data.io import write_json
+from ..data.tokenization import tokenize_splits, write_tokenized
+from ..model.checkpoint import validate_checkpoint
 from .prepared import read_prepared
 
 

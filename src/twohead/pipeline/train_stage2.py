@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..batching import TokenizedDataset
-from ..callbacks import BandRecall, Cartography, PartialHistory, ValWorstK
-from ..cartography import cartography_tables
-from ..checkpoint import load_encoder, validate_checkpoint
-from ..errors import TrainingError
-from ..fit import Diverged, FitData, RunConfig, fit, speed_summary
-from ..io import atomic_path, write_csv, write_json, write_text
-from ..model import TwoHeadModel, save_stage2
-from ..params import Params, to_dict
-from ..resume import StateStore, fingerprint
-from ..schema import HISTORY_COLUMNS
+from ..config.errors import TrainingError
+from ..config.params import Params, to_dict
+from ..config.schema import HISTORY_COLUMNS
+from ..data.batching import TokenizedDataset
+from ..data.io import atomic_path, write_csv, write_json, write_text
+from ..model.checkpoint import load_encoder, validate_checkpoint
+from ..model.two_head import TwoHeadModel, save_stage2
+from ..train.callbacks import BandRecall, Cartography, PartialHistory, ValWorstK
+from ..train.cartography import cartography_tables
+from ..train.fit import Diverged, FitData, RunConfig, fit, speed_summary
+from ..train.resume import StateStore, fingerprint
 from .prepared import read_label_info, texts_by_id
 
 

@@ -1,0 +1,141 @@
+"""dvc.yaml's per-stage module deps, generated: ``python scripts/dvc_deps.py`` rewrites them, ``--check`` only
+checks, and ``tests/test_dvc_deps.py`` uses the same functions.
+
+The project modules a script imports, transitively, are found with ``ast`` (nothing is imported or run).
+
+Every ``import`` / ``from … import`` statement counts, wherever it sits (a function-level import runs
+too, just later). Importing ``twohead.a.b`` also runs ``twohead/__init__.py`` and
+``twohead/a/__init__.py``, so those count as well. Modules outside the package are ignored.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+
+def _module_file(src: Path, dotted: str) -> Path | None:
+    base = src.joinpath(*dotted.split("."))
+    for cand in (base.with_suffix(".py"), base / "__init__.py"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _dotted_of(src: Path, file: Path) -> str:
+    parts = list(file.relative_to(src).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _imports(src: Path, file: Path, package: str) -> set[str]:
+    """Dotted names (modules, or module.attribute candidates) imported by ``file``."""
+    tree = ast.parse(file.read_text(encoding="utf-8"), filename=str(file))
+    own = _dotted_of(src, file) if file.is_relative_to(src) else ""
+    is_pkg = file.name == "__init__.py"
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = own.split(".") if is_pkg else own.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            out.add(mod)
+            out |= {f"{mod}.{a.name}" for a in node.names}
+    return {m for m in out if m == package or m.startswith(package + ".")}
+
+
+def closure(script: Path, src: Path, package: str = "twohead") -> set[Path]:
+    """Files of ``package`` (under ``src``) that running ``script`` imports, transitively."""
+    seen: set[Path] = set()
+    todo = [script]
+    while todo:
+        f = todo.pop()
+        for dotted in _imports(src, f, package):
+            parts = dotted.split(".")
+            for i in range(1, len(parts) + 1):  # every parent package's __init__ runs too
+                mf = _module_file(src, ".".join(parts[:i]))
+                if mf is not None and mf not in seen:
+                    seen.add(mf)
+                    todo.append(mf)
+    return seen
+
+
+# --- dvc.yaml: each stage's `src/` deps generated from its script's import closure -------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+_SCRIPT = re.compile(r"\b(stages/\S+\.py)\b")
+
+
+def stage_script(cmd: str, root: Path = ROOT) -> Path:
+    m = _SCRIPT.search(cmd)
+    if not m:
+        raise ValueError(f"cmd does not run a stages/*.py script: {cmd}")
+    return root / m.group(1)
+
+
+def stage_modules(cmd: str, root: Path = ROOT) -> list[str]:
+    """The ``src/`` files a stage's script imports, as dvc.yaml lists them (sorted, repository-relative)."""
+    return sorted(str(p.relative_to(root)) for p in closure(stage_script(cmd, root), root / "src"))
+
+
+def rewrite(text: str, root: Path = ROOT) -> str:
+    """dvc.yaml's text with every stage's ``- src/...`` dep lines replaced by the generated list (placed where
+    the first one was, right after the stage's script); everything else — comments, other deps — is kept."""
+    import yaml
+
+    stages = yaml.safe_load(text)["stages"]
+    lines = text.splitlines(keepends=True)
+    out, stage, in_deps, wrote = [], None, False, False
+    for line in lines:
+        m = re.match(r"^  (\w+):\s*(#.*)?$", line)
+        if m and m.group(1) in stages:
+            stage, in_deps, wrote = m.group(1), False, False
+        stripped = line.strip()
+        if stage and re.match(r"^    deps:\s*$", line):
+            in_deps = True
+        elif stage and in_deps and re.match(r"^    \w+:", line):
+            in_deps = False
+        if stage and in_deps and stripped.startswith("- src/"):
+            if not wrote:
+                out += [f"      - {m}\n" for m in stage_modules(stages[stage]["cmd"], root)]
+                wrote = True
+            continue
+        out.append(line)
+        if stage and in_deps and stripped.startswith("- stages/") and not wrote:
+            out += [f"      - {m}\n" for m in stage_modules(stages[stage]["cmd"], root)]
+            wrote = True
+    return "".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Regenerate the src/ deps of every stage in dvc.yaml from imports.")
+    ap.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml is not up to date; write nothing")
+    args = ap.parse_args(argv)
+    path = ROOT / "dvc.yaml"
+    old = path.read_text(encoding="utf-8")
+    new = rewrite(old)
+    if args.check:
+        if new != old:
+            print("dvc.yaml: stage deps are stale; run `python scripts/dvc_deps.py`")
+            return 1
+        print("dvc.yaml: stage deps match the imports")
+        return 0
+    if new != old:
+        path.write_text(new, encoding="utf-8")
+        print("dvc.yaml: stage deps rewritten")
+    else:
+        print("dvc.yaml: already up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

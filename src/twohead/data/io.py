@@ -1,0 +1,238 @@
+"""File IO for every stage: atomic writes (temp file + rename), JSON/CSV/Parquet helpers, raw tables.
+
+A stage never leaves a half-written file: each writer goes to a temp path in the same directory and
+is renamed into place only once complete; on an exception the temp path is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+from ..config.errors import DataError, MissingInputError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; on success it replaces ``path``, on error it is removed."""
+    path = Path(path)
+    umask = os.umask(0)
+    os.umask(umask)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if is_dir:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, (0o777 if is_dir else 0o666) & ~umask)
+        if is_dir:
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy / torch scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _finite(obj: Any) -> Any:
+    """JSON has no NaN/Infinity: write them as null so every reader (DVC included) can parse the file."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    text = json.dumps(_finite(json.loads(json.dumps(obj, default=_json_default))), indent=2, ensure_ascii=False)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text + "\n", encoding="utf-8")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"{path}: not found (has the stage that writes it run?)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_csv(path: str | Path, df: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.8g")
+
+
+def write_parquet(path: str | Path, df: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def detect_format(path: str | Path, fmt: str = "auto") -> str:
+    if fmt != "auto":
+        return fmt
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    if ".parquet" in suffixes or ".pq" in suffixes:
+        return "parquet"
+    if ".jsonl" in suffixes or ".ndjson" in suffixes:
+        return "jsonl"
+    if ".csv" in suffixes or ".tsv" in suffixes:
+        return "csv"
+    raise DataError(f"{path}: cannot tell the format from the file name (.csv, .tsv, .parquet, .jsonl);"
+                    " set data.format to csv, parquet or jsonl")
+
+
+def read_table(path: str | Path, fmt: str = "auto", what: str = "raw data file (data.raw_path)",
+               encoding: str = "utf-8") -> pd.DataFrame:
+    """Read a raw table (CSV, Parquet or JSON Lines) with every column as given: CSV cells stay
+    strings (an empty cell is ''), so ids like ``007`` and labels like ``NA`` are not mangled.
+    ``what`` names the file in the error when it is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {what} not found")
+    fmt = detect_format(path, fmt)
+    try:
+        if fmt == "csv":
+            sep = "\t" if path.suffix.lower() == ".tsv" else ","
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, encoding=encoding)
+        elif fmt == "parquet":
+            df = pd.read_parquet(path)
+        else:
+            df = _read_jsonl(path, encoding)
+    except UnicodeDecodeError as exc:
+        raw = path.read_bytes()  # the reader's offset is within a buffer: find the file offset
+        try:
+            raw.decode(encoding)
+            start, reason = exc.start, exc.reason
+        except UnicodeDecodeError as whole:
+            start, reason = whole.start, whole.reason
+        line = raw.count(b"\n", 0, start) + 1
+        raise DataError(f"{path}: not valid {encoding} text at byte {start} (line {line}: {reason}); set"
+                        " data.encoding to the file's encoding (e.g. latin-1 or cp1252) or re-save it as UTF-8"
+                        ) from exc
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"{path}: the file is empty") from exc
+    except ValueError as exc:
+        raise DataError(f"{path}: cannot be read as {fmt}: {exc}") from exc
+    if len(df) == 0:
+        raise DataError(f"{path}: the file has no data rows")
+    return df
+
+
+def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
+    """JSON Lines, one object per line; a broken line is named by its number."""
+    rows = []
+    with open(path, encoding=encoding) as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: line {n} is not valid JSON ({exc.msg} at column {exc.colno})") from exc
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}: line {n} is not a JSON object (one object per line expected)")
+            rows.append(obj)
+    return pd.DataFrame(rows)
+
+
+def row_ref(path: str | Path, fmt: str, index: int) -> str:
+    """How to find data row ``index`` (0-based) in the raw file, in the user's terms."""
+    fmt = detect_format(path, fmt)
+    if fmt == "csv":
+        return f"row {index} (line {_csv_line(Path(path), index)} of the CSV)"
+    if fmt == "jsonl":
+        return f"row {index} (line {index + 1})"
+    return f"row {index}"
+
+
+def _csv_line(path: Path, index: int) -> int:
+    """The line where data row ``index`` starts: quoted fields may span lines, and blank lines are skipped
+    (as pandas does), so it is not simply index + 2. Only called to word an error message."""
+    import csv
+
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as f:
+            reader = csv.reader(f, delimiter=sep)
+            end_of_previous, record = 0, -1  # record -1 is the header
+            for row in reader:
+                if row:
+                    if record == index:
+                        return end_of_previous + 1
+                    record += 1
+                end_of_previous = reader.line_num
+    except (OSError, csv.Error):
+        pass
+    return index + 2
+
+
+OUTPUT_FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
+                  ".ndjson": "jsonl"}
+
+
+def output_format(out: str | Path) -> str:
+    """csv / parquet / jsonl from an output file's suffix ("-" = standard output, CSV)."""
+    if str(out) == "-":
+        return "csv"
+    fmt = OUTPUT_FORMATS.get(Path(out).suffix.lower())
+    if fmt is None:
+        raise DataError(f"{out}: cannot tell the output format from the suffix; use one of {sorted(OUTPUT_FORMATS)}"
+                        " or - for standard output (CSV)")
+    return fmt
+
+
+def write_table(df: pd.DataFrame, out: str | Path, fmt: str) -> None:
+    """Write ``df`` atomically as CSV, Parquet or JSON Lines."""
+    if fmt == "csv":
+        write_csv(out, df)
+    elif fmt == "parquet":
+        write_parquet(out, df)
+    else:
+        write_text(out, df.to_json(orient="records", lines=True, force_ascii=False) or "")
+
+
+def read_texts(path: str | Path, text_column: str, id_column: str | None = None) -> tuple[list, list]:
+    """(texts, ids) of a table of articles. ``id_column`` None or "": 'id' if the table has it, else the
+    row number. A missing column is a :class:`DataError` listing the columns the table has."""
+    detect_format(path)
+    df = read_table(path, what="input file")
+    flag = {"text": text_column, "id": id_column}
+    for what, col in flag.items():
+        if col and col not in df.columns:
+            raise DataError(f"{path}: no {what} column {col!r}; the columns are {list(df.columns)}")
+    if not id_column:
+        id_column = "id" if "id" in df.columns else None
+    ids = df[id_column].tolist() if id_column else list(range(len(df)))
+    return df[text_column].tolist(), ids

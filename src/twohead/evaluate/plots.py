@@ -1,0 +1,131 @@
+"""PNG figures from the pipeline's tables (no re-computation of any metric); the plot stage
+(:mod:`twohead.pipeline.plot`) decides which table feeds which figure and where it goes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from ..config import switches  # noqa: E402
+from ..config.params import Params, to_dict  # noqa: E402
+from ..data.io import atomic_path  # noqa: E402
+
+DPI = 120
+
+
+def caption(p: Params) -> str:
+    t, loss = p.train, p.loss
+    ckpt = Path(p.model.stage1_checkpoint).name
+    accum = f"×{t.grad_accum}" if t.grad_accum > 1 else ""
+    on = switches.active({k: to_dict(getattr(p, k)) for k in ("loss", "reg", "model", "hier")})
+    extra = (" | on: " + ", ".join(f"{k.split('.')[-1]}={v}" for k, v in on.items())) if on else ""
+    return (f"{ckpt} | lr {t.lr:g}, LLRD {t.llrd:g}, warmup {t.warmup_ratio:g}, {t.epochs} ep, batch {t.batch_size}"
+            f"{accum} | λ1 {loss.lambda_task1:g}, λ2 {loss.lambda_task2:g},"
+            f" smoothing t2 {loss.label_smoothing:g} | {p.model.pooling} pooling{extra}")
+
+
+def _save(fig, path: Path, text: str) -> None:
+    fig.text(0.5, 0.01, text, ha="center", va="bottom", fontsize=7, color="0.35")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI)
+    plt.close(fig)
+
+
+def curves(hist: pd.DataFrame, series: dict[str, str], title: str, ylabel: str, path: Path, text: str,
+           unit_range: bool = False) -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for col, label in series.items():
+        style = "--" if col.startswith("train") else "-"
+        ax.plot(hist["epoch"], hist[col], style, marker="o", label=label)
+    ax.set(title=title, xlabel="epoch", ylabel=ylabel)
+    ax.set_xticks(hist["epoch"])
+    if unit_range:
+        ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path, text)
+
+
+def band_curves(bands: pd.DataFrame, path: Path, text: str) -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for band, g in bands.groupby("band", sort=False):
+        n = int(g["n_classes"].iloc[-1])
+        ax.plot(g["epoch"], g["recall"], marker="o", label=f"{band} ({n} classes)")
+    ax.set(title="Task2 val recall by frequency band (mean per-class recall)", xlabel="epoch", ylabel="recall")
+    ax.set_xticks(sorted(bands["epoch"].unique()))
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path, text)
+
+
+def per_class_recall(per_class: pd.DataFrame, band_order: list[str], path: Path, text: str) -> None:
+    df = per_class[per_class["test_support"] > 0].sort_values("train_support", ascending=False)
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.28 * len(df) + 2), 4.8))
+    colors = dict(zip(band_order, plt.cm.tab10.colors))
+    ax.bar(range(len(df)), df["recall"], color=[colors.get(b, "0.5") for b in df["band"]])
+    for x, r in enumerate(df["recall"]):
+        if r == 0:
+            ax.text(x, 0.01, "0", ha="center", va="bottom", fontsize=7, color="0.3")
+    ax.set_xticks(range(len(df)))
+    ax.set_xticklabels([f"{c} ({s})" for c, s in zip(df["class"], df["train_support"])], rotation=75, ha="right",
+                       fontsize=7)
+    ax.set(title="Task2 test recall per class, by train support (in brackets)", ylabel="recall", ylim=(0, 1.02))
+    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=colors[b]) for b in band_order if b in colors],
+              labels=band_order, title="band", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    _save(fig, path, text)
+
+
+def top_confusions(confusion: pd.DataFrame, k: int, path: Path, text: str) -> None:
+    wrong = confusion[confusion["actual"] != confusion["predicted"]]
+    pairs = wrong.value_counts(["actual", "predicted"]).head(k)
+    classes = list(dict.fromkeys([a for a, _ in pairs.index] + [b for _, b in pairs.index]))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(classes) + 3), max(4.0, 0.4 * len(classes) + 2.5)))
+    if not classes:
+        ax.text(0.5, 0.5, "no confusions", ha="center", va="center")
+        ax.set_axis_off()
+    else:
+        idx = {c: i for i, c in enumerate(classes)}
+        mat = np.zeros((len(classes), len(classes)), int)
+        for (a, b), n in pairs.items():
+            mat[idx[a], idx[b]] = n
+        im = ax.imshow(mat, cmap="Reds")
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                if mat[i, j]:
+                    ax.text(j, i, str(mat[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if mat[i, j] > mat.max() / 2 else "black")
+        ax.set_xticks(range(len(classes)))
+        ax.set_xticklabels(classes, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(classes)))
+        ax.set_yticklabels(classes, fontsize=7)
+        ax.set(xlabel="predicted", ylabel="actual", title=f"Task2: the {len(pairs)} most frequent confusions (test)")
+        fig.colorbar(im, ax=ax, shrink=0.7, label="rows")
+    _save(fig, path, text)
+
+
+def data_map(carto: pd.DataFrame, task_title: str, path: Path, text: str, max_points: int = 20000) -> None:
+    """Cartography data map: variability (x) vs confidence (y), coloured by correctness. At most
+    ``max_points`` rows are drawn (a seeded sample) so large data sets stay readable."""
+    n = len(carto)
+    df = carto.sample(max_points, random_state=0) if n > max_points else carto
+    fig, ax = plt.subplots(figsize=(6.4, 5.2))
+    sc = ax.scatter(df["variability"], df["confidence"], c=df["correctness"], cmap="coolwarm_r", vmin=0, vmax=1,
+                    s=6, alpha=0.6, linewidths=0)
+    fig.colorbar(sc, ax=ax, label="correctness (share of epochs right)")
+    counts = carto["region"].value_counts()
+    summary = ", ".join(f"{r} {counts.get(r, 0)}" for r in ("easy-to-learn", "ambiguous", "hard-to-learn"))
+    ax.set(title=f"Data map, {task_title} ({n:,} train rows{'' if n <= max_points else f'; {max_points:,} drawn'})",
+           xlabel="variability (std of gold-label probability over epochs)",
+           ylabel="confidence (mean gold-label probability)", ylim=(-0.02, 1.02))
+    ax.text(0.98, 0.02, summary, transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="0.3")
+    ax.grid(alpha=0.3)
+    _save(fig, path, text)

@@ -1,0 +1,250 @@
+"""``twohead compare``: did a change really help? Paired tests on the same test rows, intervals over seeds.
+
+Each revision's test predictions (the evaluate stage's per-row table, kept in git) and per-class table
+(for the frequency bands) are read at that revision; the statistics are in :mod:`twohead.experiments.stats`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from io import StringIO
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from ..config.errors import DataError
+from ..config.layout import paths_from_text
+from .revisions import experiments, read_text, resolve
+from .stats import MISSING, Coded, detectable_difference, metric_fns, paired_compare, t_interval, verdict
+
+METRIC_LABELS = {"task2_acc": "Task2 accuracy", "task2_macro_f1": "Task2 macro-F1", "task1_acc": "Task1 accuracy",
+                 "pick_f1": "Pick F1", "combined_acc": "combined (N+Decline) accuracy"}
+
+
+@dataclass
+class Run:
+    rev: str             # as the user named it
+    commit: str          # resolved sha, or "workspace"
+    predictions: pd.DataFrame
+    per_class: pd.DataFrame
+    params: dict
+
+    def param(self, dotted: str):
+        node = self.params
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise DataError(f"{self.rev}: params.yaml has no key {dotted!r}")
+            node = node[part]
+        return node
+
+
+def load_run(rev: str, root=".") -> Run:
+    commit = resolve(rev, root)
+    layout = paths_from_text(read_text(commit, "dvc.yaml", root), f"{rev}: dvc.yaml")
+    for key in ("predictions", "per_class"):
+        if key not in layout:
+            raise DataError(f"{rev}: dvc.yaml names no {key!r} path")
+    preds = pd.read_csv(StringIO(read_text(commit, layout["predictions"], root)), keep_default_na=False,
+                        dtype={"id": str})
+    per_class = pd.read_csv(StringIO(read_text(commit, layout["per_class"], root)), keep_default_na=False)
+    params = yaml.safe_load(read_text(commit, "params.yaml", root)) or {}
+    return Run(rev, commit, preds, per_class, params)
+
+
+def _vocab(runs: list[Run]) -> list[str]:
+    names = set()
+    for r in runs:
+        names |= set(r.per_class["class"].astype(str))
+        for col in ("gold_category", "pred_category", "combined_pred"):
+            names |= set(r.predictions[col].astype(str))
+    names -= {"", "Decline"}
+    return sorted(names)
+
+
+def code(run: Run, vocab: list[str], order: pd.Index | None = None) -> Coded:
+    df = run.predictions.set_index("id")
+    if order is not None:
+        df = df.loc[order]
+    to_id = {c: i for i, c in enumerate(vocab)}
+    k = len(vocab)
+
+    def ids(col, decline=MISSING):
+        return np.array([decline if v == "Decline" else to_id.get(v, MISSING) for v in df[col].astype(str)],
+                        dtype=np.int64)
+
+    y1 = np.select([df["gold_pick"] == "Pick", df["gold_pick"] == "Decline"], [1, 0], MISSING).astype(np.int64)
+    p1 = (df["pred_pick"] == "Pick").to_numpy().astype(np.int64)
+    y2, p2 = ids("gold_category"), ids("pred_category")
+    yc = np.where(y1 == 0, k, np.where((y1 == 1) & (y2 != MISSING), y2, MISSING))
+    pc = ids("combined_pred", decline=k)
+    return Coded(y1, p1, y2, p2, yc, pc, k)
+
+
+def check_same_rows(base: Run, other: Run) -> None:
+    a, b = set(base.predictions["id"]), set(other.predictions["id"])
+    if a != b:
+        raise DataError(f"{base.rev} and {other.rev} were evaluated on different test rows: {len(a - b)} id(s) only in"
+                        f" {base.rev}, {len(b - a)} only in {other.rev} (different split or data); a paired"
+                        " comparison needs the same rows")
+
+
+def band_members(run: Run, vocab: list[str]) -> dict[str, list[int]]:
+    to_id = {c: i for i, c in enumerate(vocab)}
+    out: dict[str, list[int]] = {}
+    for cls, band in zip(run.per_class["class"].astype(str), run.per_class["band"].astype(str)):
+        out.setdefault(band, []).append(to_id[cls])
+    return out
+
+
+def compare(base_rev: str, other_revs: list[str], root=".", resamples: int = 2000, seed: int = 0) -> dict:
+    if resamples < 1000:
+        raise DataError(f"--resamples {resamples}: use at least 1000 for a stable 95% interval")
+    base = load_run(base_rev, root)
+    others = [load_run(r, root) for r in other_revs]
+    for o in others:
+        check_same_rows(base, o)
+    vocab = _vocab([base, *others])
+    order = pd.Index(base.predictions["id"])
+    coded_base = code(base, vocab, order)
+    bands = band_members(base, vocab)
+    result = {"base": {"rev": base_rev, "commit": base.commit}, "resamples": resamples, "seed": seed,
+              "test_rows": len(order),
+              "detectable_task2_acc": detectable_difference(coded_base, resamples, seed), "comparisons": []}
+    for o in others:
+        metrics = paired_compare(coded_base, code(o, vocab, order), bands, resamples, seed)
+        result["comparisons"].append({"rev": o.rev, "commit": o.commit, "metrics": metrics})
+    return result
+
+
+def _label(name: str) -> str:
+    if name.startswith("band_"):
+        return f"{name[5:-7]} band mean recall"
+    return METRIC_LABELS.get(name, name)
+
+
+def pts(x: float) -> str:
+    return "n/a" if x is None or np.isnan(x) else f"{100 * x:+.1f}"
+
+
+def _half_width(m: dict) -> float:
+    return 100 * (m["ci_high"] - m["ci_low"]) / 2
+
+
+def to_markdown(result: dict) -> str:
+    lines = [f"Paired comparison on the same {result['test_rows']} test rows; {result['resamples']} bootstrap"
+             f" resamples (seed {result['seed']}); differences in points (×100).", ""]
+    for c in result["comparisons"]:
+        lines += [f"### {c['rev']} vs {result['base']['rev']}", "",
+                  f"| metric | {result['base']['rev']} | {c['rev']} | Δ | 95% CI of Δ | McNemar p | verdict |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, m in c["metrics"].items():
+            p = "" if m["p_value"] is None else f"{m['p_value']:.3g}"
+            lines.append(f"| {_label(name)} | {m['base']:.4f} | {m['other']:.4f} | {pts(m['delta'])} |"
+                         f" [{pts(m['ci_low'])}, {pts(m['ci_high'])}] | {p} | {m['verdict']} |")
+        lines.append("")
+    half = 100 * result["detectable_task2_acc"]
+    lines.append(f"One run's Task2 accuracy on these rows is uncertain by about ±{half:.1f} points (half-width of its"
+                 " bootstrap 95% interval): the smallest difference two unrelated runs could show. Runs that share"
+                 " most of their errors resolve less when compared paired, as above: "
+                 + "; ".join(f"{c['rev']} ±{_half_width(c['metrics']['task2_acc']):.1f}" for c in result["comparisons"])
+                 + " points.")
+    return "\n".join(lines) + "\n"
+
+
+# --- seeds: group experiments by a param, intervals over seeds ---------------------------------------------
+
+def baseline_experiments(root=".") -> list[str]:
+    """Names of the experiments run from the current HEAD commit."""
+    head = resolve("HEAD", root)
+    return [e.name for e in experiments(root) if e.baseline == head]
+
+
+def run_metrics(run: Run, vocab: list[str]) -> dict[str, float]:
+    c = code(run, vocab)
+    full = np.arange(len(c.y1))[None, :]
+    return {name: float(fn(full, c)[0]) for name, (fn, _) in metric_fns(c.n_classes, band_members(run, vocab)).items()}
+
+
+def group_compare(revs: list[str], key: str, root=".", seed_key: str = "train.seed", level: float = 0.95) -> dict:
+    """Group runs by the value of ``key``; per group mean / sd / t-interval over runs; each group vs the first
+    (sorted by value): mean of per-seed differences with its t-interval (runs paired by ``seed_key``)."""
+    if not revs:
+        raise DataError("no experiments to group: name them, or run some from this commit (dvc exp run --queue …)")
+    runs = [load_run(r, root) for r in revs]
+    vocab = _vocab(runs)
+    groups: dict = {}
+    for r in runs:
+        groups.setdefault(r.param(key), []).append((r.param(seed_key), r.rev, run_metrics(r, vocab)))
+    values = sorted(groups, key=lambda v: (str(type(v)), v))
+    names = list(groups[values[0]][0][2])
+    out = {"key": key, "seed_key": seed_key, "groups": [], "differences": []}
+    for v in values:
+        rows = groups[v]
+        stats = {}
+        for n in names:
+            mean, sd, low, high = t_interval([m[n] for _, _, m in rows], level)
+            stats[n] = {"mean": mean, "sd": sd, "ci_low": low, "ci_high": high,
+                        "values": [m[n] for _, _, m in rows]}
+        out["groups"].append({"value": v, "runs": [{"rev": rev, "seed": s} for s, rev, _ in rows], "metrics": stats})
+    ref = {s: m for s, _, m in groups[values[0]]}
+    for v in values[1:]:
+        paired = [(m, ref[s]) for s, _, m in groups[v] if s in ref]
+        diff = {}
+        for n in names:
+            mean, sd, low, high = t_interval([a[n] - b[n] for a, b in paired], level)
+            diff[n] = {"mean": mean, "ci_low": low, "ci_high": high, "pairs": len(paired),
+                       "verdict": verdict(low, high) if len(paired) >= 2 else "undefined (fewer than 2 seed pairs)"}
+        out["differences"].append({"value": v, "vs": values[0], "metrics": diff})
+    return out
+
+
+def groups_markdown(g: dict) -> str:
+    heads = [f"{g['key']}={x['value']} (n={len(x['runs'])})" for x in g["groups"]]
+    lines = [f"Runs grouped by `{g['key']}`, 95% Student-t intervals over runs (seeds: `{g['seed_key']}`).", "",
+             f"| metric | {' | '.join(heads)} |", "|---|" + "---|" * len(g["groups"])]
+    for n in g["groups"][0]["metrics"]:
+        cells = []
+        for x in g["groups"]:
+            m = x["metrics"][n]
+            ci = "" if np.isnan(m["ci_low"]) else f" [{m['ci_low']:.4f}, {m['ci_high']:.4f}]"
+            cells.append(f"{m['mean']:.4f}{ci}")
+        lines.append(f"| {_label(n)} | {' | '.join(cells)} |")
+    for d in g["differences"]:
+        lines += ["", f"Difference {g['key']}={d['value']} minus {g['key']}={d['vs']} (paired by seed):", "",
+                  "| metric | mean Δ (pts) | 95% CI | seed pairs | verdict |", "|---|---|---|---|---|"]
+        for n, m in d["metrics"].items():
+            lines.append(f"| {_label(n)} | {pts(m['mean'])} | [{pts(m['ci_low'])}, {pts(m['ci_high'])}] |"
+                         f" {m['pairs']} | {m['verdict']} |")
+    return "\n".join(lines) + "\n"
+
+
+def groups_plot(g: dict, path) -> None:
+    """Strip plot: one dot per run, per group, with the group mean and its interval; Task2 accuracy and macro-F1."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..data.io import atomic_path
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    for ax, name in zip(axes, ("task2_acc", "task2_macro_f1")):
+        for i, x in enumerate(g["groups"]):
+            m = x["metrics"][name]
+            jitter = np.linspace(-0.08, 0.08, len(m["values"])) if len(m["values"]) > 1 else [0.0]
+            ax.scatter(i + np.asarray(jitter), m["values"], s=28, alpha=0.8)
+            if not np.isnan(m["ci_low"]):
+                ax.errorbar(i + 0.25, m["mean"], yerr=[[m["mean"] - m["ci_low"]], [m["ci_high"] - m["mean"]]],
+                            fmt="D", color="black", capsize=4)
+            else:
+                ax.plot(i + 0.25, m["mean"], "D", color="black")
+        ax.set_xticks(range(len(g["groups"])))
+        ax.set_xticklabels([str(x["value"]) for x in g["groups"]])
+        ax.set(xlabel=g["key"], title=_label(name))
+        ax.grid(alpha=0.3)
+    fig.suptitle("Per-run values (dots) and mean with 95% t-interval (diamonds)", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,123 @@
+"""Stage-1 checkpoint directories: validate up front, load the encoder, with messages that say what is wrong.
+
+Tokenizer and encoder loading live here together; :mod:`twohead.data.tokenization` only turns text into ids.
+
+Accepted layouts (all local; nothing is downloaded): ``config.json`` + weights (``model.safetensors``,
+``pytorch_model.bin`` or their sharded index) + tokenizer files — ``spm.model`` alone (DeBERTa-v3's
+release), ``tokenizer.json``, or a WordPiece ``vocab.txt`` (BERT-style).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from ..config.errors import CheckpointError
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                "pytorch_model.bin.index.json")
+
+
+def check_files(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: checkpoint directory not found")
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"{path}: no config.json; this is not a Hugging Face model directory")
+    if not any((path / f).is_file() for f in WEIGHT_FILES):
+        raise CheckpointError(f"{path}: no weights ({' / '.join(WEIGHT_FILES[:2])}) next to config.json")
+    return path
+
+
+def load_config(path: str | Path):
+    from transformers import AutoConfig
+
+    path = check_files(path)
+    try:
+        config = AutoConfig.from_pretrained(str(path))
+    except Exception as exc:
+        raise CheckpointError(f"{path}: config.json cannot be read as a transformers config: {exc}") from exc
+    if getattr(config, "is_encoder_decoder", False):
+        raise CheckpointError(
+            f"{path}: model type {config.model_type!r} is an encoder-decoder; export its encoder alone")
+    if not hasattr(config, "hidden_size"):
+        raise CheckpointError(f"{path}: model type {config.model_type!r} has no hidden_size; not a usable encoder")
+    return config
+
+
+def load_encoder(checkpoint: str | Path):
+    """``AutoModel.from_pretrained`` for a local directory, with a clear message for what is missing."""
+    from transformers import AutoModel
+
+    config = load_config(checkpoint)
+    try:
+        return AutoModel.from_pretrained(str(checkpoint), config=config)
+    except Exception as exc:
+        raise CheckpointError(f"{checkpoint}: cannot load the encoder weights: {exc}") from exc
+
+
+def validate_checkpoint(checkpoint: str | Path, max_length: int | None = None):
+    """Check a checkpoint directory without loading its weights: config, weights present, tokenizer
+    loadable (naming a missing package), tokenizer ids within the model's vocabulary, and (given
+    ``max_length``) sequences that fit its absolute position embeddings.
+    Returns ``(tokenizer, summary)`` so callers need not load the tokenizer again."""
+    config = load_config(checkpoint)
+    positions = getattr(config, "max_position_embeddings", None)
+    absolute = getattr(config, "position_biased_input", True)  # DeBERTa-v3: relative positions only
+    if max_length is not None and positions is not None and absolute and max_length > positions:
+        raise CheckpointError(f"{checkpoint}: tokenize.max_length is {max_length} but the model has"
+                              f" max_position_embeddings {positions}; set tokenize.max_length <= {positions}")
+    tok = load_tokenizer(checkpoint)
+    vocab = getattr(config, "vocab_size", None)
+    if vocab is not None and len(tok) > vocab:
+        raise CheckpointError(
+            f"{checkpoint}: the tokenizer has {len(tok)} tokens but config.json's vocab_size is {vocab};"
+            " ids past the embedding table would crash training"
+        )
+    return tok, {"model_type": config.model_type, "hidden_size": config.hidden_size,
+            "num_hidden_layers": getattr(config, "num_hidden_layers", None), "vocab_size": vocab,
+            "tokenizer": f"{type(tok).__name__} ({'fast' if tok.is_fast else 'slow'})"}
+
+
+def _missing_packages() -> list[str]:
+    missing = []
+    for name in ("sentencepiece", "google.protobuf"):
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:  # parent package ("google") absent
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def load_tokenizer(checkpoint: str | Path):
+    """``AutoTokenizer`` for a local checkpoint directory (fast when it can be built), with clear errors.
+
+    A DeBERTa-v3 directory that ships only ``spm.model`` needs ``sentencepiece`` *and* ``protobuf``
+    to build its fast tokenizer; without them transformers fails with a misleading message, so we
+    check first and name the package.
+    """
+    from transformers import AutoTokenizer
+
+    path = Path(checkpoint)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: checkpoint directory not found")
+    has_spm = any(path.glob("*.model"))
+    has_json = (path / "tokenizer.json").is_file()
+    if has_spm and not has_json:
+        missing = _missing_packages()
+        if missing:
+            names = ", ".join("protobuf" if m == "google.protobuf" else m for m in missing)
+            raise CheckpointError(
+                f"{path}: the tokenizer is a SentencePiece model ({', '.join(p.name for p in path.glob('*.model'))})"
+                f" without tokenizer.json; loading it needs the package(s) {names}: pip install {names}"
+            )
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path))
+    except Exception as exc:  # transformers raises many types here; all mean "cannot load"
+        files = sorted(p.name for p in path.iterdir())
+        raise CheckpointError(f"{path}: cannot load a tokenizer from this directory ({exc}); files: {files}") from exc
+    if tok.pad_token_id is None:
+        raise CheckpointError(f"{path}: the tokenizer has no padding token; set pad_token in tokenizer_config.json")
+    return tok

@@ -1,0 +1,107 @@
+"""TwoHeadModel = shared encoder + pooling + dropout + two linear heads; saving and :func:`load_stage2`.
+
+Two optional pieces, both off by default (the plain recipe): ``msd_samples`` > 1 gives
+:meth:`TwoHeadModel.forward_samples` K dropout masks on the pooled vector (multi-sample dropout, used by
+:class:`twohead.train.techniques.Objective`), and :meth:`TwoHeadModel.add_loss_log_vars` adds the two learned
+log-variances of uncertainty weighting (trained with the heads; not saved with the Stage-2 model).
+A saved Stage-2 directory holds the encoder in Hugging Face format (``config.json`` + weights), the
+tokenizer files, ``heads.safetensors`` (both heads), ``twohead.json`` (pooling, sizes, label names)
+and ``label_maps.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config.errors import CheckpointError
+from . import fast_attention
+from .checkpoint import load_encoder, load_tokenizer
+
+
+class TwoHeadModel(nn.Module):
+    def __init__(self, encoder: nn.Module, n_categories: int, pooling: str = "mean", head_dropout: float = 0.1,
+                 msd_samples: int = 1):
+        super().__init__()
+        self.msd_samples = int(msd_samples)
+        self.loss_log_vars: nn.Parameter | None = None
+        if pooling not in ("mean", "cls"):
+            raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+        self.encoder = encoder
+        self.pooling = pooling
+        pooler = getattr(encoder, "pooler", None)
+        if isinstance(pooler, nn.Module):  # BERT-style pooler: unused by mean/cls pooling of last_hidden_state
+            pooler.requires_grad_(False)   # frozen, so it is in no optimizer group and DDP sees no unused params
+        hidden = encoder.config.hidden_size
+        self.dropout = nn.Dropout(head_dropout)
+        self.head_task1 = nn.Linear(hidden, 2)
+        self.head_task2 = nn.Linear(hidden, n_categories)
+        std = getattr(encoder.config, "initializer_range", 0.02)
+        for head in (self.head_task1, self.head_task2):
+            nn.init.normal_(head.weight, std=std)
+            nn.init.zeros_(head.bias)
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, samples: int = 1
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both heads' logits, ``(B, 2)`` and ``(B, N)``; with ``samples`` = K > 1, K dropout masks on the one
+        pooled vector: ``(K, B, 2)`` and ``(K, B, N)`` (the encoder runs once)."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        pooled = self.pool(hidden, attention_mask)
+        if samples > 1:
+            dropped = torch.stack([self.dropout(pooled) for _ in range(samples)])
+            return self.head_task1(dropped), self.head_task2(dropped)
+        pooled = self.dropout(pooled)
+        return self.head_task1(pooled), self.head_task2(pooled)
+
+    def add_loss_log_vars(self) -> nn.Parameter:
+        """The learned s_t = log σ_t² of uncertainty weighting (Task1, Task2), starting at 0 (σ = 1)."""
+        if self.loss_log_vars is None:
+            ref = self.head_task1.weight
+            self.loss_log_vars = nn.Parameter(torch.zeros(2, dtype=torch.float32, device=ref.device))
+        return self.loss_log_vars
+
+
+def save_stage2(model: TwoHeadModel, out_dir: str | Path, tokenizer, label_maps: dict, extra: dict) -> None:
+    """Write the Stage-2 directory (call inside :func:`twohead.data.io.atomic_path` for atomicity)."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.encoder.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
+    heads = {f"head_task1.{k}": v for k, v in model.head_task1.state_dict().items()}
+    heads.update({f"head_task2.{k}": v for k, v in model.head_task2.state_dict().items()})
+    save_file({k: v.detach().cpu().contiguous() for k, v in heads.items()}, str(out / "heads.safetensors"))
+    meta = {"pooling": model.pooling, "head_dropout": model.dropout.p,
+            "n_categories": model.head_task2.out_features, **extra}
+    (out / "twohead.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    (out / "label_maps.json").write_text(json.dumps(label_maps, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def load_stage2(model_dir: str | Path, device: str | torch.device = "cpu"):
+    """Load a Stage-2 directory: returns ``(model, tokenizer, label_maps)``, the model in eval mode."""
+    from safetensors.torch import load_file
+
+    d = Path(model_dir)
+    meta_path = d / "twohead.json"
+    if not meta_path.is_file():
+        raise CheckpointError(f"{d}: no twohead.json; not a Stage-2 model directory (run train_stage2)")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    label_maps = json.loads((d / "label_maps.json").read_text(encoding="utf-8"))
+    encoder = load_encoder(d)
+    model = TwoHeadModel(encoder, meta["n_categories"], meta["pooling"], meta["head_dropout"])
+    heads = load_file(str(d / "heads.safetensors"))
+    model.head_task1.load_state_dict({k.split(".", 1)[1]: v for k, v in heads.items() if k.startswith("head_task1.")})
+    model.head_task2.load_state_dict({k.split(".", 1)[1]: v for k, v in heads.items() if k.startswith("head_task2.")})
+    fast_attention.install(model)  # inference: the windowed relative-attention bias (same values, less work)
+    model.to(device).eval()
+    return model, load_tokenizer(d), label_maps

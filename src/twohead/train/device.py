@@ -1,0 +1,42 @@
+"""Device choice in one place: ``auto`` = mps → cuda → cpu, and the Accelerator built on it."""
+
+from __future__ import annotations
+
+import torch
+
+from ..config.errors import DeviceError
+
+PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+
+
+def available(kind: str) -> bool:
+    if kind == "cpu":
+        return True
+    if kind == "cuda":
+        return torch.cuda.is_available()
+    if kind == "mps":
+        return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+    return False
+
+
+def resolve_device(name: str) -> str:
+    """The device kind to train on: the requested one if available, else a clear error."""
+    if name == "auto":
+        return next(k for k in ("mps", "cuda", "cpu") if available(k))
+    if not available(name):
+        raise DeviceError(f"train.device = {name!r} but no {name} device is available here; use auto or cpu")
+    return name
+
+
+def make_accelerator(device: str, precision: str, grad_accum: int):
+    """An Accelerator on ``resolve_device(device)``. Under ``accelerate launch`` the launcher's
+    process layout applies; ``cpu`` forces the CPU even where a GPU exists."""
+    from accelerate import Accelerator
+
+    kind = resolve_device(device)
+    if precision == "fp16" and kind == "cpu":
+        raise DeviceError("train.precision = fp16 needs a GPU; use fp32 or bf16 on the CPU")
+    acc = Accelerator(cpu=(kind == "cpu"), mixed_precision=PRECISION[precision], gradient_accumulation_steps=grad_accum)
+    if acc.device.type != kind and acc.num_processes == 1:
+        raise DeviceError(f"asked for {kind} but Accelerate chose {acc.device}; set train.device explicitly")
+    return acc

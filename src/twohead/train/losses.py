@@ -1,0 +1,202 @@
+"""Masked, class-weighted cross-entropy per task, and the total L = λ1·L1 + λ2·L2.
+
+For one task with logits z, labels y (-100 = no label), class weights w and smoothing ε over K classes,
+row i with a label contributes
+
+    ℓ_i = (1 − ε) · (−log p_{i,y_i}) + ε · mean_c(−log p_{i,c})          (label-smoothed CE)
+
+and the task loss over a batch is the class-weighted mean over the *labelled* rows:
+
+    L = Σ_i m_i · w_{y_i} · ℓ_i / max(Σ_i m_i · w_{y_i}, tiny)             (m_i = 1 if row i has a label)
+
+* The smoothing term is weighted by the **target's** weight only. PyTorch's
+  ``cross_entropy(weight=…, label_smoothing=…)`` instead weights each class's share of the smoothing
+  mass by that class's own weight, which pushes the smoothed mass toward rare (high-weight) classes;
+  we do not want that with clipped inverse-frequency weights over many classes. With ε = 0 the two
+  agree exactly (tested).
+* Normalisation is PyTorch's weighted mean over the labelled rows of the batch (or of the whole
+  split, for epoch-level figures: :class:`LossAccumulator` keeps numerator and denominator).
+  A batch with no label for a task gives exactly 0 for it (not NaN) and finite gradients.
+* The optional hierarchy regulariser is documented on :class:`TwoTaskLoss` (off by default).
+* Masks are applied by multiplication, never by boolean indexing, so there is no device→host sync.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..data.labels import IGNORE
+
+
+def masked_ce_parts(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, smoothing: float
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Numerator Σ m·w·ℓ and denominator Σ m·w of the task loss (both 0-dim float32 tensors)."""
+    logp = F.log_softmax(logits.float(), dim=-1)
+    valid = labels != IGNORE
+    safe = torch.where(valid, labels, torch.zeros_like(labels))
+    nll = -logp.gather(1, safe.unsqueeze(1)).squeeze(1)
+    per_row = nll if smoothing == 0 else (1.0 - smoothing) * nll + smoothing * (-logp.mean(dim=-1))
+    w = weight[safe] * valid.to(logp.dtype)
+    return (w * per_row).sum(), w.sum()
+
+
+def masked_ce(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, smoothing: float) -> torch.Tensor:
+    num, den = masked_ce_parts(logits, labels, weight, smoothing)
+    return num / den.clamp_min(torch.finfo(num.dtype).tiny)
+
+
+def hier_parts(logits1: torch.Tensor, logits2: torch.Tensor, y1: torch.Tensor, y2: torch.Tensor, kind: str,
+               detach: str = "none") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sums and row counts of the two hierarchy terms (see :class:`TwoTaskLoss`); ``detach="task1"`` stops
+    the consistency term's gradient through P(Pick), so only Task2 is pulled."""
+    logp1 = F.log_softmax(logits1.float(), dim=-1)
+    logp2 = F.log_softmax(logits2.float(), dim=-1)
+    both = ((y1 == 1) & (y2 != IGNORE)).to(logp2.dtype)
+    safe = torch.where(y2 != IGNORE, y2, torch.zeros_like(y2))
+    log_pick = logp1[:, 1].detach() if detach == "task1" else logp1[:, 1]
+    log_gold = logp2.gather(1, safe.unsqueeze(1)).squeeze(1)
+    if kind == "l2":
+        term = (log_pick - log_gold) ** 2
+    else:  # KL(Bernoulli(P(Pick)) || Bernoulli(P(gold category)))
+        p, q = log_pick.exp(), log_gold.exp()
+        log1m_p = torch.log1p(-p.clamp(max=1 - 1e-7))
+        log1m_q = torch.log1p(-q.clamp(max=1 - 1e-7))
+        term = p * (log_pick - log_gold) + (1 - p) * (log1m_p - log1m_q)
+    decline = (y1 == 0).to(logp2.dtype)
+    k = logits2.shape[-1]
+    kl_uniform = -math.log(k) - logp2.mean(dim=-1)  # KL(uniform || softmax) = Σ_c (1/K)(log(1/K) − log p_c)
+    return (term * both).sum(), both.sum(), (kl_uniform * decline).sum(), decline.sum()
+
+
+@dataclass
+class TwoTaskLoss:
+    """The Stage-2 objective. Weights must already be float32 tensors on the training device.
+
+    ``L = λ1·L1 + λ2·L2 + L_hier`` with the optional hierarchy regulariser (off by default)::
+
+        L_hier = hier_pick_weight · mean_{rows with Pick and a category} h_i
+               + hier_decline_weight · mean_{Decline rows} KL(uniform ‖ softmax(z2_i))
+
+    where h_i = (log P(Pick) − log P2(gold))² for ``l2`` or KL(Bern(P(Pick)) ‖ Bern(P2(gold))) for
+    ``kl``; both heads receive its gradient. With both weights 0 the terms are not computed at all,
+    so the loss is bit-identical to the plain recipe.
+    """
+
+    weight_task1: torch.Tensor
+    weight_task2: torch.Tensor
+    lambda_task1: float
+    lambda_task2: float
+    smoothing_task1: float = 0.0
+    smoothing_task2: float = 0.1
+    hier_pick_weight: float = 0.0
+    hier_pick_type: str = "l2"
+    hier_decline_weight: float = 0.0
+    hier_detach: str = "none"
+    weighting: str = "fixed"                 # fixed | uncertainty
+    log_vars: torch.Tensor | None = None     # uncertainty: the model's learned s_t = log σ_t² (2 values)
+    rdrop_alpha: float = 0.0                 # the R-Drop term's weight (its sums come from :func:`rdrop_parts`)
+
+    @property
+    def hier_on(self) -> bool:
+        return self.hier_pick_weight > 0 or self.hier_decline_weight > 0
+
+    @property
+    def uncertainty(self) -> bool:
+        return self.weighting == "uncertainty"
+
+    def _weighted(self, l1, l2, s):
+        """λ1·L1 + λ2·L2, or with uncertainty weighting Σ_{t: λ_t > 0} exp(−s_t)·L_t + ½·s_t."""
+        if not self.uncertainty:
+            return self.lambda_task1 * l1 + self.lambda_task2 * l2
+        exp = torch.exp if torch.is_tensor(s) else math.exp
+        total = 0.0
+        for t, (lam, lt) in enumerate(((self.lambda_task1, l1), (self.lambda_task2, l2))):
+            if lam > 0:
+                total = total + exp(-s[t]) * lt + 0.5 * s[t]
+        return total
+
+    def sigmas(self) -> tuple[float, float]:
+        """σ_t = exp(s_t / 2) of each task (1 with fixed weighting: s ≡ 0)."""
+        if not self.uncertainty or self.log_vars is None:
+            return 1.0, 1.0
+        s = self.log_vars.detach().float().cpu().tolist()
+        return math.exp(s[0] / 2), math.exp(s[1] / 2)
+
+    def parts(self, logits1, logits2, y1, y2) -> dict[str, torch.Tensor]:
+        n1, d1 = masked_ce_parts(logits1, y1, self.weight_task1, self.smoothing_task1)
+        n2, d2 = masked_ce_parts(logits2, y2, self.weight_task2, self.smoothing_task2)
+        tiny = torch.finfo(n1.dtype).tiny
+        l1, l2 = n1 / d1.clamp_min(tiny), n2 / d2.clamp_min(tiny)
+        total = self._weighted(l1, l2, self.log_vars.float() if self.uncertainty else None)
+        out = {"task1": l1, "task2": l2, "num1": n1, "den1": d1, "num2": n2, "den2": d2}
+        if self.hier_on:
+            hpn, hpd, hdn, hdd = hier_parts(logits1, logits2, y1, y2, self.hier_pick_type, self.hier_detach)
+            hier = (self.hier_pick_weight * hpn / hpd.clamp_min(1.0)
+                    + self.hier_decline_weight * hdn / hdd.clamp_min(1.0))
+            total = total + hier
+        else:
+            hpn = hpd = hdn = hdd = hier = torch.zeros((), device=n1.device)
+        zero = torch.zeros((), device=n1.device)
+        out.update({"total": total, "hier": hier, "hpn": hpn, "hpd": hpd, "hdn": hdn, "hdd": hdd,
+                    "rdrop": zero, "rd1n": zero, "rd1d": zero, "rd2n": zero, "rd2d": zero})
+        return out
+
+    def add_rdrop(self, out: dict[str, torch.Tensor], rd: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        """``out`` with the R-Drop term α·(λ1·KL1 + λ2·KL2) added to the total (sums from :func:`rdrop_parts`)."""
+        rd1n, rd1d, rd2n, rd2d = rd
+        tiny = torch.finfo(rd1n.dtype).tiny
+        term = self.rdrop_alpha * (self.lambda_task1 * rd1n / rd1d.clamp_min(tiny)
+                                   + self.lambda_task2 * rd2n / rd2d.clamp_min(tiny))
+        return {**out, "total": out["total"] + term, "rdrop": term, "rd1n": rd1n, "rd1d": rd1d, "rd2n": rd2n,
+                "rd2d": rd2d}
+
+    def combine(self, sums: list[float]) -> dict[str, float]:
+        """Epoch-level losses from summed parts (numerators over denominators, per term)."""
+        n1, d1, n2, d2, hpn, hpd, hdn, hdd, rd1n, rd1d, rd2n, rd2d = sums
+        l1 = n1 / d1 if d1 > 0 else 0.0
+        l2 = n2 / d2 if d2 > 0 else 0.0
+        hier = 0.0
+        if self.hier_on:
+            hier = (self.hier_pick_weight * (hpn / hpd if hpd > 0 else 0.0)
+                    + self.hier_decline_weight * (hdn / hdd if hdd > 0 else 0.0))
+        rdrop = 0.0
+        if self.rdrop_alpha > 0:
+            rdrop = self.rdrop_alpha * (self.lambda_task1 * (rd1n / rd1d if rd1d > 0 else 0.0)
+                                        + self.lambda_task2 * (rd2n / rd2d if rd2d > 0 else 0.0))
+        s = self.log_vars.detach().float().cpu().tolist() if self.uncertainty else None
+        return {"task1": l1, "task2": l2, "hier": hier, "rdrop": rdrop,
+                "total": self._weighted(l1, l2, s) + hier + rdrop}
+
+
+def rdrop_parts(a1: torch.Tensor, b1: torch.Tensor, a2: torch.Tensor, b2: torch.Tensor, y1: torch.Tensor,
+                y2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """R-Drop (Liang et al., 2021): per task, Σ over rows labelled for that task of the symmetric KL
+    ½·(KL(p_a ‖ p_b) + KL(p_b ‖ p_a)) between two dropout passes' softmaxes, and the row count."""
+    out = []
+    for a, b, y in ((a1, b1, y1), (a2, b2, y2)):
+        la, lb = F.log_softmax(a.float(), dim=-1), F.log_softmax(b.float(), dim=-1)
+        sym = 0.5 * ((la.exp() * (la - lb)).sum(-1) + (lb.exp() * (lb - la)).sum(-1))
+        m = (y != IGNORE).to(sym.dtype)
+        out += [(sym * m).sum(), m.sum()]
+    return tuple(out)
+
+
+#: Summed per batch and per epoch: numerator and denominator of each term, so epoch losses are exact.
+SUM_KEYS = ("num1", "den1", "num2", "den2", "hpn", "hpd", "hdn", "hdd", "rd1n", "rd1d", "rd2n", "rd2d")
+
+
+class LossAccumulator:
+    """Epoch-level losses: Σ numerators / Σ denominators per term, kept on the device until read."""
+
+    def __init__(self, device):
+        self.sums = torch.zeros(len(SUM_KEYS), dtype=torch.float32, device=device)
+
+    def add(self, parts: dict[str, torch.Tensor]) -> None:
+        self.sums += torch.stack([parts[k].float() for k in SUM_KEYS]).detach()
+
+    def result(self, loss_fn: TwoTaskLoss) -> dict[str, float]:
+        return loss_fn.combine(self.sums.tolist())
