@@ -38,10 +38,10 @@ from twohead.data.tokenization import to_arrow  # noqa: E402
 from twohead.model import fast_attention  # noqa: E402
 from twohead.model.two_head import TwoHeadModel  # noqa: E402
 from twohead.train.device import make_accelerator  # noqa: E402
-from twohead.train.fit import compile_encoder  # noqa: E402
-from twohead.train.loop import TrainParts, train_one_epoch  # noqa: E402
+from twohead.train.loop import StepContext, train_one_epoch  # noqa: E402
 from twohead.train.losses import TwoTaskLoss  # noqa: E402
 from twohead.train.optim import llrd_groups, make_optimizer, make_scheduler  # noqa: E402
+from twohead.train.techniques import compile_encoder  # noqa: E402
 
 PEAK = {"bf16": 989e12, "fp32": 67e12}
 
@@ -99,13 +99,13 @@ def run_variant(args, seq: int, precision: str, compiled: bool) -> dict:
     model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
     dev = acc.device
     loss_fn = TwoTaskLoss(torch.ones(2, device=dev), torch.ones(args.categories, device=dev), 0.4, 1.0)
-    parts = TrainParts(acc, model, opt, sched, loss_fn, 1.0)
+    parts = StepContext(acc, model, opt, sched, loss_fn, 1.0)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     train_one_epoch(parts, loader, 1, 0, refresh=0)  # warm-up (and compilation)
     warm = time.perf_counter() - t0
-    fig = train_one_epoch(parts, loader, 2, 0, refresh=0).figures
+    fig = train_one_epoch(parts, loader, 2, 0, refresh=0).metrics
     sps = fig["train_samples_per_second"]
     flops_token = 6 * (n_params - n_emb) + 12 * args.layers * args.hidden * seq
     peak = args.peak_tflops * 1e12 if args.peak_tflops else PEAK[precision]

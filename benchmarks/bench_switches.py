@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -26,14 +25,14 @@ sys.path.insert(0, str(ROOT / "src"))
 from twohead.config import switches  # noqa: E402
 from twohead.config.layout import dvc_paths  # noqa: E402
 from twohead.config.params import load_params, params_from_dict, to_dict  # noqa: E402
-from twohead.data.batching import LengthGroupedBatchSampler, TokenizedDataset, make_collate  # noqa: E402
+from twohead.data.batching import TokenizedDataset  # noqa: E402
 from twohead.model.checkpoint import load_encoder, load_tokenizer  # noqa: E402
 from twohead.model.two_head import TwoHeadModel  # noqa: E402
 from twohead.pipeline.prepared import read_label_info  # noqa: E402
 from twohead.train.device import make_accelerator  # noqa: E402
-from twohead.train.fit import FitData, RunConfig, make_awp, make_loss, make_objective, prepare_model  # noqa: E402
-from twohead.train.loop import TrainParts, train_one_epoch  # noqa: E402
-from twohead.train.optim import llrd_groups, make_optimizer, make_scheduler  # noqa: E402
+from twohead.train.loop import train_one_epoch  # noqa: E402
+from twohead.train.run import FitData, RunConfig  # noqa: E402
+from twohead.train.setup import prepare_training  # noqa: E402
 
 
 def with_switch(p, overrides: dict):
@@ -44,26 +43,16 @@ def with_switch(p, overrides: dict):
     return params_from_dict(raw, partial=True)
 
 
-def measure(p, ds, info, acc, tok) -> float:
+def measure(p, ds, info, tok) -> float:
+    """One epoch of the run as ``fit`` builds it (the switches' model preparation, loss and objective)."""
     torch.manual_seed(0)
-    t = p.train
     model = TwoHeadModel(load_encoder(ROOT / p.model.stage1_checkpoint), len(info.names), p.model.pooling,
                          p.model.head_dropout, p.model.msd_samples)
-    run = RunConfig(t, p.loss, p.hier, p.reg)
-    prepare_model(model, run)
-    groups, _ = llrd_groups(model, t.lr, t.llrd, t.head_lr_mult, t.weight_decay)
-    opt = make_optimizer(groups, t.lr, acc.device.type)
-    loader = DataLoader(ds, batch_sampler=LengthGroupedBatchSampler(ds.lengths, t.batch_size, 0, True),
-                        collate_fn=make_collate(tok.pad_token_id))
-    sched = make_scheduler(opt, t.scheduler, len(loader), t.warmup_ratio)
-    model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
-    raw = acc.unwrap_model(model)
+    train = dataclasses.replace(p.train, epochs=1, seed=0, grad_accum=1)
     data = FitData(ds, ds, info.class_weights["task1"]["weights"], info.class_weights["task2"]["weights"],
                    tok.pad_token_id)
-    loss_fn = make_loss(data, run, acc.device, raw.loss_log_vars)
-    parts = TrainParts(acc, model, opt, sched, loss_fn, t.max_grad_norm, make_objective(raw, loss_fn, run),
-                       make_awp(raw, run))
-    return train_one_epoch(parts, loader, 1, 0, refresh=0).figures["train_samples_per_second"]
+    s = prepare_training(model, data, RunConfig(train, p.loss, p.hier, p.reg), validate=False)
+    return train_one_epoch(s.step, s.train_loader, 1, 0, refresh=0).metrics["train_samples_per_second"]
 
 
 def main() -> None:
@@ -84,7 +73,7 @@ def main() -> None:
         for name, overrides in grid.items():
             p = dataclasses.replace(base, **{s: getattr(with_switch(base, overrides), s)
                                              for s in ("loss", "reg", "model", "hier")})
-            rates[name].append(measure(p, ds, info, acc, tok))
+            rates[name].append(measure(p, ds, info, tok))
     med = {n: statistics.median(v) for n, v in rates.items()}
     out = {"device": str(acc.device), "threads": torch.get_num_threads(), "rows": len(ds),
            "batch_size": base.train.batch_size, "repeats": args.repeats,

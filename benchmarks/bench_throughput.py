@@ -39,7 +39,7 @@ from twohead.model.checkpoint import load_encoder, load_tokenizer  # noqa: E402
 from twohead.model.two_head import TwoHeadModel  # noqa: E402
 from twohead.pipeline.prepared import read_split  # noqa: E402
 from twohead.train.device import make_accelerator  # noqa: E402
-from twohead.train.loop import TrainParts, predict, train_one_epoch  # noqa: E402
+from twohead.train.loop import StepContext, predict, train_one_epoch  # noqa: E402
 from twohead.train.losses import TwoTaskLoss  # noqa: E402
 from twohead.train.optim import llrd_groups, make_optimizer, make_scheduler  # noqa: E402
 
@@ -90,8 +90,8 @@ def main() -> None:
             loader = DataLoader(ds, batch_sampler=sampler, collate_fn=collate)
             sched = make_scheduler(opt, t.scheduler, len(loader), t.warmup_ratio)
             model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
-            parts = TrainParts(acc, model, opt, sched, loss_fn, t.max_grad_norm)
-            rates.append(train_one_epoch(parts, loader, 1, 0, refresh=0).figures["train_samples_per_second"])
+            parts = StepContext(acc, model, opt, sched, loss_fn, t.max_grad_norm)
+            rates.append(train_one_epoch(parts, loader, 1, 0, refresh=0).metrics["train_samples_per_second"])
         out[f"train_samples_per_s_{key}"] = max(rates)
     val = TokenizedDataset(layout["tokenized"] / "val.parquet", tok.pad_token_id)
     sorted_batches = SortedBatchSampler(val.lengths, t.eval_batch_size)

@@ -86,9 +86,9 @@ def run_ours(args, compiled: bool, before: bool = False) -> dict:
     from twohead.data.batching import LengthGroupedBatchSampler, SortedBatchSampler, make_collate, pad_share
     from twohead.model import fast_attention
     from twohead.train.device import make_accelerator
-    from twohead.train.fit import compile_encoder
-    from twohead.train.loop import TrainParts, predict, train_one_epoch
+    from twohead.train.loop import StepContext, predict, train_one_epoch
     from twohead.train.optim import llrd_groups, make_optimizer, make_scheduler
+    from twohead.train.techniques import compile_encoder
 
     p, layout, tok, ds, info = setup(args)
     acc = make_accelerator("cpu", "fp32", 1)
@@ -106,7 +106,7 @@ def run_ours(args, compiled: bool, before: bool = False) -> dict:
     loader = DataLoader(ds, batch_sampler=sampler, collate_fn=collate)
     sched = make_scheduler(opt, "linear", len(loader), 0.06)
     model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
-    parts = TrainParts(acc, model, opt, sched, loss_fn(info, acc.device), 1.0)
+    parts = StepContext(acc, model, opt, sched, loss_fn(info, acc.device), 1.0)
     marks = []
     t0 = time.perf_counter()
     train_one_epoch(parts, loader, 1, 0, refresh=0,
@@ -138,7 +138,7 @@ class _Wrapped(torch.nn.Module):
         l1, l2 = self.model(input_ids, attention_mask)
         out = {"logits": (l1, l2)}
         if labels_binary is not None:
-            out["loss"] = self.loss.parts(l1, l2, labels_binary, labels_category)["total"]
+            out["loss"] = self.loss.terms(l1, l2, labels_binary, labels_category)["total"]
         return out
 
 

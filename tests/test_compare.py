@@ -6,16 +6,16 @@ import pytest
 from sklearn.metrics import f1_score
 
 from twohead.config.errors import DataError
-from twohead.experiments.compare import Run, _vocab, check_same_rows, code, group_compare, run_metrics
+from twohead.config.schema import compared_metrics
+from twohead.experiments.compare import Run, check_same_rows, class_vocabulary, code, group_compare, run_metrics
 from twohead.experiments.stats import (
+    FORMULAS,
     MISSING,
     Coded,
-    band_recall,
-    binary_f1,
     detectable_difference,
-    macro_f1,
     mcnemar_p,
     paired_compare,
+    point_values,
     t_interval,
 )
 
@@ -71,20 +71,85 @@ def test_bootstrap_is_seeded():
     assert a == b and a["task2_acc"]["ci_low"] != c["task2_acc"]["ci_low"]
 
 
-def test_vectorised_metrics_match_sklearn_on_the_full_set():
-    rng = np.random.default_rng(3)
-    y = rng.integers(0, 6, 500)
-    y[rng.random(500) < 0.1] = MISSING
-    p = np.where(rng.random(500) < 0.6, y, rng.integers(0, 6, 500)).clip(0)
-    idx = np.arange(500)[None, :]
-    m = y != MISSING
-    want = f1_score(y[m], p[m], labels=np.unique(y[m]), average="macro", zero_division=0)
-    assert macro_f1(idx, y, p, 6)[0] == pytest.approx(want)
-    y1 = rng.integers(0, 2, 500)
-    p1 = np.where(rng.random(500) < 0.8, y1, 1 - y1)
-    assert binary_f1(idx, y1, p1)[0] == pytest.approx(f1_score(y1, p1))
-    rec = [((p[m] == c) & (y[m] == c)).sum() / (y[m] == c).sum() for c in (0, 2)]
-    assert band_recall(idx, y, p, 6, np.array([0, 2]))[0] == pytest.approx(np.mean(rec))
+def _mixed(n=500, k=6, seed=3) -> Coded:
+    """Task2 with missing labels, Task1 with Decline and missing rows, a combined view: every code path."""
+    rng = np.random.default_rng(seed)
+    y2 = rng.integers(0, k, n)
+    y2[rng.random(n) < 0.1] = MISSING
+    p2 = np.where(rng.random(n) < 0.6, y2, rng.integers(0, k, n)).clip(0)
+    y1 = rng.integers(0, 2, n)
+    y1[rng.random(n) < 0.05] = MISSING
+    p1 = np.where(rng.random(n) < 0.8, y1, 1 - y1).clip(0)
+    yc = np.where(y1 == 0, k, np.where((y1 == 1) & (y2 != MISSING), y2, MISSING))
+    pc = np.where(p1 == 0, k, p2)
+    return Coded(y1, p1, y2, p2, yc, pc, k)
+
+
+def test_count_based_metrics_match_sklearn_on_the_full_set():
+    c = _mixed()
+    got = point_values(c, {"A": [0, 2], "B": [1, 3, 4, 5]})
+    m2, m1, mc = c.y2 != MISSING, c.y1 != MISSING, c.yc != MISSING
+    want_f1 = f1_score(c.y2[m2], c.p2[m2], labels=np.unique(c.y2[m2]), average="macro", zero_division=0)
+    assert got["task2_macro_f1"] == pytest.approx(want_f1)
+    assert got["task2_acc"] == pytest.approx((c.y2[m2] == c.p2[m2]).mean())
+    assert got["task1_acc"] == pytest.approx((c.y1[m1] == c.p1[m1]).mean())
+    assert got["pick_f1"] == pytest.approx(f1_score(c.y1[m1], c.p1[m1]))
+    assert got["combined_acc"] == pytest.approx((c.yc[mc] == c.pc[mc]).mean())
+    y, p = c.y2[m2], c.p2[m2]
+    rec = [((p == k) & (y == k)).sum() / (y == k).sum() for k in (0, 2)]
+    assert got["band_A_recall"] == pytest.approx(np.mean(rec))
+    assert list(got) == [m.name for m in compared_metrics(["A", "B"])]
+
+
+def _reference(idx, c: Coded, members):
+    """The former index-based implementation (bincount over R×n index arrays), kept here as the oracle."""
+    def counts(gold, pred, k):
+        g, p = gold[idx], pred[idx]
+        valid = g != MISSING
+        base = np.broadcast_to(np.arange(idx.shape[0])[:, None], idx.shape) * k
+        tp = np.bincount((base + g)[valid & (g == p)], minlength=idx.shape[0] * k).reshape(-1, k)
+        gold_n = np.bincount((base + g)[valid], minlength=idx.shape[0] * k).reshape(-1, k)
+        pred_n = np.bincount((base + p)[valid], minlength=idx.shape[0] * k).reshape(-1, k)
+        return tp, gold_n, pred_n
+
+    def acc(gold, pred):
+        g, p = gold[idx], pred[idx]
+        v = g != MISSING
+        return np.where(v.sum(1) > 0, ((g == p) & v).sum(1) / np.maximum(v.sum(1), 1), np.nan)
+
+    tp, gold_n, pred_n = counts(c.y2, c.p2, c.n_classes)
+    present = gold_n > 0
+    f1 = np.where(present, 2 * tp / np.maximum(gold_n + pred_n, 1), 0.0).sum(1) / np.maximum(present.sum(1), 1)
+    g, p = c.y1[idx], c.p1[idx]
+    v = g != MISSING
+    btp, bfp, bfn = (((g == 1) & (p == 1) & v).sum(1), ((g != 1) & (p == 1) & v).sum(1),
+                     ((g == 1) & (p != 1) & v).sum(1))
+    t, gm = tp[:, members], gold_n[:, members]
+    band = np.where(gm > 0, t / np.maximum(gm, 1), 0.0).sum(1) / np.maximum((gm > 0).sum(1), 1)
+    return {"task2_acc": acc(c.y2, c.p2), "task2_macro_f1": f1, "band_A_recall": band,
+            "task1_acc": acc(c.y1, c.p1), "pick_f1": 2 * btp / np.maximum(2 * btp + bfp + bfn, 1),
+            "combined_acc": acc(c.yc, c.pc)}
+
+
+def test_paired_compare_equals_the_former_index_based_bootstrap():
+    """Same resamples (the same seeded index draws), same numbers, on a demo-sized test set (1,000 rows, 27
+    classes); the count-based version only changes how the counts are made."""
+    base, other = _mixed(1000, 27, seed=5), _mixed(1000, 27, seed=6)
+    other.y1, other.y2, other.yc = base.y1, base.y2, base.yc  # same gold rows, different predictions
+    members = np.arange(0, 27, 3)
+    got = paired_compare(base, other, {"A": list(members)}, resamples=1000, seed=4)
+    idx = np.random.default_rng(4).integers(0, 1000, size=(1000, 1000))
+    ref_b, ref_o = _reference(idx, base, members), _reference(idx, other, members)
+    for name, ref in ref_b.items():
+        d = ref_o[name] - ref
+        low, high = np.quantile(d[~np.isnan(d)], [0.025, 0.975])
+        assert got[name]["ci_low"] == pytest.approx(low, abs=1e-12), name
+        assert got[name]["ci_high"] == pytest.approx(high, abs=1e-12), name
+    assert set(got) == set(FORMULAS) | {"band_A_recall"}
+
+
+def test_every_compared_metric_has_a_formula():
+    assert {m.name for m in compared_metrics()} <= set(FORMULAS)
 
 
 def test_mcnemar_and_t_interval_known_values():
@@ -123,10 +188,10 @@ def test_coding_reads_decline_and_missing_labels():
                        "pred_pick": ["Pick", "Pick", "Decline"], "pred_category": ["x", "y", "y"],
                        "combined_pred": ["x", "y", "Decline"]})
     r = Run("r", "r", df, pd.DataFrame({"class": ["x", "y"], "band": ["High", "Low"]}), {})
-    c = code(r, _vocab([r]))
+    c = code(r, class_vocabulary([r]))
     assert list(c.y1) == [1, 0, MISSING] and list(c.y2) == [0, MISSING, 1]
     assert list(c.yc) == [0, 2, MISSING] and list(c.pc) == [0, 1, 2]
-    m = run_metrics(r, _vocab([r]))
+    m = run_metrics(r, class_vocabulary([r]))
     assert m["combined_acc"] == 0.5 and m["task2_acc"] == 1.0 and m["task1_acc"] == 0.5
 
 

@@ -19,9 +19,9 @@ def test_combined_view_by_hand():
     r = combined_view(y1, y2, p_pick, pred2, 3, threshold=0.5)
     # scored rows: 0 (gold 0, pred 0 ok), 1 (gold 2, pred Decline), 2 (gold D, pred D ok), 3 (gold D, pred 1),
     # 6 (gold 1, pred 0)
-    assert r["rows"] == 5 and r["acc"] == pytest.approx(2 / 5)
+    assert r["combined_rows"] == 5 and r["combined_acc"] == pytest.approx(2 / 5)
     # per gold class F1: class0: tp1 fp1(row6) fn0 -> 2/3; class1: 0; class2: 0; Decline: tp1 fp1(row1) fn1(row3) -> 0.5
-    assert r["macro_f1"] == pytest.approx((2 / 3 + 0 + 0 + 0.5) / 4)
+    assert r["combined_macro_f1"] == pytest.approx((2 / 3 + 0 + 0 + 0.5) / 4)
 
 
 def test_consistency_rates_by_hand():

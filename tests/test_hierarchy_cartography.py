@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from twohead.train.cartography import CartographyRecorder, cartography_table
-from twohead.train.losses import LossAccumulator, TwoTaskLoss, hier_parts
+from twohead.train.losses import LossAccumulator, TwoTaskLoss, hier_sums
 
 LOGITS1 = torch.tensor([[0.0, 2.0], [1.0, 0.5], [0.3, 0.0], [-1.0, 1.0]])
 LOGITS2 = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0], [0.5, 0.5, 2.0], [1.0, 0.0, 0.0]])
@@ -22,8 +22,9 @@ def plain(w1=None, w2=None, **hier):
 
 
 def test_weight_zero_is_bit_identical_to_the_plain_recipe():
-    base = plain().parts(LOGITS1, LOGITS2, Y1, Y2)
-    off = plain(hier_pick_weight=0.0, hier_pick_type="kl", hier_decline_weight=0.0).parts(LOGITS1, LOGITS2, Y1, Y2)
+    base = plain().terms(LOGITS1, LOGITS2, Y1, Y2)
+    off = plain(pick_consistency_weight=0.0, pick_consistency_type="kl", decline_uniform_weight=0.0).terms(
+        LOGITS1, LOGITS2, Y1, Y2)
     expected = 0.4 * base["task1"] + 1.0 * base["task2"]
     assert torch.equal(off["total"], expected) and torch.equal(base["total"], expected)
     assert off["hier"].item() == 0.0
@@ -33,9 +34,9 @@ def test_l2_pick_consistency_by_hand():
     lp1 = F.log_softmax(LOGITS1, -1)[0, 1]
     lp2 = F.log_softmax(LOGITS2, -1)[0, 0]
     expected = (lp1 - lp2) ** 2  # one eligible row
-    parts = plain(hier_pick_weight=0.1, hier_pick_type="l2").parts(LOGITS1, LOGITS2, Y1, Y2)
+    parts = plain(pick_consistency_weight=0.1, pick_consistency_type="l2").terms(LOGITS1, LOGITS2, Y1, Y2)
     assert parts["hier"].item() == pytest.approx(0.1 * expected.item(), rel=1e-6)
-    base = plain().parts(LOGITS1, LOGITS2, Y1, Y2)["total"]
+    base = plain().terms(LOGITS1, LOGITS2, Y1, Y2)["total"]
     assert parts["total"].item() == pytest.approx(base.item() + 0.1 * expected.item(), rel=1e-6)
 
 
@@ -43,7 +44,7 @@ def test_kl_pick_consistency_by_hand():
     p = torch.softmax(LOGITS1, -1)[0, 1].item()
     q = torch.softmax(LOGITS2, -1)[0, 0].item()
     kl = p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
-    num, den, _, _ = hier_parts(LOGITS1, LOGITS2, Y1, Y2, "kl")
+    num, den, _, _ = hier_sums(LOGITS1, LOGITS2, Y1, Y2, "kl")
     assert den.item() == 1 and num.item() == pytest.approx(kl, rel=1e-5)
 
 
@@ -52,29 +53,29 @@ def test_decline_uniform_by_hand_and_gradients_flow():
     kl = sum((1 / 3) * math.log((1 / 3) / probs[c].item()) for c in range(3))
     logits1 = LOGITS1.clone().requires_grad_(True)
     logits2 = LOGITS2.clone().requires_grad_(True)
-    parts = plain(hier_decline_weight=0.5).parts(logits1, logits2, Y1, Y2)
+    parts = plain(decline_uniform_weight=0.5).terms(logits1, logits2, Y1, Y2)
     assert parts["hier"].item() == pytest.approx(0.5 * kl, rel=1e-5)
     parts["hier"].backward()
     assert logits2.grad[1].abs().sum() > 0 and logits2.grad[[0, 2, 3]].abs().sum() == 0
     # a uniform Task2 on the Decline row gives exactly 0
     flat = LOGITS2.clone()
     flat[1] = 0.0
-    assert plain(hier_decline_weight=1.0).parts(LOGITS1, flat, Y1, Y2)["hier"].item() == pytest.approx(0.0, abs=1e-7)
+    assert plain(decline_uniform_weight=1.0).terms(LOGITS1, flat, Y1, Y2)["hier"].item() == pytest.approx(0.0, abs=1e-7)
 
 
 def test_no_eligible_rows_gives_zero_not_nan():
     y1 = torch.full((4,), -100)
-    parts = plain(hier_pick_weight=1.0, hier_decline_weight=1.0).parts(LOGITS1, LOGITS2, y1, Y2)
+    parts = plain(pick_consistency_weight=1.0, decline_uniform_weight=1.0).terms(LOGITS1, LOGITS2, y1, Y2)
     assert parts["hier"].item() == 0.0 and torch.isfinite(parts["total"])
 
 
 def test_epoch_level_hier_matches_whole_batch():
-    loss = plain(hier_pick_weight=0.2, hier_decline_weight=0.3)
+    loss = plain(pick_consistency_weight=0.2, decline_uniform_weight=0.3)
     acc = LossAccumulator("cpu")
     for a, b in ((0, 2), (2, 4)):
-        acc.add(loss.parts(LOGITS1[a:b], LOGITS2[a:b], Y1[a:b], Y2[a:b]))
-    whole = loss.parts(LOGITS1, LOGITS2, Y1, Y2)
-    res = acc.result(loss)
+        acc.add(loss.terms(LOGITS1[a:b], LOGITS2[a:b], Y1[a:b], Y2[a:b]))
+    whole = loss.terms(LOGITS1, LOGITS2, Y1, Y2)
+    res = loss.combine(acc.sums.tolist())
     assert res["hier"] == pytest.approx(whole["hier"].item(), rel=1e-6)
     assert res["total"] == pytest.approx(whole["total"].item(), rel=1e-6)
 

@@ -4,7 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from twohead.train.losses import LossAccumulator, TwoTaskLoss, masked_ce, masked_ce_parts
+from twohead.train.losses import LossAccumulator, TwoTaskLoss, masked_ce_sums
+
+
+def masked_ce(logits, labels, weight, smoothing):
+    """The task loss of one batch: numerator over its clamped denominator, as TwoTaskLoss.terms computes it."""
+    num, den = masked_ce_sums(logits, labels, weight, smoothing)
+    return num / den.clamp_min(torch.finfo(num.dtype).tiny)
 
 
 def test_all_labels_missing_gives_zero_and_finite_grads():
@@ -14,7 +20,7 @@ def test_all_labels_missing_gives_zero_and_finite_grads():
     y2 = torch.full((4,), -100)
     assert math.isnan(F.cross_entropy(logits2, y2, ignore_index=-100).item())  # the PyTorch pitfall
     loss = TwoTaskLoss(torch.ones(2), torch.ones(5), 0.4, 1.0, 0.0, 0.1)
-    parts = loss.parts(logits1, logits2, y1, y2)
+    parts = loss.terms(logits1, logits2, y1, y2)
     assert parts["task2"].item() == 0.0
     assert parts["total"].item() == pytest.approx(0.4 * F.cross_entropy(logits1.detach(), y1).item(), rel=1e-6)
     parts["total"].backward()
@@ -78,9 +84,9 @@ def test_epoch_accumulator_is_the_weighted_mean_over_all_rows():
     loss = TwoTaskLoss(torch.ones(2), w, 0.4, 1.0, 0.0, 0.1)
     y1 = torch.full((10,), -100)
     for a, b in ((0, 4), (4, 10)):
-        acc.add(loss.parts(torch.zeros(b - a, 2), logits[a:b], y1[a:b], y[a:b]))
-    res = acc.result(loss)
+        acc.add(loss.terms(torch.zeros(b - a, 2), logits[a:b], y1[a:b], y[a:b]))
+    res = loss.combine(acc.sums.tolist())
     assert res["task2"] == pytest.approx(masked_ce(logits, y, w, 0.1).item(), rel=1e-6)
     assert res["task1"] == 0.0 and res["total"] == pytest.approx(res["task2"])
-    num, den = masked_ce_parts(logits, y, w, 0.1)
+    num, den = masked_ce_sums(logits, y, w, 0.1)
     assert den.item() == pytest.approx(float(w[y[y != -100]].sum()))

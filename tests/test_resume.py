@@ -103,27 +103,21 @@ def test_sigint_saves_the_state_and_stops_then_resumes_identically(tiny_data, tm
 
 def _nan_at(monkeypatch, calls: set[int]):
     """Make the loss non-finite on the given training batches (1-based count across the run)."""
-    import twohead.train.fit as fit
+    import twohead.train.setup as setup
+    from twohead.train.losses import TwoTaskLoss
 
-    real = fit.make_loss
+    seen = {"n": 0}
 
-    def make_loss(*args, **kw):
-        loss = real(*args, **kw)
-        original = loss.parts
-        seen = {"n": 0}
-
-        def parts(l1, l2, y1, y2):
-            out = original(l1, l2, y1, y2)
+    class NanLoss(TwoTaskLoss):
+        def terms(self, l1, l2, y1, y2):
+            out = super().terms(l1, l2, y1, y2)
             if l1.requires_grad:
                 seen["n"] += 1
                 if seen["n"] - 1 in calls:  # the first call is the smoke check
                     out["total"] = out["total"] * float("nan")
             return out
 
-        loss.parts = parts
-        return loss
-
-    monkeypatch.setattr(fit, "make_loss", make_loss)
+    monkeypatch.setattr(setup, "TwoTaskLoss", NanLoss)
 
 
 def test_nonfinite_loss_stops_with_step_ids_and_lrs(tiny_data, tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ from twohead.config.errors import ParamsError
 from twohead.config.params import LossParams, params_from_dict
 from twohead.config.switches import ABLATION, OFF, active, label, queue_commands
 from twohead.data.weights import task2_weights
-from twohead.train.losses import TwoTaskLoss, rdrop_parts
+from twohead.train.losses import SUM_KEYS, TwoTaskLoss, rdrop_sums
 from twohead.train.optim import llrd_groups
 from twohead.train.techniques import AWP, Objective
 
@@ -24,7 +24,7 @@ IGN = -100
 
 
 def _loss(**kw) -> TwoTaskLoss:
-    kw = {"lambda_task1": 0.4, "lambda_task2": 1.0, "smoothing_task2": 0.1, **kw}
+    kw = {"lambda_task1": 0.4, "lambda_task2": 1.0, "label_smoothing": 0.1, **kw}
     return TwoTaskLoss(weight_task1=torch.tensor([1.0, 2.0]), weight_task2=torch.tensor([1.0, 0.5, 3.0]), **kw)
 
 
@@ -70,8 +70,8 @@ def _batch(seed=0):
 def test_uncertainty_weighting_formula_and_gradient():
     l1, l2, y1, y2 = _fixed()
     s = torch.tensor([0.3, -0.2], requires_grad=True)
-    plain = _loss().parts(l1, l2, y1, y2)
-    out = _loss(weighting="uncertainty", log_vars=s).parts(l1, l2, y1, y2)
+    plain = _loss().terms(l1, l2, y1, y2)
+    out = _loss(weighting="uncertainty", log_vars=s).terms(l1, l2, y1, y2)
     L1, L2 = plain["task1"].item(), plain["task2"].item()
     want = math.exp(-0.3) * L1 + 0.15 + math.exp(0.2) * L2 - 0.1
     assert out["total"].item() == pytest.approx(want, rel=1e-6)
@@ -80,11 +80,10 @@ def test_uncertainty_weighting_formula_and_gradient():
     assert s.grad.tolist() == pytest.approx([-math.exp(-0.3) * L1 + 0.5, -math.exp(0.2) * L2 + 0.5], rel=1e-5)
     # a task with lambda 0 is off under uncertainty weighting too (no term, no s_t gradient)
     s.grad = None
-    _loss(weighting="uncertainty", log_vars=s, lambda_task2=0.0).parts(l1, l2, y1, y2)["total"].backward()
+    _loss(weighting="uncertainty", log_vars=s, lambda_task2=0.0).terms(l1, l2, y1, y2)["total"].backward()
     assert s.grad[1].item() == 0.0
     # epoch-level combine agrees with the batch formula on the same sums
-    sums = [float(out[k]) for k in ("num1", "den1", "num2", "den2", "hpn", "hpd", "hdn", "hdd", "rd1n", "rd1d",
-                                    "rd2n", "rd2d")]
+    sums = [float(out[k]) for k in SUM_KEYS]
     assert _loss(weighting="uncertainty", log_vars=s).combine(sums)["total"] == pytest.approx(want, rel=1e-6)
     assert _loss(weighting="uncertainty", log_vars=s).sigmas() == pytest.approx((math.exp(0.15), math.exp(-0.1)))
 
@@ -103,7 +102,7 @@ def test_uncertainty_log_vars_are_float32_head_lr_and_no_weight_decay():
 def test_rdrop_symmetric_kl_is_masked_per_task():
     a1, a2, y1, y2 = _fixed(0)
     b1, b2, _, _ = _fixed(1)
-    n1, d1, n2, d2 = rdrop_parts(a1, b1, a2, b2, y1, y2)
+    n1, d1, n2, d2 = rdrop_sums(a1, b1, a2, b2, y1, y2)
 
     def sym(a, b):
         pa, pb = F.log_softmax(a, -1), F.log_softmax(b, -1)
@@ -113,8 +112,8 @@ def test_rdrop_symmetric_kl_is_masked_per_task():
     m1, m2 = y1 != IGN, y2 != IGN
     assert n1.item() == pytest.approx(sym(a1, b1)[m1].sum().item(), rel=1e-6) and d1.item() == m1.sum().item()
     assert n2.item() == pytest.approx(sym(a2, b2)[m2].sum().item(), rel=1e-6) and d2.item() == m2.sum().item()
-    assert all(x.item() == 0 for x in rdrop_parts(a1, a1, a2, a2, y1, y2)[::2])  # identical passes: no KL
-    out = _loss(rdrop_alpha=2.0).add_rdrop(_loss(rdrop_alpha=2.0).parts(a1, a2, y1, y2), (n1, d1, n2, d2))
+    assert all(x.item() == 0 for x in rdrop_sums(a1, a1, a2, a2, y1, y2)[::2])  # identical passes: no KL
+    out = _loss(rdrop_alpha=2.0).add_rdrop(_loss(rdrop_alpha=2.0).terms(a1, a2, y1, y2), (n1, d1, n2, d2))
     assert out["rdrop"].item() == pytest.approx(2.0 * (0.4 * n1.item() / d1.item() + n2.item() / d2.item()), rel=1e-6)
 
 
@@ -126,8 +125,8 @@ def test_rdrop_objective_runs_two_dropout_passes_in_one_forward():
     torch.manual_seed(3)  # the same masks: one forward of the doubled batch
     ids = torch.cat([batch["input_ids"]] * 2)
     f1, f2 = model(ids, torch.ones_like(ids))
-    ce = loss_fn.parts(f1, f2, batch["labels_binary"].repeat(2), batch["labels_category"].repeat(2))
-    rd = rdrop_parts(f1[:6], f1[6:], f2[:6], f2[6:], batch["labels_binary"], batch["labels_category"])
+    ce = loss_fn.terms(f1, f2, batch["labels_binary"].repeat(2), batch["labels_category"].repeat(2))
+    rd = rdrop_sums(f1[:6], f1[6:], f2[:6], f2[6:], batch["labels_binary"], batch["labels_category"])
     assert torch.equal(l1, f1[:6]) and out["task2"].item() == pytest.approx(ce["task2"].item(), rel=1e-6)
     assert out["rdrop"].item() > 0
     assert out["total"].item() == pytest.approx((ce["total"] + loss_fn.add_rdrop(ce, rd)["rdrop"]).item(), rel=1e-6)
@@ -143,7 +142,7 @@ def test_msd_averages_the_losses_of_k_dropout_samples():
     torch.manual_seed(7)
     s1, s2 = model(batch["input_ids"], batch["attention_mask"], samples=4)
     assert s1.shape == (4, 6, 2) and s2.shape == (4, 6, 3)
-    per = [loss_fn.parts(s1[k], s2[k], batch["labels_binary"], batch["labels_category"]) for k in range(4)]
+    per = [loss_fn.terms(s1[k], s2[k], batch["labels_binary"], batch["labels_category"]) for k in range(4)]
     # the class-weighted mean over K copies of the rows = the mean of the K per-sample losses (same weights)
     assert out["task2"].item() == pytest.approx(np.mean([p["task2"].item() for p in per]), rel=1e-5)
     assert torch.allclose(l2, s2.mean(0))
@@ -158,7 +157,8 @@ def test_msd_averages_the_losses_of_k_dropout_samples():
 
 def test_all_switches_off_is_the_plain_loss_and_gradients():
     model, batch = _model(), _batch()
-    off = Objective(_loss(weighting="fixed", rdrop_alpha=0.0, hier_detach="none"), rdrop_alpha=0.0, msd_samples=1)
+    off = Objective(_loss(weighting="fixed", rdrop_alpha=0.0, pick_consistency_detach="none"), rdrop_alpha=0.0,
+                    msd_samples=1)
     assert off.plain
     torch.manual_seed(1)
     _, _, out = off(model, batch)
@@ -167,7 +167,7 @@ def test_all_switches_off_is_the_plain_loss_and_gradients():
     model.zero_grad()
     torch.manual_seed(1)
     l1, l2 = model(batch["input_ids"], batch["attention_mask"])
-    ref = _loss().parts(l1, l2, batch["labels_binary"], batch["labels_category"])
+    ref = _loss().terms(l1, l2, batch["labels_binary"], batch["labels_category"])
     ref["total"].backward()
     assert out["total"].item() == ref["total"].item()  # bit-identical, not approximately
     assert all(torch.equal(a, p.grad) for a, p in zip(g_off, model.parameters()))
@@ -213,8 +213,8 @@ def test_consistency_detach_stops_the_gradient_to_task1_only():
     grads = {}
     for detach in ("none", "task1"):
         a, b = l1.clone().requires_grad_(), l2.clone().requires_grad_()
-        loss = _loss(hier_pick_weight=1.0, hier_detach=detach, lambda_task1=0.0, lambda_task2=0.0)
-        out = loss.parts(a, b, y1, y2)
+        loss = _loss(pick_consistency_weight=1.0, pick_consistency_detach=detach, lambda_task1=0.0, lambda_task2=0.0)
+        out = loss.terms(a, b, y1, y2)
         out["hier"].backward()
         grads[detach] = (0.0 if a.grad is None else a.grad.abs().sum().item(), b.grad.abs().sum().item(),
                          out["hier"].item())

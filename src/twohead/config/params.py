@@ -1,8 +1,9 @@
 """Typed parameters: ``params.yaml`` is loaded and validated once, here, for every stage.
 
-Each top-level section of ``params.yaml`` maps to one dataclass below. An unknown or misspelt key,
-a missing section key, or a value of the wrong type is a :class:`ParamsError` naming the dotted key
-(``train.lr``) and the file. The dataclass defaults are the *recipe* values for a pretrained DeBERTa;
+Each top-level section of ``params.yaml`` maps to one dataclass below; each field's meaning and valid range
+sit beside it and its checks in the class's ``__post_init__`` (litgpt's pattern). An unknown or misspelt key,
+a missing section key, a value of the wrong type or out of range is a :class:`ParamsError` naming the dotted
+key (``train.lr``) and the file. The dataclass defaults are the *recipe* values for a pretrained DeBERTa;
 the project's ``params.yaml`` holds every key (DVC's ``exp run -S`` can only set keys that exist there)
 and documents where the embedded demo departs from the recipe.
 """
@@ -22,8 +23,20 @@ import yaml
 from .errors import ParamsError
 
 
+def need(cond: bool, msg: str) -> None:
+    """A check of a params section: ``msg`` names the dotted key(s) and the valid range."""
+    if not cond:
+        raise ParamsError(msg)
+
+
+def seed_ok(key: str, seed: int) -> None:
+    need(0 <= seed < 2 ** 32, f"{key} must be in [0, 2**32), got {seed}")
+
+
 @dataclass(frozen=True)
 class DataParams:
+    """The raw table: where it is, which columns hold what, which values mean Pick / Decline."""
+
     raw_path: str = "data/demo/news_demo.csv"
     format: Literal["auto", "csv", "parquet", "jsonl"] = "auto"
     text_column: str = "text"
@@ -34,70 +47,116 @@ class DataParams:
     pick_values: list[str] = field(default_factory=lambda: ["Pick"])
     decline_values: list[str] = field(default_factory=lambda: ["Decline"])
     decline_with_category: Literal["error", "drop_category"] = "error"
-    encoding: str = "utf-8"  # text encoding of a CSV / JSON Lines file
+    encoding: str = "utf-8"  # text encoding of a CSV / JSON Lines file; must name one
     drop_cross_split_duplicates: bool = False  # drop val/test rows whose exact text is also in train
+
+    def __post_init__(self):
+        need(bool(self.encoding.strip()), "data.encoding must name a text encoding, e.g. utf-8")
 
 
 @dataclass(frozen=True)
 class SplitParams:
-    val_ratio: float = 0.1
-    test_ratio: float = 0.1
-    seed: int = 42
+    val_ratio: float = 0.1   # [0, 1)
+    test_ratio: float = 0.1  # [0, 1), and val_ratio + test_ratio < 1
+    seed: int = 42           # [0, 2**32)
+
+    def __post_init__(self):
+        need(0 <= self.val_ratio < 1, "split.val_ratio must be in [0, 1)")
+        need(0 <= self.test_ratio < 1, "split.test_ratio must be in [0, 1)")
+        need(self.val_ratio + self.test_ratio < 1, "split.val_ratio + split.test_ratio must be < 1")
+        seed_ok("split.seed", self.seed)
 
 
 @dataclass(frozen=True)
 class BandsParams:
     method: Literal["quantile", "threshold"] = "quantile"
-    names: list[str] = field(default_factory=lambda: ["High", "Mid", "Low"])
-    thresholds: list[int] = field(default_factory=lambda: [500, 50])
+    names: list[str] = field(default_factory=lambda: ["High", "Mid", "Low"])  # distinct, most frequent first
+    thresholds: list[int] = field(default_factory=lambda: [500, 50])  # threshold: len(names) - 1, descending
+
+    def __post_init__(self):
+        need(len(self.names) >= 1, "bands.names needs at least one name")
+        need(len(set(self.names)) == len(self.names), "bands.names must be distinct")
+        if self.method == "threshold":
+            need(len(self.thresholds) == len(self.names) - 1,
+                 "bands.thresholds needs exactly len(bands.names) - 1 values (descending)")
+            need(all(a > b for a, b in zip(self.thresholds, self.thresholds[1:])),
+                 "bands.thresholds must be strictly descending")
 
 
 @dataclass(frozen=True)
 class LossParams:
-    task2_weight_min: float = 0.5
+    task2_weight_min: float = 0.5  # 0 < min <= max: Task2 class weights are clipped to [min, max]
     task2_weight_max: float = 5.0
-    label_smoothing: float = 0.1  # Task2 only
-    label_smoothing_task1: float = 0.0
-    lambda_task1: float = 0.4
+    label_smoothing: float = 0.1  # Task2 only; [0, 1)
+    label_smoothing_task1: float = 0.0  # [0, 1)
+    lambda_task1: float = 0.4  # >= 0, not both 0
     lambda_task2: float = 1.0
     weighting: Literal["fixed", "uncertainty"] = "fixed"  # uncertainty: Kendall et al. (2018) learned weights
     task2_weighting: Literal["balanced", "sqrt", "effective_number"] = "balanced"
-    task2_weight_beta: float = 0.999  # effective_number (Cui et al., 2019)
+    task2_weight_beta: float = 0.999  # effective_number (Cui et al., 2019); (0, 1)
     task2_weight_norm: Literal["mean", "median"] = "mean"
+
+    def __post_init__(self):
+        need(0 < self.task2_weight_min <= self.task2_weight_max,
+             "need 0 < loss.task2_weight_min <= loss.task2_weight_max")
+        need(0 <= self.label_smoothing < 1, "loss.label_smoothing must be in [0, 1)")
+        need(0 <= self.label_smoothing_task1 < 1, "loss.label_smoothing_task1 must be in [0, 1)")
+        need(self.lambda_task1 >= 0 and self.lambda_task2 >= 0, "loss.lambda_* must be >= 0")
+        need(self.lambda_task1 > 0 or self.lambda_task2 > 0, "at least one of loss.lambda_task1, loss.lambda_task2"
+             " must be > 0 (both 0 trains nothing)")
+        need(0 < self.task2_weight_beta < 1, "loss.task2_weight_beta must be in (0, 1), e.g. 0.999")
 
 
 @dataclass(frozen=True)
 class RegParams:
     """Sealed techniques, each off by default (formulas in ``twohead.train.techniques``)."""
 
-    rdrop_alpha: float = 0.0       # R-Drop (Liang et al., 2021): 0 = off
-    awp_lr: float = 1.0            # AWP (Wu et al., 2020): perturbation size relative to each weight's norm
-    awp_eps: float = 0.01          # AWP: |δ| <= eps · |w| elementwise
+    rdrop_alpha: float = 0.0       # R-Drop (Liang et al., 2021): >= 0, 0 = off
+    awp_lr: float = 1.0            # AWP (Wu et al., 2020): perturbation size relative to each weight's norm; > 0
+    awp_eps: float = 0.01          # AWP: |δ| <= eps · |w| elementwise; > 0
     awp_start_epoch: int = 0       # AWP from this epoch on (1-based); 0 = off
+
+    def __post_init__(self):
+        need(self.rdrop_alpha >= 0, "reg.rdrop_alpha must be >= 0 (0 = off)")
+        need(self.awp_start_epoch >= 0, "reg.awp_start_epoch must be >= 0 (0 = off)")
+        need(self.awp_start_epoch == 0 or (self.awp_lr > 0 and self.awp_eps > 0),
+             "reg.awp_lr and reg.awp_eps must be > 0 when reg.awp_start_epoch > 0")
 
 
 @dataclass(frozen=True)
 class HierParams:
     """Optional hierarchy regulariser (off by default); formulas in ``twohead.train.losses.TwoTaskLoss``."""
 
-    pick_consistency_weight: float = 0.0
+    pick_consistency_weight: float = 0.0  # >= 0
     pick_consistency_type: Literal["l2", "kl"] = "l2"
-    decline_uniform_weight: float = 0.0
+    decline_uniform_weight: float = 0.0  # >= 0
     pick_consistency_detach: Literal["none", "task1"] = "none"  # task1: stop-gradient through P(Pick)
+
+    def __post_init__(self):
+        need(self.pick_consistency_weight >= 0 and self.decline_uniform_weight >= 0, "hier.*_weight must be >= 0")
 
 
 @dataclass(frozen=True)
 class TokenizeParams:
-    max_length: int = 256
-    batch_size: int = 1000
+    max_length: int = 256  # >= 8, <= the checkpoint's positions
+    batch_size: int = 1000  # rows per tokenizer call; >= 1
+
+    def __post_init__(self):
+        need(self.max_length >= 8, "tokenize.max_length must be >= 8")
+        need(self.batch_size >= 1, "tokenize.batch_size must be >= 1")
 
 
 @dataclass(frozen=True)
 class ModelParams:
     stage1_checkpoint: str = "models/stage1"
     pooling: Literal["mean", "cls"] = "mean"
-    head_dropout: float = 0.1
-    msd_samples: int = 1  # multi-sample dropout (Inoue, 2019): K dropout masks on the pooled vector; 1 = off
+    head_dropout: float = 0.1  # [0, 1)
+    msd_samples: int = 1  # multi-sample dropout (Inoue, 2019): K dropout masks on the pooled vector; 1 = off, <= 64
+
+    def __post_init__(self):
+        need(1 <= self.msd_samples <= 64, "model.msd_samples must be in [1, 64] (1 = off)")
+        need(0 <= self.head_dropout < 1, "model.head_dropout must be in [0, 1)")
+        need(bool(self.stage1_checkpoint), "model.stage1_checkpoint must name a model directory")
 
 
 @dataclass(frozen=True)
@@ -113,56 +172,94 @@ class DemoEncoderParams:
     max_position_embeddings: int = 512
     seed: int = 0
 
+    def __post_init__(self):
+        seed_ok("demo_encoder.seed", self.seed)
+
 
 @dataclass(frozen=True)
-class TrainParams:
-    lr: float = 2e-5
-    llrd: float = 0.8
-    head_lr_mult: float = 1.0
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.06
+class OptimParams:
+    """The training fields each stage sets for itself (``train.*`` for Stage 2, ``stage1.*`` for Stage 1); the
+    rest of ``train`` (device, precision, batching, clipping, …) is shared. Checked once, here, for both."""
+
+    SECTION: typing.ClassVar[str] = "train"
+
+    lr: float = 2e-5             # > 0; the top encoder layer's (LLRD)
+    llrd: float = 0.8            # (0, 1]: layer i gets lr · llrd^(L-1-i)
+    warmup_ratio: float = 0.06   # [0, 1): linear warmup over this share of the steps
+    weight_decay: float = 0.01   # >= 0, matrices only
+    epochs: int = 5              # >= 1
+    batch_size: int = 32         # >= 1
+    seed: int = 42               # [0, 2**32)
+    max_train_rows: int = 0      # 0 = all; >0 = a seeded subsample, for smoke runs
+
+    def __post_init__(self):
+        s = self.SECTION
+        need(self.lr > 0, f"{s}.lr must be > 0")
+        need(0 < self.llrd <= 1, f"{s}.llrd must be in (0, 1]")
+        need(0 <= self.warmup_ratio < 1, f"{s}.warmup_ratio must be in [0, 1)")
+        need(self.weight_decay >= 0, f"{s}.weight_decay must be >= 0")
+        need(self.epochs >= 1, f"{s}.epochs must be >= 1")
+        need(self.batch_size >= 1, f"{s}.batch_size must be >= 1")
+        need(self.max_train_rows >= 0, f"{s}.max_train_rows must be >= 0")
+        seed_ok(f"{s}.seed", self.seed)
+
+
+@dataclass(frozen=True)
+class TrainParams(OptimParams):
+    head_lr_mult: float = 1.0  # > 0: the heads' lr = lr · head_lr_mult
     scheduler: Literal["linear", "cosine"] = "linear"
-    epochs: int = 5
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    grad_accum: int = 1
-    max_grad_norm: float = 1.0
-    seed: int = 42
+    eval_batch_size: int = 64  # >= 1
+    grad_accum: int = 1  # >= 1
+    max_grad_norm: float = 1.0  # > 0
     device: Literal["auto", "mps", "cuda", "cpu"] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     keep: Literal["last", "best"] = "last"
     group_by_length: bool = True
-    num_workers: int = 0
-    max_train_rows: int = 0  # 0 = all; >0 = a seeded subsample, for smoke runs
+    num_workers: int = 0  # >= 0
     checkpoint_every_steps: int = 0  # resumable state every N optimiser steps too (0 = after each epoch only)
     on_nonfinite: Literal["stop", "skip"] = "stop"  # a NaN/inf loss or grad norm: stop, or drop that step
     compile: bool = False  # torch.compile the encoder in place (dynamic shapes)
     fast_attention: bool = True  # windowed DeBERTa relative-attention bias (same values, less work on short rows)
 
+    def __post_init__(self):
+        super().__post_init__()
+        need(self.head_lr_mult > 0, "train.head_lr_mult must be > 0")
+        need(self.eval_batch_size >= 1, "train.eval_batch_size must be >= 1")
+        need(self.grad_accum >= 1, "train.grad_accum must be >= 1")
+        need(self.max_grad_norm > 0, "train.max_grad_norm must be > 0")
+        need(self.num_workers >= 0, "train.num_workers must be >= 0")
+        need(self.checkpoint_every_steps >= 0, "train.checkpoint_every_steps must be >= 0 (0 = after each epoch only)")
+
 
 @dataclass(frozen=True)
-class Stage1Params:
-    """The Stage-1 (Pick/Decline) pretraining recipe; device, precision, batching and clipping follow ``train``."""
+class Stage1Params(OptimParams):
+    """The Stage-1 (Pick/Decline) pretraining recipe: its own values of the :class:`OptimParams` fields, a base
+    model and Task1 label smoothing; everything else follows ``train`` (see ``twohead.train.stage1``)."""
+
+    SECTION: typing.ClassVar[str] = "stage1"
 
     base_model: str = "models/demo_encoder"
     epochs: int = 2
-    lr: float = 2e-5
-    batch_size: int = 32
-    llrd: float = 0.8
-    warmup_ratio: float = 0.06
-    weight_decay: float = 0.01
-    label_smoothing: float = 0.0
-    seed: int = 42
-    max_train_rows: int = 0
+    label_smoothing: float = 0.0  # Task1's, [0, 1)
+
+    def __post_init__(self):
+        super().__post_init__()
+        need(0 <= self.label_smoothing < 1, "stage1.label_smoothing must be in [0, 1)")
 
 
 @dataclass(frozen=True)
 class EvalParams:
-    pick_threshold: float = 0.5
-    low_confidence: float = 0.5
-    high_confidence: float = 0.9
-    worst_k: int = 50
-    top_confusions: int = 20
+    pick_threshold: float = 0.5  # (0, 1): Decline when P(Pick) < pick_threshold
+    low_confidence: float = 0.5  # (0, 1]: Task2 max-prob below this is "low confidence"
+    high_confidence: float = 0.9  # [0, 1): above this is "high confidence"
+    worst_k: int = 50  # >= 0
+    top_confusions: int = 20  # >= 1
+
+    def __post_init__(self):
+        need(0 < self.pick_threshold < 1, "eval.pick_threshold must be in (0, 1)")
+        need(0 < self.low_confidence <= 1 and 0 <= self.high_confidence < 1,
+             "eval confidence thresholds must be in [0, 1]")
+        need(self.worst_k >= 0 and self.top_confusions >= 1, "eval.worst_k >= 0 and eval.top_confusions >= 1")
 
 
 @dataclass(frozen=True)
@@ -172,8 +269,11 @@ class PredictParams:
     input: str = "data/demo/news_demo.csv"   # CSV, Parquet or JSON Lines
     text_column: str = "text"
     id_column: str = ""                      # "" = 'id' if the table has it, else the row number
-    top_k: int = 3
-    batch_size: int = 64
+    top_k: int = 3                           # >= 1
+    batch_size: int = 64                     # >= 1
+
+    def __post_init__(self):
+        need(self.top_k >= 1 and self.batch_size >= 1, "predict.top_k and predict.batch_size must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -271,82 +371,16 @@ def _build(cls: type, raw: Any, prefix: str, source: str, partial: bool) -> Any:
             kwargs[name] = _build(tp, raw[name], key, source, partial)
         else:
             kwargs[name] = _coerce(raw[name], tp, key, source)
-    return cls(**kwargs)
-
-
-def _validate(p: Params, source: str) -> None:
-    def need(cond: bool, msg: str) -> None:
-        if not cond:
-            raise ParamsError(f"{source}: {msg}")
-
-    need(0 <= p.split.val_ratio < 1, "split.val_ratio must be in [0, 1)")
-    need(0 <= p.split.test_ratio < 1, "split.test_ratio must be in [0, 1)")
-    need(p.split.val_ratio + p.split.test_ratio < 1, "split.val_ratio + split.test_ratio must be < 1")
-    for key, seed in (("split.seed", p.split.seed), ("train.seed", p.train.seed), ("stage1.seed", p.stage1.seed),
-                      ("demo_encoder.seed", p.demo_encoder.seed)):
-        need(0 <= seed < 2 ** 32, f"{key} must be in [0, 2**32), got {seed}")
-    need(bool(p.data.encoding.strip()), "data.encoding must name a text encoding, e.g. utf-8")
-    need(len(p.bands.names) >= 1, "bands.names needs at least one name")
-    need(len(set(p.bands.names)) == len(p.bands.names), "bands.names must be distinct")
-    if p.bands.method == "threshold":
-        need(
-            len(p.bands.thresholds) == len(p.bands.names) - 1,
-            "bands.thresholds needs exactly len(bands.names) - 1 values (descending)",
-        )
-        need(
-            all(a > b for a, b in zip(p.bands.thresholds, p.bands.thresholds[1:])),
-            "bands.thresholds must be strictly descending",
-        )
-    need(0 < p.loss.task2_weight_min <= p.loss.task2_weight_max,
-         "need 0 < loss.task2_weight_min <= loss.task2_weight_max")
-    need(0 <= p.loss.label_smoothing < 1, "loss.label_smoothing must be in [0, 1)")
-    need(0 <= p.loss.label_smoothing_task1 < 1, "loss.label_smoothing_task1 must be in [0, 1)")
-    need(p.loss.lambda_task1 >= 0 and p.loss.lambda_task2 >= 0, "loss.lambda_* must be >= 0")
-    need(p.loss.lambda_task1 > 0 or p.loss.lambda_task2 > 0, "at least one of loss.lambda_task1, loss.lambda_task2"
-         " must be > 0 (both 0 trains nothing)")
-    need(p.hier.pick_consistency_weight >= 0 and p.hier.decline_uniform_weight >= 0, "hier.*_weight must be >= 0")
-    need(0 < p.loss.task2_weight_beta < 1, "loss.task2_weight_beta must be in (0, 1), e.g. 0.999")
-    need(p.reg.rdrop_alpha >= 0, "reg.rdrop_alpha must be >= 0 (0 = off)")
-    need(p.reg.awp_start_epoch >= 0, "reg.awp_start_epoch must be >= 0 (0 = off)")
-    need(p.reg.awp_start_epoch == 0 or (p.reg.awp_lr > 0 and p.reg.awp_eps > 0),
-         "reg.awp_lr and reg.awp_eps must be > 0 when reg.awp_start_epoch > 0")
-    need(1 <= p.model.msd_samples <= 64, "model.msd_samples must be in [1, 64] (1 = off)")
-    need(p.tokenize.max_length >= 8, "tokenize.max_length must be >= 8")
-    need(p.tokenize.batch_size >= 1, "tokenize.batch_size must be >= 1")
-    need(0 <= p.model.head_dropout < 1, "model.head_dropout must be in [0, 1)")
-    need(bool(p.model.stage1_checkpoint), "model.stage1_checkpoint must name a model directory")
-    need(p.train.lr > 0, "train.lr must be > 0")
-    need(0 < p.train.llrd <= 1, "train.llrd must be in (0, 1]")
-    need(p.train.head_lr_mult > 0, "train.head_lr_mult must be > 0")
-    need(0 <= p.train.warmup_ratio < 1, "train.warmup_ratio must be in [0, 1)")
-    need(p.train.epochs >= 1, "train.epochs must be >= 1")
-    need(p.train.batch_size >= 1 and p.train.eval_batch_size >= 1, "train.*batch_size must be >= 1")
-    need(p.train.grad_accum >= 1, "train.grad_accum must be >= 1")
-    need(p.train.max_grad_norm > 0, "train.max_grad_norm must be > 0")
-    need(p.train.max_train_rows >= 0, "train.max_train_rows must be >= 0")
-    need(p.train.checkpoint_every_steps >= 0, "train.checkpoint_every_steps must be >= 0 (0 = after each epoch only)")
-    need(p.stage1.weight_decay >= 0 and p.train.weight_decay >= 0, "train.weight_decay and stage1.weight_decay"
-         " must be >= 0")
-    need(p.train.num_workers >= 0, "train.num_workers must be >= 0")
-    need(p.stage1.epochs >= 1 and p.stage1.lr > 0 and p.stage1.batch_size >= 1,
-         "stage1.epochs, stage1.lr, stage1.batch_size must be positive")
-    need(0 < p.stage1.llrd <= 1 and 0 <= p.stage1.warmup_ratio < 1,
-         "stage1.llrd in (0, 1], stage1.warmup_ratio in [0, 1)")
-    need(0 <= p.stage1.label_smoothing < 1 and p.stage1.max_train_rows >= 0,
-         "stage1.label_smoothing in [0, 1), stage1.max_train_rows >= 0")
-    need(0 < p.eval.pick_threshold < 1, "eval.pick_threshold must be in (0, 1)")
-    need(0 < p.eval.low_confidence <= 1 and 0 <= p.eval.high_confidence < 1,
-         "eval confidence thresholds must be in [0, 1]")
-    need(p.eval.worst_k >= 0 and p.eval.top_confusions >= 1, "eval.worst_k >= 0 and eval.top_confusions >= 1")
-    need(p.predict.top_k >= 1 and p.predict.batch_size >= 1, "predict.top_k and predict.batch_size must be >= 1")
+    try:
+        return cls(**kwargs)
+    except ParamsError as exc:  # a section's own check (its __post_init__): name the file
+        raise ParamsError(f"{source}: {exc}") from None
 
 
 def params_from_dict(raw: Any, source: str = "<params>", partial: bool = False) -> Params:
     """Build validated :class:`Params` from a mapping. ``partial=True`` lets missing keys take the
     recipe defaults (used by tests and library callers); stage runs use the strict form."""
-    params = _build(Params, raw, "", source, partial)
-    _validate(params, source)
-    return params
+    return _build(Params, raw, "", source, partial)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -1,4 +1,5 @@
-"""Classification metrics from scikit-learn, on the rows each task has a label for.
+"""Classification metrics from scikit-learn, on the rows each task has a label for. Keys are the metric names
+of :data:`twohead.config.schema.METRICS`.
 
 * Task2 accuracy / macro-F1 / weighted-F1 are computed over rows with a category; macro-F1 averages
   over the classes present in that split's gold labels (``labels=`` fixed by the gold set, so the
@@ -19,21 +20,21 @@ from ..data.labels import IGNORE  # noqa: F401  (re-used by evaluation)
 def task1_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     m = y != IGNORE
     if not m.any():
-        return dict.fromkeys(("acc_task1", "precision_pick", "recall_pick", "f1_pick"), float("nan"))
+        return dict.fromkeys(("task1_acc", "pick_precision", "pick_recall", "pick_f1"), float("nan"))
     p, r, f, _ = precision_recall_fscore_support(y[m], pred[m], labels=[1], average=None, zero_division=0)
-    return {"acc_task1": float(accuracy_score(y[m], pred[m])), "precision_pick": float(p[0]),
-            "recall_pick": float(r[0]), "f1_pick": float(f[0])}
+    return {"task1_acc": float(accuracy_score(y[m], pred[m])), "pick_precision": float(p[0]),
+            "pick_recall": float(r[0]), "pick_f1": float(f[0])}
 
 
 def task2_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     m = y != IGNORE
     if not m.any():
-        return {"acc_task2": float("nan"), "macro_f1_task2": float("nan"), "weighted_f1_task2": float("nan")}
+        return dict.fromkeys(("task2_acc", "task2_macro_f1", "task2_weighted_f1"), float("nan"))
     labels = np.unique(y[m])
     return {
-        "acc_task2": float(accuracy_score(y[m], pred[m])),
-        "macro_f1_task2": float(f1_score(y[m], pred[m], labels=labels, average="macro", zero_division=0)),
-        "weighted_f1_task2": float(f1_score(y[m], pred[m], labels=labels, average="weighted", zero_division=0)),
+        "task2_acc": float(accuracy_score(y[m], pred[m])),
+        "task2_macro_f1": float(f1_score(y[m], pred[m], labels=labels, average="macro", zero_division=0)),
+        "task2_weighted_f1": float(f1_score(y[m], pred[m], labels=labels, average="weighted", zero_division=0)),
     }
 
 
@@ -76,11 +77,11 @@ def combined_view(y1: np.ndarray, y2: np.ndarray, p_pick: np.ndarray, pred2: np.
     pred = np.where(p_pick < threshold, n_classes, pred2)
     m = gold != IGNORE
     if not m.any():
-        return {"acc": float("nan"), "macro_f1": float("nan"), "rows": 0}
+        return {"combined_acc": float("nan"), "combined_macro_f1": float("nan"), "combined_rows": 0}
     labels = np.unique(gold[m])
-    return {"acc": float(accuracy_score(gold[m], pred[m])),
-            "macro_f1": float(f1_score(gold[m], pred[m], labels=labels, average="macro", zero_division=0)),
-            "rows": int(m.sum())}
+    return {"combined_acc": float(accuracy_score(gold[m], pred[m])),
+            "combined_macro_f1": float(f1_score(gold[m], pred[m], labels=labels, average="macro", zero_division=0)),
+            "combined_rows": int(m.sum())}
 
 
 def _rate(mask: np.ndarray, within: np.ndarray) -> float:

@@ -30,7 +30,8 @@ def caption(p: Params) -> str:
             f" smoothing t2 {loss.label_smoothing:g} | {p.model.pooling} pooling{extra}")
 
 
-def _save(fig, path: Path, text: str) -> None:
+def save_figure(fig, path: Path, text: str) -> None:
+    """Footer ``text`` under the figure, tight layout, written atomically as PNG, figure closed."""
     fig.text(0.5, 0.01, text, ha="center", va="bottom", fontsize=7, color="0.35")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     with atomic_path(path) as tmp:
@@ -50,7 +51,7 @@ def curves(hist: pd.DataFrame, series: dict[str, str], title: str, ylabel: str, 
         ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, path, text)
+    save_figure(fig, path, text)
 
 
 def band_curves(bands: pd.DataFrame, path: Path, text: str) -> None:
@@ -63,7 +64,7 @@ def band_curves(bands: pd.DataFrame, path: Path, text: str) -> None:
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, path, text)
+    save_figure(fig, path, text)
 
 
 def per_class_recall(per_class: pd.DataFrame, band_order: list[str], path: Path, text: str) -> None:
@@ -81,7 +82,7 @@ def per_class_recall(per_class: pd.DataFrame, band_order: list[str], path: Path,
     ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=colors[b]) for b in band_order if b in colors],
               labels=band_order, title="band", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    _save(fig, path, text)
+    save_figure(fig, path, text)
 
 
 def top_confusions(confusion: pd.DataFrame, k: int, path: Path, text: str) -> None:
@@ -109,7 +110,7 @@ def top_confusions(confusion: pd.DataFrame, k: int, path: Path, text: str) -> No
         ax.set_yticklabels(classes, fontsize=7)
         ax.set(xlabel="predicted", ylabel="actual", title=f"Task2: the {len(pairs)} most frequent confusions (test)")
         fig.colorbar(im, ax=ax, shrink=0.7, label="rows")
-    _save(fig, path, text)
+    save_figure(fig, path, text)
 
 
 def data_map(carto: pd.DataFrame, task_title: str, path: Path, text: str, max_points: int = 20000) -> None:
@@ -128,4 +129,4 @@ def data_map(carto: pd.DataFrame, task_title: str, path: Path, text: str, max_po
            ylabel="confidence (mean gold-label probability)", ylim=(-0.02, 1.02))
     ax.text(0.98, 0.02, summary, transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="0.3")
     ax.grid(alpha=0.3)
-    _save(fig, path, text)
+    save_figure(fig, path, text)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_fscore_support
 
+from ..config.schema import report_tree
 from .metrics import IGNORE, combined_view, consistency, task1_metrics, task2_metrics
 
 TEXT_CUT = 200
@@ -18,16 +19,14 @@ def split_metrics(y1, y2, probs1, probs2, n_classes: int, e) -> dict:
     p_pick = probs1[:, 1]
     pred1 = (p_pick >= e.pick_threshold).astype(int)
     pred2 = probs2.argmax(1)
-    m1, m2 = task1_metrics(y1, pred1), task2_metrics(y2, pred2)
-    return {
-        "rows": int(len(y1)),
-        "task1": {"acc": m1["acc_task1"], "precision_pick": m1["precision_pick"], "recall_pick": m1["recall_pick"],
-                  "f1_pick": m1["f1_pick"], "rows": int((y1 != IGNORE).sum())},
-        "task2": {"acc": m2["acc_task2"], "macro_f1": m2["macro_f1_task2"], "weighted_f1": m2["weighted_f1_task2"],
-                  "rows": int((y2 != IGNORE).sum())},
-        "combined": combined_view(y1, y2, p_pick, pred2, n_classes, e.pick_threshold),
-        "consistency": consistency(y1, p_pick, probs2.max(1), e.pick_threshold, e.low_confidence, e.high_confidence),
-    }
+    combined = combined_view(y1, y2, p_pick, pred2, n_classes, e.pick_threshold)
+    values = {**task1_metrics(y1, pred1), **task2_metrics(y2, pred2), **combined,
+              **consistency(y1, p_pick, probs2.max(1), e.pick_threshold, e.low_confidence, e.high_confidence)}
+    tree = report_tree(values, ("task1", "task2", "combined", "consistency"))
+    tree["task1"]["rows"] = int((y1 != IGNORE).sum())
+    tree["task2"]["rows"] = int((y2 != IGNORE).sum())
+    tree["combined"]["rows"] = combined["combined_rows"]
+    return {"rows": int(len(y1)), **tree}
 
 
 def per_class_table(y2, pred2, names, class_band, train_support) -> pd.DataFrame:

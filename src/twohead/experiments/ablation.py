@@ -17,7 +17,8 @@ import numpy as np
 from ..config import switches
 from ..config.errors import DataError
 from ..config.layout import paths_from_text
-from .compare import Run, _label, _vocab, load_run, pts, run_metrics
+from ..config.schema import label
+from .compare import Run, class_vocabulary, load_run, pts, run_metrics
 from .revisions import WORKSPACE, read_text
 from .stats import t_interval, verdict
 
@@ -56,7 +57,7 @@ def speed(run: Run, root=".", runs_dir: str | Path | None = None) -> float:
 
 
 def ablation(runs: list[Run], speeds: list[float], seed_key: str = "train.seed", level: float = 0.95) -> dict:
-    vocab = _vocab(runs)
+    vocab = class_vocabulary(runs)
     groups: dict[str, list[tuple]] = {}
     for run, sp in zip(runs, speeds):
         groups.setdefault(switches.label(run.params), []).append(
@@ -64,10 +65,7 @@ def ablation(runs: list[Run], speeds: list[float], seed_key: str = "train.seed",
     if "plain" not in groups:
         raise DataError(f"none of the {len(runs)} runs is the plain recipe (every switch off): the ablation needs"
                         " it as the reference (twohead ablation queue adds it)")
-    names = list(groups["plain"][0][2])
-    order = ["task2_acc", "task2_macro_f1", *sorted((n for n in names if n.startswith("band_")),
-                                                     key=_band_rank), "task1_acc"]
-    names = [n for n in order if n in names]
+    names = list(groups["plain"][0][2])  # every compared metric, in the vocabulary's order
     plain = groups["plain"]
     ref = {seed: (m, sp) for seed, _, m, sp in plain}
     base_speed = float(np.nanmean([sp for *_, sp in plain])) if plain else float("nan")
@@ -93,11 +91,6 @@ def ablation(runs: list[Run], speeds: list[float], seed_key: str = "train.seed",
     return out
 
 
-def _band_rank(name: str) -> int:
-    band = name[len("band_"):-len("_recall")]
-    return {"Low": 0, "Mid": 1, "High": 2}.get(band, 3)
-
-
 def _cell(m: dict) -> str:
     if m["verdict"] == "undefined" or np.isnan(m["ci_low"]):
         return f"{pts(m['mean'])} (n/a)"
@@ -107,7 +100,7 @@ def _cell(m: dict) -> str:
 def to_markdown(a: dict) -> str:
     names = a["metrics"]
     p = a["plain"]
-    heads = " | ".join(_label(n).replace(" mean recall", " recall") for n in names)
+    heads = " | ".join(label(n).replace(" mean recall", " recall") for n in names)
     lines = [f"Each switch alone vs the plain recipe, paired by `{a['seed_key']}`; Δ in points, mean over seeds with"
              f" its {a['level']:.0%} t-interval; ▲ better / ▼ worse (interval excludes 0), ≈ within noise.", "",
              f"| switch | seeds | {heads} | samples/s × |", "|---|---|" + "---|" * len(names) + "---|"]
@@ -116,9 +109,9 @@ def to_markdown(a: dict) -> str:
     for r in a["rows"]:
         cells = " | ".join(_cell(r["metrics"][n]) for n in names)
         over = ", ".join(f"{k}={v}" for k, v in r["overrides"].items())
-        label = f"{r['switch']} ({over})" if over else r["switch"]
+        name = f"{r['switch']} ({over})" if over else r["switch"]
         cost = "n/a" if np.isnan(r["cost"]) else f"{r['cost']:.2f}"
-        lines.append(f"| {label} | {r['pairs']} | {cells} | {cost} |")
+        lines.append(f"| {name} | {r['pairs']} | {cells} | {cost} |")
     k = sum(1 for r in a["rows"] for n in names if r["metrics"][n]["verdict"] in MARK)
     hits = sum(1 for r in a["rows"] for n in names if r["metrics"][n]["verdict"] in ("better", "worse"))
     if k:

@@ -15,11 +15,9 @@ import yaml
 
 from ..config.errors import DataError
 from ..config.layout import paths_from_text
+from ..config.schema import label
 from .revisions import experiments, read_text, resolve
-from .stats import MISSING, Coded, detectable_difference, metric_fns, paired_compare, t_interval, verdict
-
-METRIC_LABELS = {"task2_acc": "Task2 accuracy", "task2_macro_f1": "Task2 macro-F1", "task1_acc": "Task1 accuracy",
-                 "pick_f1": "Pick F1", "combined_acc": "combined (N+Decline) accuracy"}
+from .stats import MISSING, Coded, detectable_difference, paired_compare, point_values, t_interval, verdict
 
 
 @dataclass
@@ -52,7 +50,8 @@ def load_run(rev: str, root=".") -> Run:
     return Run(rev, commit, preds, per_class, params)
 
 
-def _vocab(runs: list[Run]) -> list[str]:
+def class_vocabulary(runs: list[Run]) -> list[str]:
+    """Every category name any of the runs knows (sorted): the shared integer codes."""
     names = set()
     for r in runs:
         names |= set(r.per_class["class"].astype(str))
@@ -90,10 +89,17 @@ def check_same_rows(base: Run, other: Run) -> None:
 
 
 def band_members(run: Run, vocab: list[str]) -> dict[str, list[int]]:
+    """Class ids of each frequency band, the bands most frequent first (by their largest train support; in
+    order of appearance when the table has no support column)."""
     to_id = {c: i for i, c in enumerate(vocab)}
+    pc = run.per_class
     out: dict[str, list[int]] = {}
-    for cls, band in zip(run.per_class["class"].astype(str), run.per_class["band"].astype(str)):
-        out.setdefault(band, []).append(to_id[cls])
+    bands = list(dict.fromkeys(pc["band"].astype(str)))
+    if "train_support" in pc:
+        top = pd.to_numeric(pc["train_support"], errors="coerce").groupby(pc["band"].astype(str)).max()
+        bands.sort(key=lambda b: -top[b])
+    for band in bands:
+        out[band] = [to_id[c] for c, b in zip(pc["class"].astype(str), pc["band"].astype(str)) if b == band]
     return out
 
 
@@ -104,7 +110,7 @@ def compare(base_rev: str, other_revs: list[str], root=".", resamples: int = 200
     others = [load_run(r, root) for r in other_revs]
     for o in others:
         check_same_rows(base, o)
-    vocab = _vocab([base, *others])
+    vocab = class_vocabulary([base, *others])
     order = pd.Index(base.predictions["id"])
     coded_base = code(base, vocab, order)
     bands = band_members(base, vocab)
@@ -115,12 +121,6 @@ def compare(base_rev: str, other_revs: list[str], root=".", resamples: int = 200
         metrics = paired_compare(coded_base, code(o, vocab, order), bands, resamples, seed)
         result["comparisons"].append({"rev": o.rev, "commit": o.commit, "metrics": metrics})
     return result
-
-
-def _label(name: str) -> str:
-    if name.startswith("band_"):
-        return f"{name[5:-7]} band mean recall"
-    return METRIC_LABELS.get(name, name)
 
 
 def pts(x: float) -> str:
@@ -140,7 +140,7 @@ def to_markdown(result: dict) -> str:
                   "|---|---|---|---|---|---|---|"]
         for name, m in c["metrics"].items():
             p = "" if m["p_value"] is None else f"{m['p_value']:.3g}"
-            lines.append(f"| {_label(name)} | {m['base']:.4f} | {m['other']:.4f} | {pts(m['delta'])} |"
+            lines.append(f"| {label(name)} | {m['base']:.4f} | {m['other']:.4f} | {pts(m['delta'])} |"
                          f" [{pts(m['ci_low'])}, {pts(m['ci_high'])}] | {p} | {m['verdict']} |")
         lines.append("")
     half = 100 * result["detectable_task2_acc"]
@@ -161,9 +161,8 @@ def baseline_experiments(root=".") -> list[str]:
 
 
 def run_metrics(run: Run, vocab: list[str]) -> dict[str, float]:
-    c = code(run, vocab)
-    full = np.arange(len(c.y1))[None, :]
-    return {name: float(fn(full, c)[0]) for name, (fn, _) in metric_fns(c.n_classes, band_members(run, vocab)).items()}
+    """Every compared metric of one run on its own test rows."""
+    return point_values(code(run, vocab), band_members(run, vocab))
 
 
 def group_compare(revs: list[str], key: str, root=".", seed_key: str = "train.seed", level: float = 0.95) -> dict:
@@ -172,7 +171,7 @@ def group_compare(revs: list[str], key: str, root=".", seed_key: str = "train.se
     if not revs:
         raise DataError("no experiments to group: name them, or run some from this commit (dvc exp run --queue …)")
     runs = [load_run(r, root) for r in revs]
-    vocab = _vocab(runs)
+    vocab = class_vocabulary(runs)
     groups: dict = {}
     for r in runs:
         groups.setdefault(r.param(key), []).append((r.param(seed_key), r.rev, run_metrics(r, vocab)))
@@ -209,12 +208,12 @@ def groups_markdown(g: dict) -> str:
             m = x["metrics"][n]
             ci = "" if np.isnan(m["ci_low"]) else f" [{m['ci_low']:.4f}, {m['ci_high']:.4f}]"
             cells.append(f"{m['mean']:.4f}{ci}")
-        lines.append(f"| {_label(n)} | {' | '.join(cells)} |")
+        lines.append(f"| {label(n)} | {' | '.join(cells)} |")
     for d in g["differences"]:
         lines += ["", f"Difference {g['key']}={d['value']} minus {g['key']}={d['vs']} (paired by seed):", "",
                   "| metric | mean Δ (pts) | 95% CI | seed pairs | verdict |", "|---|---|---|---|---|"]
         for n, m in d["metrics"].items():
-            lines.append(f"| {_label(n)} | {pts(m['mean'])} | [{pts(m['ci_low'])}, {pts(m['ci_high'])}] |"
+            lines.append(f"| {label(n)} | {pts(m['mean'])} | [{pts(m['ci_low'])}, {pts(m['ci_high'])}] |"
                          f" {m['pairs']} | {m['verdict']} |")
     return "\n".join(lines) + "\n"
 
@@ -241,7 +240,7 @@ def groups_plot(g: dict, path) -> None:
                 ax.plot(i + 0.25, m["mean"], "D", color="black")
         ax.set_xticks(range(len(g["groups"])))
         ax.set_xticklabels([str(x["value"]) for x in g["groups"]])
-        ax.set(xlabel=g["key"], title=_label(name))
+        ax.set(xlabel=g["key"], title=label(name))
         ax.grid(alpha=0.3)
     fig.suptitle("Per-run values (dots) and mean with 95% t-interval (diamonds)", fontsize=9)
     fig.tight_layout()

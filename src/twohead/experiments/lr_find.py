@@ -190,7 +190,9 @@ def suggestions(res: RangeTestResult) -> dict:
 def plot(res: RangeTestResult, sugg: dict, path, title: str, caption: str) -> None:
     """Smoothed total loss against the LR on a log axis with the suggestions marked; below it each task's
     smoothed loss (which task blows up first)."""
-    from ..evaluate.plots import _save, plt
+    import matplotlib.pyplot as plt
+
+    from ..evaluate.plots import save_figure
 
     tasks = [k for k in ("task1", "task2") if k in res.smoothed]
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(7.0, 6.2), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
@@ -204,7 +206,7 @@ def plot(res: RangeTestResult, sugg: dict, path, title: str, caption: str) -> No
         y = float(np.interp(np.log10(lr), np.log10(res.lrs), res.smoothed["total"]))
         star = " (suggested)" if rule == sugg.get("rule") else ""
         ax.plot([lr], [y], marker=marker, color=color, ms=9, ls="none", label=f"{rule} {lr:.2g}{star}")
-    _limits(ax, res.smoothed["total"])
+    _limits(ax, [res.smoothed["total"]])
     ax.set_xscale("log")
     ax.set(title=title, ylabel="training loss (total)")
     ax.grid(alpha=0.3, which="both")
@@ -212,19 +214,30 @@ def plot(res: RangeTestResult, sugg: dict, path, title: str, caption: str) -> No
     for k, color in zip(tasks, ("C2", "C3")):
         ax2.plot(res.lrs, res.smoothed[k], color=color, lw=1.5, label=f"{k} (smoothed)")
     if tasks:
-        _limits(ax2, [v for k in tasks for v in res.smoothed[k]])
+        _limits(ax2, [res.smoothed[k] for k in tasks])  # each task's own range: neither drops off the panel
     ax2.set(xlabel="learning rate (base group; LLRD ratios kept)", ylabel="loss per task")
     ax2.grid(alpha=0.3, which="both")
     ax2.legend(fontsize=8)
-    _save(fig, path, caption)
+    save_figure(fig, path, caption)
 
 
-def _limits(ax, values: list[float]) -> None:
-    """Y range from the minimum to a little above the start: the blow-up must not squash the valley."""
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return
-    lo = min(finite)
-    hi = min(max(finite), max(finite[: max(len(finite) // 10, 1)]) * 1.25 + 1e-9)
+def y_range(series: list[list[float]]) -> tuple[float, float] | None:
+    """Y range covering every series from its minimum to a little above its start (the blow-up must not squash
+    the valley); None when nothing is finite."""
+    lows, highs = [], []
+    for values in series:
+        finite = [v for v in values if math.isfinite(v)]
+        if finite:
+            lows.append(min(finite))
+            highs.append(min(max(finite), max(finite[: max(len(finite) // 10, 1)]) * 1.25 + 1e-9))
+    if not lows:
+        return None
+    lo, hi = min(lows), max(highs)
     pad = 0.05 * (hi - lo) + 1e-9
-    ax.set_ylim(lo - pad, hi + pad)
+    return lo - pad, hi + pad
+
+
+def _limits(ax, series: list[list[float]]) -> None:
+    rng = y_range(series)
+    if rng is not None:
+        ax.set_ylim(*rng)

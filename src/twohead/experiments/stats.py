@@ -11,18 +11,30 @@
 * **Seeds**: mean, standard deviation and the 95% Student-t interval over runs; between two settings,
   the mean of the per-seed differences with its t-interval (paired by seed).
 
-Every metric is computed from the label arrays with vectorised counts (no sklearn call per resample)
-and agrees with :mod:`twohead.evaluate.metrics` on the full set (tested).
+How it scales: every compared metric is a function of *counts* (correct rows, labelled rows, per-class gold /
+predicted / true-positive counts). Each row contributes a fixed 0/1 feature vector (:func:`features`), so a
+resample's counts are its row multiplicities times that matrix: one matrix product ``W @ F`` per block of
+resamples (W: resamples × rows, F: rows × features), with W built block by block from the same seeded
+index draws as before. 16,000 rows × 96 classes × 2,000 resamples is a few seconds and well under 500 MB
+(``benchmarks/bench_compare.py``). The metrics agree with :mod:`twohead.evaluate.metrics` on the full set and
+with the former index-based implementation resample for resample (tested).
+
+Adding a compared metric: its name and label in :data:`twohead.config.schema.METRICS` (``compared=True``),
+its formula from the counts in :data:`FORMULAS` below; a test fails if either is missing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from scipy import stats as sps
 
+from ..config.schema import compared_metrics
+
 MISSING = -1  # "no label" in the integer-coded arrays below
+BLOCK_BYTES = 32 * 2 ** 20  # the resample weights are built in blocks of about this size
 
 
 @dataclass
@@ -38,67 +50,113 @@ class Coded:
     n_classes: int       # Task2 classes (the combined view has n_classes + 1)
 
 
-def _rows_counts(idx: np.ndarray, gold: np.ndarray, pred: np.ndarray, k: int):
-    """Per resample (rows of ``idx``): true positives, gold counts and predicted counts per class,
-    over the rows whose gold is not MISSING. Arrays of shape [R, k]."""
-    g, p = gold[idx], pred[idx]
-    valid = g != MISSING
-    r = np.broadcast_to(np.arange(idx.shape[0])[:, None], idx.shape)
-    base = r * k
-    tp = np.bincount((base + g)[valid & (g == p)], minlength=idx.shape[0] * k).reshape(-1, k)
-    gold_n = np.bincount((base + g)[valid], minlength=idx.shape[0] * k).reshape(-1, k)
-    pred_n = np.bincount((base + p)[valid], minlength=idx.shape[0] * k).reshape(-1, k)
-    return tp, gold_n, pred_n
+def _onehot(ids: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
+    out = np.zeros((len(ids), k), dtype=np.float32)
+    rows = np.nonzero(valid & (ids >= 0) & (ids < k))[0]
+    out[rows, ids[rows]] = 1.0
+    return out
 
 
-def accuracy(idx: np.ndarray, gold: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    g, p = gold[idx], pred[idx]
-    valid = g != MISSING
-    n = valid.sum(1)
-    return np.where(n > 0, ((g == p) & valid).sum(1) / np.maximum(n, 1), np.nan)
-
-
-def macro_f1(idx: np.ndarray, gold: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
-    """Macro-F1 over the classes present in each resample's gold labels (as twohead.evaluate.metrics does)."""
-    tp, gold_n, pred_n = _rows_counts(idx, gold, pred, k)
-    present = gold_n > 0
-    f1 = np.where(present, 2 * tp / np.maximum(gold_n + pred_n, 1), 0.0)
-    n = present.sum(1)
-    return np.where(n > 0, f1.sum(1) / np.maximum(n, 1), np.nan)
-
-
-def binary_f1(idx: np.ndarray, gold: np.ndarray, pred: np.ndarray, positive: int = 1) -> np.ndarray:
-    g, p = gold[idx], pred[idx]
-    valid = g != MISSING
-    tp = ((g == positive) & (p == positive) & valid).sum(1)
-    fp = ((g != positive) & (p == positive) & valid).sum(1)
-    fn = ((g == positive) & (p != positive) & valid).sum(1)
-    return np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
-
-
-def band_recall(idx: np.ndarray, gold: np.ndarray, pred: np.ndarray, k: int, members: np.ndarray) -> np.ndarray:
-    """Mean per-class recall over ``members`` (class ids) that have gold rows in the resample."""
-    tp, gold_n, _ = _rows_counts(idx, gold, pred, k)
-    tp, gold_n = tp[:, members], gold_n[:, members]
-    present = gold_n > 0
-    rec = np.where(present, tp / np.maximum(gold_n, 1), 0.0)
-    n = present.sum(1)
-    return np.where(n > 0, rec.sum(1) / np.maximum(n, 1), np.nan)
-
-
-def metric_fns(n_classes: int, bands: dict[str, list[int]] | None = None) -> dict:
-    """name -> (function(idx, Coded) -> values per resample, is_accuracy with a per-row correctness)."""
-    fns = {
-        "task2_acc": (lambda i, c: accuracy(i, c.y2, c.p2), ("y2", "p2")),
-        "task2_macro_f1": (lambda i, c: macro_f1(i, c.y2, c.p2, c.n_classes), None),
-        "task1_acc": (lambda i, c: accuracy(i, c.y1, c.p1), ("y1", "p1")),
-        "pick_f1": (lambda i, c: binary_f1(i, c.y1, c.p1), None),
-        "combined_acc": (lambda i, c: accuracy(i, c.yc, c.pc), ("yc", "pc")),
+def features(c: Coded) -> tuple[np.ndarray, dict[str, slice]]:
+    """Per-row 0/1 indicators whose column sums give every compared metric, and each block's columns."""
+    v1, v2, vc = c.y1 != MISSING, c.y2 != MISSING, c.yc != MISSING
+    ok2 = v2 & (c.y2 == c.p2)
+    blocks = {
+        "t2_valid": v2[:, None], "t2_correct": ok2[:, None],
+        "t2_gold": _onehot(c.y2, v2, c.n_classes), "t2_pred": _onehot(c.p2, v2, c.n_classes),
+        "t2_tp": _onehot(c.y2, ok2, c.n_classes),
+        "t1_valid": v1[:, None], "t1_correct": (v1 & (c.y1 == c.p1))[:, None],
+        "pick_tp": (v1 & (c.y1 == 1) & (c.p1 == 1))[:, None], "pick_fp": (v1 & (c.y1 != 1) & (c.p1 == 1))[:, None],
+        "pick_fn": (v1 & (c.y1 == 1) & (c.p1 != 1))[:, None],
+        "c_valid": vc[:, None], "c_correct": (vc & (c.yc == c.pc))[:, None],
     }
-    for band, members in (bands or {}).items():
-        m = np.asarray(members, dtype=np.int64)
-        fns[f"band_{band}_recall"] = (lambda i, c, m=m: band_recall(i, c.y2, c.p2, c.n_classes, m), None)
-    return fns
+    cols, start = {}, 0
+    for name, b in blocks.items():
+        cols[name] = slice(start, start + b.shape[1])
+        start += b.shape[1]
+    return np.hstack([b.astype(np.float32) for b in blocks.values()]), cols
+
+
+def resample_blocks(n: int, resamples: int, seed: int):
+    """Row multiplicities of each bootstrap resample, in blocks [r, n] (float32; exact for counts < 2^24).
+    The index draws are the same, in the same order, as one ``rng.integers(0, n, (resamples, n))``."""
+    rng = np.random.default_rng(seed)
+    per_block = max(1, min(resamples, BLOCK_BYTES // max(1, 12 * n)))
+    done = 0
+    while done < resamples:
+        r = min(per_block, resamples - done)
+        idx = rng.integers(0, n, size=(r, n))
+        flat = (np.arange(r)[:, None] * n + idx).ravel()
+        yield np.bincount(flat, minlength=r * n).reshape(r, n).astype(np.float32)
+        done += r
+
+
+# --- metrics from counts: S[name] is an array [resamples, width of that block] ----------------------------
+
+def _ratio(num: np.ndarray, den: np.ndarray, empty: float = np.nan) -> np.ndarray:
+    return np.where(den > 0, num / np.maximum(den, 1), empty)
+
+
+def accuracy(correct: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    return _ratio(correct[:, 0], valid[:, 0])
+
+
+def macro_f1(gold: np.ndarray, pred: np.ndarray, tp: np.ndarray) -> np.ndarray:
+    """Macro-F1 over the classes present in each resample's gold labels (as twohead.evaluate.metrics does)."""
+    present = gold > 0
+    f1 = np.where(present, 2 * tp / np.maximum(gold + pred, 1), 0.0)
+    return _ratio(f1.sum(1), present.sum(1))
+
+
+def binary_f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    den = 2 * tp[:, 0] + fp[:, 0] + fn[:, 0]
+    return _ratio(2 * tp[:, 0], den, empty=0.0)
+
+
+def band_recall(gold: np.ndarray, tp: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """Mean per-class recall over ``members`` (class ids) that have gold rows in the resample."""
+    g, t = gold[:, members], tp[:, members]
+    present = g > 0
+    rec = np.where(present, t / np.maximum(g, 1), 0.0)
+    return _ratio(rec.sum(1), present.sum(1))
+
+
+Formula = Callable[[dict[str, np.ndarray]], np.ndarray]
+
+#: Compared metric name -> its value per resample from the count blocks.
+FORMULAS: dict[str, Formula] = {
+    "task2_acc": lambda s: accuracy(s["t2_correct"], s["t2_valid"]),
+    "task2_macro_f1": lambda s: macro_f1(s["t2_gold"], s["t2_pred"], s["t2_tp"]),
+    "task1_acc": lambda s: accuracy(s["t1_correct"], s["t1_valid"]),
+    "pick_f1": lambda s: binary_f1(s["pick_tp"], s["pick_fp"], s["pick_fn"]),
+    "combined_acc": lambda s: accuracy(s["c_correct"], s["c_valid"]),
+}
+
+#: Accuracies get McNemar's test on per-row correctness: (gold, predicted) attributes of :class:`Coded`.
+MCNEMAR = {"task2_acc": ("y2", "p2"), "task1_acc": ("y1", "p1"), "combined_acc": ("yc", "pc")}
+
+
+def formulas(bands: dict[str, list[int]] | None = None) -> dict[str, Formula]:
+    """Every compared metric in the vocabulary's order (band recalls after the Task2 figures), by name."""
+    out = {}
+    for m in compared_metrics(list(bands or {})):
+        if m.band is not None:
+            members = np.asarray(bands[m.band], dtype=np.int64)
+            out[m.name] = lambda s, members=members: band_recall(s["t2_gold"], s["t2_tp"], members)
+        else:
+            out[m.name] = FORMULAS[m.name]
+    return out
+
+
+def _split(sums: np.ndarray, cols: dict[str, slice]) -> dict[str, np.ndarray]:
+    return {k: sums[:, sl].astype(np.float64) for k, sl in cols.items()}
+
+
+def point_values(c: Coded, bands: dict[str, list[int]] | None = None) -> dict[str, float]:
+    """Each compared metric on the full set."""
+    f, cols = features(c)
+    s = _split(f.sum(0, keepdims=True, dtype=np.float64), cols)
+    return {name: float(fn(s)[0]) for name, fn in formulas(bands).items()}
 
 
 def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
@@ -120,42 +178,52 @@ def verdict(low: float, high: float) -> str:
     return "within noise"
 
 
+def _interval(values: np.ndarray, level: float) -> tuple[float, float]:
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return float("nan"), float("nan")
+    alpha = (1 - level) / 2
+    low, high = np.quantile(values, [alpha, 1 - alpha])
+    return float(low), float(high)
+
+
 def paired_compare(base: Coded, other: Coded, bands: dict[str, list[int]] | None = None, resamples: int = 2000,
                    seed: int = 0, level: float = 0.95) -> dict[str, dict]:
     """For each metric: base, other, delta, paired-bootstrap interval of the delta, McNemar p (accuracies),
     verdict. Both runs must hold the same rows in the same order."""
-    n = len(base.y1)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(resamples, n))
-    full = np.arange(n)[None, :]
-    alpha = (1 - level) / 2
+    fb, cols = features(base)
+    fo, _ = features(other)
+    both = np.hstack([fb, fo])
+    fns = formulas(bands)
+    width = fb.shape[1]
+    deltas: dict[str, list[np.ndarray]] = {name: [] for name in fns}
+    for w in resample_blocks(len(base.y1), resamples, seed):
+        sums = w @ both
+        sb, so = _split(sums[:, :width], cols), _split(sums[:, width:], cols)
+        for name, fn in fns.items():
+            deltas[name].append(fn(so) - fn(sb))
+    b_full, o_full = point_values(base, bands), point_values(other, bands)
     out = {}
-    for name, (fn, acc_cols) in metric_fns(base.n_classes, bands).items():
-        b_full, o_full = float(fn(full, base)[0]), float(fn(full, other)[0])
-        deltas = fn(idx, other) - fn(idx, base)
-        deltas = deltas[~np.isnan(deltas)]
-        low, high = (np.quantile(deltas, [alpha, 1 - alpha]) if len(deltas) else (np.nan, np.nan))
+    for name in fns:
+        low, high = _interval(np.concatenate(deltas[name]), level)
         p = None
-        if acc_cols is not None:
-            gold_b, pred_b = getattr(base, acc_cols[0]), getattr(base, acc_cols[1])
-            pred_o = getattr(other, acc_cols[1])
+        if name in MCNEMAR:
+            gold_attr, pred_attr = MCNEMAR[name]
+            gold_b = getattr(base, gold_attr)
             valid = gold_b != MISSING
-            p = mcnemar_p((pred_b == gold_b)[valid], (pred_o == gold_b)[valid])
-        out[name] = {"base": b_full, "other": o_full, "delta": o_full - b_full, "ci_low": float(low),
-                     "ci_high": float(high), "p_value": p, "verdict": verdict(float(low), float(high))}
+            p = mcnemar_p((getattr(base, pred_attr) == gold_b)[valid], (getattr(other, pred_attr) == gold_b)[valid])
+        out[name] = {"base": b_full[name], "other": o_full[name], "delta": o_full[name] - b_full[name],
+                     "ci_low": low, "ci_high": high, "p_value": p, "verdict": verdict(low, high)}
     return out
 
 
 def detectable_difference(base: Coded, resamples: int = 2000, seed: int = 0, level: float = 0.95) -> float:
-    """The smallest Task2-accuracy difference this test set can call real, roughly: the half-width of the
-    bootstrap interval of a run's accuracy (two runs that differ by less land within noise)."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(base.y2), size=(resamples, len(base.y2)))
-    acc = accuracy(idx, base.y2, base.p2)
-    acc = acc[~np.isnan(acc)]
-    alpha = (1 - level) / 2
-    low, high = np.quantile(acc, [alpha, 1 - alpha])
-    return float((high - low) / 2)
+    """Half the width of the bootstrap interval of one run's Task2 accuracy on these rows: two unrelated runs
+    whose accuracies differ by less than this cannot be told apart on this test set."""
+    f, cols = features(base)
+    acc = [FORMULAS["task2_acc"](_split(w @ f, cols)) for w in resample_blocks(len(base.y2), resamples, seed)]
+    low, high = _interval(np.concatenate(acc), level)
+    return (high - low) / 2
 
 
 def t_interval(values, level: float = 0.95) -> tuple[float, float, float, float]:

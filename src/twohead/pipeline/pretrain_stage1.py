@@ -16,7 +16,6 @@ nothing: it writes ``SKIPPED.json`` in the output directory and a metrics file s
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from dataclasses import dataclass
@@ -25,16 +24,16 @@ from pathlib import Path
 import pandas as pd
 from safetensors.torch import save_file
 
-from ..config.params import LossParams, Params, TrainParams, to_dict
+from ..config.params import Params, to_dict
 from ..config.schema import STAGE1_COLUMNS, STAGE1_RENAME
-from ..data.batching import TokenizedDataset
 from ..data.io import atomic_path, write_csv, write_json
-from ..data.labels import IGNORE
-from ..data.tokenization import encode, to_arrow
 from ..model.checkpoint import WEIGHT_FILES, load_encoder, validate_checkpoint
 from ..model.two_head import TwoHeadModel
-from ..train.fit import FitData, RunConfig, fit, speed_summary
+from ..train.fit import fit
+from ..train.report import speed_summary
 from ..train.resume import StateStore, fingerprint
+from ..train.run import FitData
+from ..train.stage1 import pick_rows_dataset, stage1_run
 from .prepared import read_label_info, read_split
 
 
@@ -61,25 +60,6 @@ def copy_tokenizer_files(src: Path, dst: Path) -> None:
             shutil.copy(f, dst / f.name)
 
 
-def pick_rows_dataset(df: pd.DataFrame, tokenizer, max_length: int, batch_size: int) -> TokenizedDataset:
-    rows = df[df["labels_binary"] != IGNORE].copy()
-    rows["labels_category"] = IGNORE
-    ids, _ = encode(tokenizer, rows["text"].astype(str).tolist(), max_length, batch_size, desc="tokenize stage1")
-    return TokenizedDataset(to_arrow(rows, ids), tokenizer.pad_token_id)
-
-
-def stage1_config(p: Params) -> tuple[TrainParams, LossParams]:
-    """The Stage-1 recipe as ``train`` / ``loss`` params: ``stage1.*`` over ``train.*``, Task2 switched off,
-    fixed task weighting (the ``reg`` techniques and multi-sample dropout are Stage-2 switches)."""
-    s = p.stage1
-    t = dataclasses.replace(p.train, lr=s.lr, epochs=s.epochs, batch_size=s.batch_size, llrd=s.llrd,
-                            warmup_ratio=s.warmup_ratio, weight_decay=s.weight_decay, seed=s.seed, keep="last",
-                            max_train_rows=s.max_train_rows)
-    loss_cfg = dataclasses.replace(p.loss, lambda_task1=1.0, lambda_task2=0.0, label_smoothing_task1=s.label_smoothing,
-                                   label_smoothing=0.0, weighting="fixed")
-    return t, loss_cfg
-
-
 def skip(p: Params, paths: Stage1Paths) -> dict:
     with atomic_path(paths.stage1_model, is_dir=True) as tmp:
         (tmp / "SKIPPED.json").write_text(json.dumps(
@@ -99,7 +79,8 @@ def run(p: Params, paths: Stage1Paths) -> dict:
     if not stage1_is_used(p, paths):
         return skip(p, paths)
     s = p.stage1
-    t, loss_cfg = stage1_config(p)
+    run_cfg = stage1_run(p)
+    t = run_cfg.train
     set_seed(t.seed)
     base = Path(s.base_model)
     tokenizer, _ = validate_checkpoint(base, max_length=p.tokenize.max_length)
@@ -116,7 +97,7 @@ def run(p: Params, paths: Stage1Paths) -> dict:
                     "train": {k: v for k, v in to_dict(t).items() if k not in skip_keys}}
     store = StateStore(paths.stage1_state, fingerprint(state_params, [paths.prepared, base]),
                        t.checkpoint_every_steps)
-    res = fit(model, data, RunConfig(t, loss_cfg, select="val_acc_task1", tag="pretrain_stage1"), store=store)
+    res = fit(model, data, run_cfg, store=store)
 
     history = pd.DataFrame(res.history).rename(columns=STAGE1_RENAME)[STAGE1_COLUMNS]
     last = history.iloc[-1].to_dict()

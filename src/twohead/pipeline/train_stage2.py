@@ -21,8 +21,10 @@ from ..model.checkpoint import load_encoder, validate_checkpoint
 from ..model.two_head import TwoHeadModel, save_stage2
 from ..train.callbacks import BandRecall, Cartography, PartialHistory, ValWorstK
 from ..train.cartography import cartography_tables
-from ..train.fit import Diverged, FitData, RunConfig, fit, speed_summary
+from ..train.fit import Diverged, fit
+from ..train.report import speed_summary
 from ..train.resume import StateStore, fingerprint
+from ..train.run import FitData, RunConfig
 from .prepared import read_label_info, texts_by_id
 
 
@@ -74,7 +76,7 @@ def run(p: Params, paths: TrainPaths) -> dict:
     val_texts = texts_by_id(paths.prepared, "val").reindex(val_ds.ids).fillna("").astype(str).to_numpy(dtype=object)
 
     data = FitData(train_ds, val_ds, info.class_weights["task1"]["weights"], info.class_weights["task2"]["weights"],
-                   pad_id, names, info.bands)
+                   pad_id)
     run_cfg = RunConfig(t, p.loss, p.hier, p.reg, select="val_acc_task2", tag="train_stage2", eval=p.eval)
     bands = BandRecall(val_ds.labels_category, names, info.bands)
     worst = ValWorstK(val_ds.ids, val_texts, val_ds.labels_category, names, p.eval.worst_k)

@@ -1,4 +1,10 @@
-"""Per-epoch extras for :func:`twohead.train.fit.fit` (see :class:`twohead.train.fit.Callback` for the hooks).
+"""Per-epoch extras for :func:`twohead.train.fit.fit`, as callbacks with one set of hooks (:class:`Callback`).
+
+* ``on_fit_start(accelerator)`` — once, after Accelerate has prepared everything;
+* ``on_train_batch(epoch, batch, logits1, logits2)`` — each training batch (detached logits);
+* ``on_epoch_end(epoch, val_logits, row)`` — the epoch number, the val logits ``(task1, task2)`` as float32
+  NumPy arrays in dataset order, and the epoch's history row (columns in :mod:`twohead.config.schema`);
+* ``state_dict()`` / ``load_state_dict(state)`` — what must survive an interruption.
 
 Each callback keeps what it computed; the stage code reads it after ``fit`` and writes it out.
 """
@@ -16,7 +22,26 @@ from ..data.io import write_csv
 from ..evaluate.metrics import band_recall, softmax
 from ..evaluate.tables import worst_k_table
 from .cartography import CartographyRecorder
-from .fit import Callback
+
+
+class Callback:
+    """Per-epoch extras for ``fit``; override what you need (every hook defaults to nothing)."""
+
+    def on_fit_start(self, accelerator) -> None:
+        pass
+
+    def on_train_batch(self, epoch: int, batch: dict, logits1: torch.Tensor, logits2: torch.Tensor) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int, val_logits: tuple[np.ndarray, np.ndarray], row: dict) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        """What must survive an interruption (saved with the training state)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 class BandRecall(Callback):
@@ -26,7 +51,7 @@ class BandRecall(Callback):
         self.y, self.names, self.bands = y_val, names, bands
         self.rows: list[dict] = []
 
-    def on_epoch_end(self, epoch, val_logits, figures) -> None:
+    def on_epoch_end(self, epoch, val_logits, row) -> None:
         pred = val_logits[1].argmax(1)
         for row in band_recall(self.y, pred, self.bands["class_band"], self.names, self.bands["names"]):
             self.rows.append({"epoch": epoch, **row})
@@ -50,7 +75,7 @@ class ValWorstK(Callback):
         self.ids, self.texts, self.y2, self.names, self.k = ids, texts, y2, names, k
         self.tables: list[pd.DataFrame] = []
 
-    def on_epoch_end(self, epoch, val_logits, figures) -> None:
+    def on_epoch_end(self, epoch, val_logits, row) -> None:
         table = worst_k_table(self.ids, self.texts, self.y2, softmax(val_logits[1]), self.names, self.k)
         self.tables.append(table.assign(epoch=epoch, rank=np.arange(1, len(table) + 1)))
 
@@ -77,8 +102,8 @@ class PartialHistory(Callback):
     def on_fit_start(self, accelerator) -> None:
         self.main = accelerator.is_main_process
 
-    def on_epoch_end(self, epoch, val_logits, figures) -> None:
-        self.rows.append(figures)
+    def on_epoch_end(self, epoch, val_logits, row) -> None:
+        self.rows.append(row)
         if self.main:
             write_csv(self.path, pd.DataFrame(self.rows, columns=HISTORY_COLUMNS))
 

@@ -28,7 +28,7 @@ def _counts(logits1, logits2, y1, y2) -> torch.Tensor:
 
 
 @dataclass
-class TrainParts:
+class StepContext:
     """What one optimisation step needs, prepared by Accelerate."""
 
     accelerator: Any
@@ -47,7 +47,7 @@ class TrainParts:
 
 @dataclass
 class EpochOutput:
-    figures: dict[str, float]   # train losses/accuracies, lr, grad norms, timings (keys in twohead.config.schema)
+    metrics: dict[str, float]   # train losses/accuracies, lr, grad norms, timings (keys in twohead.config.schema)
     steps: list[dict]           # one row per batch for logs/steps.jsonl
     last_step: int              # optimiser steps done so far (across epochs)
     skipped: int = 0            # optimiser steps dropped for a non-finite loss / grad norm (on_nonfinite: skip)
@@ -63,7 +63,7 @@ class NonFinite(Exception):
 
 class EpochAccum:
     """What an epoch accumulates, on the device; saved with a mid-epoch state so a resumed epoch ends with
-    exactly the figures of an uninterrupted one."""
+    exactly the metrics of an uninterrupted one."""
 
     def __init__(self, device):
         self.losses = LossAccumulator(device)
@@ -90,7 +90,7 @@ class EpochAccum:
         self.seconds, self.skipped = state["seconds"], state["skipped"]
 
 
-def train_one_epoch(parts: TrainParts, loader, epoch: int, first_step: int, callbacks: Sequence = (),
+def train_one_epoch(ctx: StepContext, loader, epoch: int, first_step: int, callbacks: Sequence = (),
                     refresh: int = 20, accum: EpochAccum | None = None, on_nonfinite: str = "stop",
                     on_step: Callable[[int, EpochAccum], None] | None = None,
                     on_first_batch: Callable[[], None] | None = None) -> EpochOutput:
@@ -103,10 +103,9 @@ def train_one_epoch(parts: TrainParts, loader, epoch: int, first_step: int, call
     one device→host sync per batch. ``on_first_batch()`` runs once the loader's iterator exists, before the
     first forward pass (a resumed epoch restores its RNG snapshot there: creating the iterator draws from it).
     """
-    accelerator, model, loss_fn, objective, awp = parts.accelerator, parts.model, parts.loss_fn, parts.objective, \
-        parts.awp
+    accelerator, model, loss_fn, objective, awp = ctx.accelerator, ctx.model, ctx.loss_fn, ctx.objective, ctx.awp
     awp = awp if awp is not None and awp.active(epoch) else None
-    optimizer, scheduler = parts.optimizer, parts.scheduler
+    optimizer, scheduler = ctx.optimizer, ctx.scheduler
     model.train()
     device = accelerator.device
     acc = accum or EpochAccum(device)
@@ -130,7 +129,7 @@ def train_one_epoch(parts: TrainParts, loader, epoch: int, first_step: int, call
                 awp.restore()
             gn = torch.tensor(float("nan"), device=device)
             if accelerator.sync_gradients:
-                gn = accelerator.clip_grad_norm_(model.parameters(), parts.max_grad_norm).detach().float()
+                gn = accelerator.clip_grad_norm_(model.parameters(), ctx.max_grad_norm).detach().float()
             finite = torch.isfinite(out["total"].detach()) & (torch.isfinite(gn) | ~torch.tensor(
                 accelerator.sync_gradients, device=device))
             bad = not bool(finite.item())
@@ -177,13 +176,13 @@ def train_one_epoch(parts: TrainParts, loader, epoch: int, first_step: int, call
     bar.close()
     acc.seconds += time.perf_counter() - t0
     counts, sums = acc.counts, acc.losses.sums
-    if accelerator.num_processes > 1:  # epoch figures over every process's rows
+    if accelerator.num_processes > 1:  # epoch metrics over every process's rows
         counts = accelerator.reduce(counts, "sum")
         sums = accelerator.reduce(sums, "sum")
     c1, n1, c2, n2 = counts.tolist()
     loss = loss_fn.combine(sums.tolist())
     gns = torch.stack(acc.grad_norms).tolist() if acc.grad_norms else [float("nan")]
-    figures = {
+    metrics = {
         **{f"train_loss_{term}": loss[term] for term in LOSS_TERMS + TRAIN_ONLY_TERMS},
         "train_acc_task1": c1 / n1 if n1 else float("nan"), "train_acc_task2": c2 / n2 if n2 else float("nan"),
         "lr": float(scheduler.get_last_lr()[0]),
@@ -191,7 +190,7 @@ def train_one_epoch(parts: TrainParts, loader, epoch: int, first_step: int, call
         "epoch_seconds": acc.seconds,
         "train_samples_per_second": acc.n_rows * accelerator.num_processes / max(acc.seconds, 1e-9),
     }
-    return EpochOutput(figures, _log_rows(epoch, acc.step_rows), step, acc.skipped)
+    return EpochOutput(metrics, _log_rows(epoch, acc.step_rows), step, acc.skipped)
 
 
 def _log_rows(epoch: int, step_rows: list[torch.Tensor]) -> list[dict]:

@@ -23,6 +23,7 @@ and the task loss over a batch is the class-weighted mean over the *labelled* ro
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -32,8 +33,8 @@ import torch.nn.functional as F
 from ..data.labels import IGNORE
 
 
-def masked_ce_parts(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, smoothing: float
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def masked_ce_sums(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, smoothing: float
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Numerator Σ m·w·ℓ and denominator Σ m·w of the task loss (both 0-dim float32 tensors)."""
     logp = F.log_softmax(logits.float(), dim=-1)
     valid = labels != IGNORE
@@ -44,12 +45,7 @@ def masked_ce_parts(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Te
     return (w * per_row).sum(), w.sum()
 
 
-def masked_ce(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, smoothing: float) -> torch.Tensor:
-    num, den = masked_ce_parts(logits, labels, weight, smoothing)
-    return num / den.clamp_min(torch.finfo(num.dtype).tiny)
-
-
-def hier_parts(logits1: torch.Tensor, logits2: torch.Tensor, y1: torch.Tensor, y2: torch.Tensor, kind: str,
+def hier_sums(logits1: torch.Tensor, logits2: torch.Tensor, y1: torch.Tensor, y2: torch.Tensor, kind: str,
                detach: str = "none") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sums and row counts of the two hierarchy terms (see :class:`TwoTaskLoss`); ``detach="task1"`` stops
     the consistency term's gradient through P(Pick), so only Task2 is pulled."""
@@ -78,31 +74,43 @@ class TwoTaskLoss:
 
     ``L = λ1·L1 + λ2·L2 + L_hier`` with the optional hierarchy regulariser (off by default)::
 
-        L_hier = hier_pick_weight · mean_{rows with Pick and a category} h_i
-               + hier_decline_weight · mean_{Decline rows} KL(uniform ‖ softmax(z2_i))
+        L_hier = pick_consistency_weight · mean_{rows with Pick and a category} h_i
+               + decline_uniform_weight · mean_{Decline rows} KL(uniform ‖ softmax(z2_i))
 
     where h_i = (log P(Pick) − log P2(gold))² for ``l2`` or KL(Bern(P(Pick)) ‖ Bern(P2(gold))) for
-    ``kl``; both heads receive its gradient. With both weights 0 the terms are not computed at all,
-    so the loss is bit-identical to the plain recipe.
+    ``kl`` (``pick_consistency_type``); both heads receive its gradient. With both weights 0 the terms are not
+    computed at all, so the loss is bit-identical to the plain recipe.
     """
 
     weight_task1: torch.Tensor
     weight_task2: torch.Tensor
     lambda_task1: float
     lambda_task2: float
-    smoothing_task1: float = 0.0
-    smoothing_task2: float = 0.1
-    hier_pick_weight: float = 0.0
-    hier_pick_type: str = "l2"
-    hier_decline_weight: float = 0.0
-    hier_detach: str = "none"
+    label_smoothing_task1: float = 0.0
+    label_smoothing: float = 0.1             # Task2's
+    pick_consistency_weight: float = 0.0
+    pick_consistency_type: str = "l2"
+    decline_uniform_weight: float = 0.0
+    pick_consistency_detach: str = "none"
     weighting: str = "fixed"                 # fixed | uncertainty
     log_vars: torch.Tensor | None = None     # uncertainty: the model's learned s_t = log σ_t² (2 values)
-    rdrop_alpha: float = 0.0                 # the R-Drop term's weight (its sums come from :func:`rdrop_parts`)
+    rdrop_alpha: float = 0.0                 # the R-Drop term's weight (its sums come from :func:`rdrop_sums`)
+
+    @classmethod
+    def from_params(cls, weight_task1: torch.Tensor, weight_task2: torch.Tensor, *sections,
+                    log_vars: torch.Tensor | None = None) -> TwoTaskLoss:
+        """The loss from params sections (``loss``, ``hier``, ``reg``): every field of theirs that is a field
+        here is passed under its own name. Weights must already be float32 on the device (MPS has no float64)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for s in sections for k, v in dataclasses.asdict(s).items() if k in names}
+        if kwargs.get("weighting") == "uncertainty" and log_vars is None:
+            raise ValueError("uncertainty weighting needs the model's loss_log_vars (TwoHeadModel.add_loss_log_vars)")
+        return cls(weight_task1, weight_task2, **kwargs,
+                   log_vars=log_vars if kwargs.get("weighting") == "uncertainty" else None)
 
     @property
     def hier_on(self) -> bool:
-        return self.hier_pick_weight > 0 or self.hier_decline_weight > 0
+        return self.pick_consistency_weight > 0 or self.decline_uniform_weight > 0
 
     @property
     def uncertainty(self) -> bool:
@@ -126,53 +134,60 @@ class TwoTaskLoss:
         s = self.log_vars.detach().float().cpu().tolist()
         return math.exp(s[0] / 2), math.exp(s[1] / 2)
 
-    def parts(self, logits1, logits2, y1, y2) -> dict[str, torch.Tensor]:
-        n1, d1 = masked_ce_parts(logits1, y1, self.weight_task1, self.smoothing_task1)
-        n2, d2 = masked_ce_parts(logits2, y2, self.weight_task2, self.smoothing_task2)
+    def terms(self, logits1, logits2, y1, y2) -> dict[str, torch.Tensor]:
+        """The batch's loss terms (``total``, ``task1``, ``task2``, ``hier``, ``rdrop``) and the numerator / denominator
+        of each (:data:`SUM_KEYS`), so that epoch losses are exact sums over batches."""
+        n1, d1 = masked_ce_sums(logits1, y1, self.weight_task1, self.label_smoothing_task1)
+        n2, d2 = masked_ce_sums(logits2, y2, self.weight_task2, self.label_smoothing)
         tiny = torch.finfo(n1.dtype).tiny
         l1, l2 = n1 / d1.clamp_min(tiny), n2 / d2.clamp_min(tiny)
         total = self._weighted(l1, l2, self.log_vars.float() if self.uncertainty else None)
-        out = {"task1": l1, "task2": l2, "num1": n1, "den1": d1, "num2": n2, "den2": d2}
+        out = {"task1": l1, "task2": l2, "task1_num": n1, "task1_den": d1, "task2_num": n2, "task2_den": d2}
         if self.hier_on:
-            hpn, hpd, hdn, hdd = hier_parts(logits1, logits2, y1, y2, self.hier_pick_type, self.hier_detach)
-            hier = (self.hier_pick_weight * hpn / hpd.clamp_min(1.0)
-                    + self.hier_decline_weight * hdn / hdd.clamp_min(1.0))
+            pn, pd, dn, dd = hier_sums(logits1, logits2, y1, y2, self.pick_consistency_type,
+                                       self.pick_consistency_detach)
+            hier = (self.pick_consistency_weight * pn / pd.clamp_min(1.0)
+                    + self.decline_uniform_weight * dn / dd.clamp_min(1.0))
             total = total + hier
         else:
-            hpn = hpd = hdn = hdd = hier = torch.zeros((), device=n1.device)
+            pn = pd = dn = dd = hier = torch.zeros((), device=n1.device)
         zero = torch.zeros((), device=n1.device)
-        out.update({"total": total, "hier": hier, "hpn": hpn, "hpd": hpd, "hdn": hdn, "hdd": hdd,
-                    "rdrop": zero, "rd1n": zero, "rd1d": zero, "rd2n": zero, "rd2d": zero})
+        out.update({"total": total, "hier": hier, "pick_consistency_num": pn, "pick_consistency_den": pd,
+                    "decline_uniform_num": dn, "decline_uniform_den": dd, "rdrop": zero,
+                    **dict.fromkeys(SUM_KEYS[-4:], zero)})
         return out
 
     def add_rdrop(self, out: dict[str, torch.Tensor], rd: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
-        """``out`` with the R-Drop term α·(λ1·KL1 + λ2·KL2) added to the total (sums from :func:`rdrop_parts`)."""
-        rd1n, rd1d, rd2n, rd2d = rd
-        tiny = torch.finfo(rd1n.dtype).tiny
-        term = self.rdrop_alpha * (self.lambda_task1 * rd1n / rd1d.clamp_min(tiny)
-                                   + self.lambda_task2 * rd2n / rd2d.clamp_min(tiny))
-        return {**out, "total": out["total"] + term, "rdrop": term, "rd1n": rd1n, "rd1d": rd1d, "rd2n": rd2n,
-                "rd2d": rd2d}
+        """``out`` with the R-Drop term α·(λ1·KL1 + λ2·KL2) added to the total (sums from :func:`rdrop_sums`)."""
+        n1, d1, n2, d2 = rd
+        tiny = torch.finfo(n1.dtype).tiny
+        term = self.rdrop_alpha * (self.lambda_task1 * n1 / d1.clamp_min(tiny)
+                                   + self.lambda_task2 * n2 / d2.clamp_min(tiny))
+        return {**out, "total": out["total"] + term, "rdrop": term, "rdrop_task1_num": n1, "rdrop_task1_den": d1,
+                "rdrop_task2_num": n2, "rdrop_task2_den": d2}
 
     def combine(self, sums: list[float]) -> dict[str, float]:
-        """Epoch-level losses from summed parts (numerators over denominators, per term)."""
-        n1, d1, n2, d2, hpn, hpd, hdn, hdd, rd1n, rd1d, rd2n, rd2d = sums
-        l1 = n1 / d1 if d1 > 0 else 0.0
-        l2 = n2 / d2 if d2 > 0 else 0.0
+        """Epoch-level losses from summed terms (numerators over denominators, in :data:`SUM_KEYS` order)."""
+        s = dict(zip(SUM_KEYS, sums))
+
+        def ratio(term: str) -> float:
+            return s[f"{term}_num"] / s[f"{term}_den"] if s[f"{term}_den"] > 0 else 0.0
+
+        l1, l2 = ratio("task1"), ratio("task2")
         hier = 0.0
         if self.hier_on:
-            hier = (self.hier_pick_weight * (hpn / hpd if hpd > 0 else 0.0)
-                    + self.hier_decline_weight * (hdn / hdd if hdd > 0 else 0.0))
+            hier = (self.pick_consistency_weight * ratio("pick_consistency")
+                    + self.decline_uniform_weight * ratio("decline_uniform"))
         rdrop = 0.0
         if self.rdrop_alpha > 0:
-            rdrop = self.rdrop_alpha * (self.lambda_task1 * (rd1n / rd1d if rd1d > 0 else 0.0)
-                                        + self.lambda_task2 * (rd2n / rd2d if rd2d > 0 else 0.0))
+            rdrop = self.rdrop_alpha * (self.lambda_task1 * ratio("rdrop_task1")
+                                        + self.lambda_task2 * ratio("rdrop_task2"))
         s = self.log_vars.detach().float().cpu().tolist() if self.uncertainty else None
         return {"task1": l1, "task2": l2, "hier": hier, "rdrop": rdrop,
                 "total": self._weighted(l1, l2, s) + hier + rdrop}
 
 
-def rdrop_parts(a1: torch.Tensor, b1: torch.Tensor, a2: torch.Tensor, b2: torch.Tensor, y1: torch.Tensor,
+def rdrop_sums(a1: torch.Tensor, b1: torch.Tensor, a2: torch.Tensor, b2: torch.Tensor, y1: torch.Tensor,
                 y2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """R-Drop (Liang et al., 2021): per task, Σ over rows labelled for that task of the symmetric KL
     ½·(KL(p_a ‖ p_b) + KL(p_b ‖ p_a)) between two dropout passes' softmaxes, and the row count."""
@@ -186,7 +201,9 @@ def rdrop_parts(a1: torch.Tensor, b1: torch.Tensor, a2: torch.Tensor, b2: torch.
 
 
 #: Summed per batch and per epoch: numerator and denominator of each term, so epoch losses are exact.
-SUM_KEYS = ("num1", "den1", "num2", "den2", "hpn", "hpd", "hdn", "hdd", "rd1n", "rd1d", "rd2n", "rd2d")
+SUM_KEYS = ("task1_num", "task1_den", "task2_num", "task2_den", "pick_consistency_num", "pick_consistency_den",
+            "decline_uniform_num", "decline_uniform_den", "rdrop_task1_num", "rdrop_task1_den", "rdrop_task2_num",
+            "rdrop_task2_den")
 
 
 class LossAccumulator:
@@ -195,8 +212,5 @@ class LossAccumulator:
     def __init__(self, device):
         self.sums = torch.zeros(len(SUM_KEYS), dtype=torch.float32, device=device)
 
-    def add(self, parts: dict[str, torch.Tensor]) -> None:
-        self.sums += torch.stack([parts[k].float() for k in SUM_KEYS]).detach()
-
-    def result(self, loss_fn: TwoTaskLoss) -> dict[str, float]:
-        return loss_fn.combine(self.sums.tolist())
+    def add(self, terms: dict[str, torch.Tensor]) -> None:
+        self.sums += torch.stack([terms[k].float() for k in SUM_KEYS]).detach()

@@ -17,14 +17,46 @@
   back) before the optimiser step. From epoch ``reg.awp_start_epoch`` (1-based) on; 0 = off.
 
 Uncertainty weighting (``loss.weighting``) and the hierarchy detach live in the loss itself
-(:mod:`twohead.train.losses`); class-weight schemes in :mod:`twohead.data.weights`.
+(:mod:`twohead.train.losses`); class-weight schemes in :mod:`twohead.data.weights`; the switches' names and
+off values in :mod:`twohead.config.switches`.
+
+**The one seam from params to techniques**: :func:`prepare_model` (what the switches add to the model before
+its optimiser groups exist, plus the speed switches ``train.fast_attention`` and ``train.compile``) and
+:func:`build` (the objective and AWP of a run). ``fit``, the LR range test and the benchmarks all call these two.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .losses import TwoTaskLoss, rdrop_parts
+from ..model import fast_attention
+from .losses import TwoTaskLoss, rdrop_sums
+from .run import RunConfig
+
+
+def prepare_model(model, run: RunConfig) -> int:
+    """Set the model up for ``run`` before its optimiser groups are built: uncertainty weighting's learned
+    log-variances (``loss.weighting``), the windowed DeBERTa attention bias (``train.fast_attention``) and an
+    in-place ``torch.compile`` of the encoder (``train.compile``: dynamic shapes since batch lengths vary; names,
+    state dicts, saving and resuming unchanged; heads and loss stay eager). Returns the windowed layer count."""
+    if run.loss.weighting == "uncertainty":
+        model.add_loss_log_vars()
+    windowed = fast_attention.install(model) if run.train.fast_attention else 0
+    if run.train.compile:
+        compile_encoder(model)
+    return windowed
+
+
+def compile_encoder(model) -> None:
+    """``torch.compile`` the encoder in place (``nn.Module.compile``), dynamic shapes."""
+    model.encoder.compile(dynamic=True)
+
+
+def build(model, loss_fn: TwoTaskLoss, run: RunConfig) -> tuple[Objective, AWP | None]:
+    """The run's objective (plain, R-Drop, multi-sample dropout) and AWP (None when off), on the unwrapped model."""
+    r = run.reg
+    awp = AWP(model, r.awp_lr, r.awp_eps, r.awp_start_epoch) if r.awp_start_epoch > 0 else None
+    return Objective(loss_fn, r.rdrop_alpha, model.msd_samples), awp
 
 
 class Objective:
@@ -47,7 +79,7 @@ class Objective:
         y1, y2 = batch["labels_binary"], batch["labels_category"]
         if self.plain:
             logits1, logits2 = model(ids, mask)
-            return logits1, logits2, self.loss_fn.parts(logits1, logits2, y1, y2)
+            return logits1, logits2, self.loss_fn.terms(logits1, logits2, y1, y2)
         n, k, b = self.passes, self.samples, y1.shape[0]
         if n == 2:
             ids, mask = torch.cat([ids, ids]), torch.cat([mask, mask])
@@ -57,11 +89,11 @@ class Objective:
             l1, l2 = model(ids, mask)
             l1, l2 = l1.unsqueeze(0), l2.unsqueeze(0)
         # flattened row order is (sample, pass, row): the labels repeat K·n times
-        out = self.loss_fn.parts(l1.reshape(-1, l1.shape[-1]), l2.reshape(-1, l2.shape[-1]),
+        out = self.loss_fn.terms(l1.reshape(-1, l1.shape[-1]), l2.reshape(-1, l2.shape[-1]),
                                  y1.repeat(k * n), y2.repeat(k * n))
         mean1, mean2 = l1.mean(0), l2.mean(0)            # (n·B, C)
         if n == 2:
-            out = self.loss_fn.add_rdrop(out, rdrop_parts(mean1[:b], mean1[b:], mean2[:b], mean2[b:], y1, y2))
+            out = self.loss_fn.add_rdrop(out, rdrop_sums(mean1[:b], mean1[b:], mean2[:b], mean2[b:], y1, y2))
         return mean1[:b], mean2[:b], out
 
 

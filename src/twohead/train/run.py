@@ -1,0 +1,33 @@
+"""What ``fit`` is given: the data side of a run and its settings (both plain dataclasses, no behaviour)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config.params import EvalParams, HierParams, LossParams, RegParams, TrainParams
+from ..data.batching import TokenizedDataset
+
+
+@dataclass
+class FitData:
+    """Datasets, the class weights of each task (id order) and the tokenizer's pad id."""
+
+    train: TokenizedDataset
+    val: TokenizedDataset
+    weights_task1: list[float]
+    weights_task2: list[float]
+    pad_id: int
+
+
+@dataclass
+class RunConfig:
+    """The settings of a run: train / loss / hierarchy / technique params, the history column that picks the best
+    epoch, a tag for log lines, and the eval thresholds used by the val consistency rates."""
+
+    train: TrainParams
+    loss: LossParams
+    hier: HierParams = field(default_factory=HierParams)
+    reg: RegParams = field(default_factory=RegParams)
+    select: str = "val_acc_task2"
+    tag: str = "train_stage2"
+    eval: EvalParams = field(default_factory=EvalParams)

@@ -1,0 +1,98 @@
+"""The shared setup of a training run: device, batches, the switches' model preparation, LLRD groups, AdamW,
+the schedule, Accelerate's wrapping, the loss and the objective. ``fit`` and the LR range test both build their
+run here, so the range test measures exactly what training would run."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..config.errors import TrainingError
+from ..data.batching import LengthGroupedBatchSampler, SortedBatchSampler, make_collate
+from . import techniques
+from .device import make_accelerator
+from .loop import StepContext
+from .losses import TwoTaskLoss
+from .optim import llrd_groups, make_optimizer, make_scheduler
+from .run import FitData, RunConfig
+
+
+@dataclass
+class Setup:
+    accelerator: Any
+    model: torch.nn.Module            # as Accelerate wrapped it (DDP in a multi-process run)
+    raw_model: torch.nn.Module        # the unwrapped model
+    sampler: LengthGroupedBatchSampler
+    train_loader: Any
+    val_loader: Any | None
+    optimizer: torch.optim.Optimizer
+    scheduler: Any | None
+    loss_fn: TwoTaskLoss
+    step: StepContext                 # what one optimisation step needs
+    group_summary: list[dict]         # the LLRD groups, for the log
+    initial_lrs: list[float]          # each group's base learning rate (before the schedule touches them)
+    steps_per_epoch: int
+    windowed: int                     # DeBERTa layers with the windowed attention bias
+
+
+def prepare_training(model, data: FitData, run: RunConfig, *, base_lr: float | None = None, schedule: bool = True,
+                     validate: bool = True) -> Setup:
+    """Everything a run needs, prepared by Accelerate. ``base_lr`` replaces ``train.lr`` (the range test uses 1,
+    so each group's lr is its LLRD ratio); ``schedule=False`` builds no scheduler and ``validate=False`` no val
+    loader (the range test has neither; it also never accumulates gradients)."""
+    t = run.train
+    accelerator = make_accelerator(t.device, t.precision, t.grad_accum if schedule else 1)
+    collate = make_collate(data.pad_id)
+    sampler = LengthGroupedBatchSampler(data.train.lengths, t.batch_size, t.seed, t.group_by_length)
+    train_loader = DataLoader(data.train, batch_sampler=sampler, collate_fn=collate, num_workers=t.num_workers)
+    val_loader = DataLoader(data.val, batch_sampler=SortedBatchSampler(data.val.lengths, t.eval_batch_size),
+                            collate_fn=collate, num_workers=t.num_workers) if validate else None
+    windowed = techniques.prepare_model(model, run)
+    lr = t.lr if base_lr is None else base_lr
+    groups, group_summary = llrd_groups(model, lr, t.llrd, t.head_lr_mult, t.weight_decay)
+    initial_lrs = [g["lr"] for g in groups]
+    optimizer = make_optimizer(groups, lr, accelerator.device.type)
+    steps_per_epoch = math.ceil(len(train_loader) / t.grad_accum)
+    scheduler = make_scheduler(optimizer, t.scheduler, steps_per_epoch * t.epochs, t.warmup_ratio) if schedule \
+        else None
+    parts = [model, optimizer, train_loader, *([val_loader] if validate else []), *([scheduler] if schedule else [])]
+    prepared = list(accelerator.prepare(*parts))
+    model, optimizer, train_loader = prepared[:3]
+    val_loader = prepared[3] if validate else None
+    scheduler = prepared[-1] if schedule else None
+    raw_model = accelerator.unwrap_model(model)
+    loss_fn = TwoTaskLoss.from_params(
+        *(torch.tensor(w, dtype=torch.float32, device=accelerator.device)  # float32: MPS has no float64
+          for w in (data.weights_task1, data.weights_task2)),
+        run.loss, run.hier, run.reg, log_vars=raw_model.loss_log_vars)
+    objective, awp = techniques.build(raw_model, loss_fn, run)
+    step = StepContext(accelerator, model, optimizer, scheduler, loss_fn, t.max_grad_norm, objective, awp)
+    return Setup(accelerator, model, raw_model, sampler, train_loader, val_loader, optimizer, scheduler, loss_fn,
+                 step, group_summary, initial_lrs, steps_per_epoch, windowed)
+
+
+def smoke_check(s: Setup, batch: dict) -> None:
+    """One forward + backward on the chosen device before the real run, with a clear message if the
+    device cannot run the model (e.g. DeBERTa's relative-position ops on an old MPS build)."""
+    accelerator = s.accelerator
+    try:
+        logits1, logits2 = s.model(batch["input_ids"], batch["attention_mask"])
+        terms = s.loss_fn.terms(logits1, logits2, batch["labels_binary"], batch["labels_category"])
+        accelerator.backward(terms["total"])
+        if not torch.isfinite(terms["total"]).item():
+            raise TrainingError(f"the first batch's loss is {terms['total'].item()} on {accelerator.device}")
+    except TrainingError:
+        raise
+    except Exception as exc:
+        hint = ""
+        if accelerator.device.type == "mps":
+            hint = (" DeBERTa's relative-position code has used int64 ops that some torch/macOS MPS builds reject;"
+                    " update torch/macOS, or run with train.device=cpu."
+                    " PYTORCH_ENABLE_MPS_FALLBACK=1 does not fix dtype errors.")
+        raise TrainingError(f"one forward+backward step failed on {accelerator.device}: {exc}.{hint}") from exc
+    finally:
+        s.optimizer.zero_grad(set_to_none=True)
