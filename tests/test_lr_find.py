@@ -213,3 +213,14 @@ def test_missing_inputs_name_the_stage_that_builds_them(tiny_data, tmp_path):
     with pytest.raises(MissingInputError, match="dvc repro build_demo_encoder"):
         run(no_base, paths, RangeTestConfig(steps=12), stage="stage1", progress=False)
     assert not paths.lr_find.exists() and not paths.lr_find_plot.exists()
+
+
+def test_per_task_panel_range_covers_every_task():
+    """The lower panel's y-range once followed Task1's start only, so Task2 (a higher loss) was drawn off-scale."""
+    from twohead.experiments.lr_find import y_range
+
+    task1 = [0.7 - 0.001 * i for i in range(100)]
+    task2 = [3.3 - 0.01 * i for i in range(100)]
+    lo, hi = y_range([task1, task2])
+    assert lo < min(task1) and hi > max(task2[:10])
+    assert y_range([[float("nan")]]) is None

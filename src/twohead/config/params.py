@@ -10,6 +10,7 @@ and documents where the embedded demo departs from the recipe.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import types
@@ -21,6 +22,34 @@ from typing import Any, Literal
 import yaml
 
 from .errors import ParamsError
+
+_reads: set[str] | None = None  # the dotted keys read while a `recording()` block is active
+
+
+class Section:
+    """Base of every params section. While :func:`recording` is active, reading a field of a section that was
+    loaded from params (not one built later by ``dataclasses.replace``) records ``<section>.<field>``: the test
+    of dvc.yaml's ``params:`` lists runs each stage under it."""
+
+    SECTION: typing.ClassVar[str] = ""
+
+    def __getattribute__(self, name: str):
+        if _reads is not None and not name.startswith("_"):
+            cls = type(self)
+            if name in cls.__dataclass_fields__ and object.__getattribute__(self, "__dict__").get("_tracked"):
+                _reads.add(f"{cls.SECTION}.{name}")
+        return object.__getattribute__(self, name)
+
+
+@contextlib.contextmanager
+def recording():
+    """``with recording() as reads:`` — ``reads`` collects the dotted params keys read inside the block."""
+    global _reads
+    previous, _reads = _reads, set()
+    try:
+        yield _reads
+    finally:
+        _reads = previous
 
 
 def need(cond: bool, msg: str) -> None:
@@ -34,8 +63,10 @@ def seed_ok(key: str, seed: int) -> None:
 
 
 @dataclass(frozen=True)
-class DataParams:
+class DataParams(Section):
     """The raw table: where it is, which columns hold what, which values mean Pick / Decline."""
+
+    SECTION: typing.ClassVar[str] = "data"
 
     raw_path: str = "data/demo/news_demo.csv"
     format: Literal["auto", "csv", "parquet", "jsonl"] = "auto"
@@ -55,7 +86,9 @@ class DataParams:
 
 
 @dataclass(frozen=True)
-class SplitParams:
+class SplitParams(Section):
+    SECTION: typing.ClassVar[str] = "split"
+
     val_ratio: float = 0.1   # [0, 1)
     test_ratio: float = 0.1  # [0, 1), and val_ratio + test_ratio < 1
     seed: int = 42           # [0, 2**32)
@@ -68,7 +101,9 @@ class SplitParams:
 
 
 @dataclass(frozen=True)
-class BandsParams:
+class BandsParams(Section):
+    SECTION: typing.ClassVar[str] = "bands"
+
     method: Literal["quantile", "threshold"] = "quantile"
     names: list[str] = field(default_factory=lambda: ["High", "Mid", "Low"])  # distinct, most frequent first
     thresholds: list[int] = field(default_factory=lambda: [500, 50])  # threshold: len(names) - 1, descending
@@ -84,7 +119,9 @@ class BandsParams:
 
 
 @dataclass(frozen=True)
-class LossParams:
+class LossParams(Section):
+    SECTION: typing.ClassVar[str] = "loss"
+
     task2_weight_min: float = 0.5  # 0 < min <= max: Task2 class weights are clipped to [min, max]
     task2_weight_max: float = 5.0
     label_smoothing: float = 0.1  # Task2 only; [0, 1)
@@ -108,8 +145,10 @@ class LossParams:
 
 
 @dataclass(frozen=True)
-class RegParams:
+class RegParams(Section):
     """Sealed techniques, each off by default (formulas in ``twohead.train.techniques``)."""
+
+    SECTION: typing.ClassVar[str] = "reg"
 
     rdrop_alpha: float = 0.0       # R-Drop (Liang et al., 2021): >= 0, 0 = off
     awp_lr: float = 1.0            # AWP (Wu et al., 2020): perturbation size relative to each weight's norm; > 0
@@ -124,8 +163,10 @@ class RegParams:
 
 
 @dataclass(frozen=True)
-class HierParams:
+class HierParams(Section):
     """Optional hierarchy regulariser (off by default); formulas in ``twohead.train.losses.TwoTaskLoss``."""
+
+    SECTION: typing.ClassVar[str] = "hier"
 
     pick_consistency_weight: float = 0.0  # >= 0
     pick_consistency_type: Literal["l2", "kl"] = "l2"
@@ -137,7 +178,9 @@ class HierParams:
 
 
 @dataclass(frozen=True)
-class TokenizeParams:
+class TokenizeParams(Section):
+    SECTION: typing.ClassVar[str] = "tokenize"
+
     max_length: int = 256  # >= 8, <= the checkpoint's positions
     batch_size: int = 1000  # rows per tokenizer call; >= 1
 
@@ -147,7 +190,9 @@ class TokenizeParams:
 
 
 @dataclass(frozen=True)
-class ModelParams:
+class ModelParams(Section):
+    SECTION: typing.ClassVar[str] = "model"
+
     stage1_checkpoint: str = "models/stage1"
     pooling: Literal["mean", "cls"] = "mean"
     head_dropout: float = 0.1  # [0, 1)
@@ -160,8 +205,10 @@ class ModelParams:
 
 
 @dataclass(frozen=True)
-class DemoEncoderParams:
+class DemoEncoderParams(Section):
     """The from-scratch demo encoder (its input table and output folder are in dvc.yaml)."""
+
+    SECTION: typing.ClassVar[str] = "demo_encoder"
 
     text_column: str = "text"
     vocab_size: int = 8000
@@ -177,7 +224,7 @@ class DemoEncoderParams:
 
 
 @dataclass(frozen=True)
-class OptimParams:
+class OptimParams(Section):
     """The training fields each stage sets for itself (``train.*`` for Stage 2, ``stage1.*`` for Stage 1); the
     rest of ``train`` (device, precision, batching, clipping, …) is shared. Checked once, here, for both."""
 
@@ -248,7 +295,9 @@ class Stage1Params(OptimParams):
 
 
 @dataclass(frozen=True)
-class EvalParams:
+class EvalParams(Section):
+    SECTION: typing.ClassVar[str] = "eval"
+
     pick_threshold: float = 0.5  # (0, 1): Decline when P(Pick) < pick_threshold
     low_confidence: float = 0.5  # (0, 1]: Task2 max-prob below this is "low confidence"
     high_confidence: float = 0.9  # [0, 1): above this is "high confidence"
@@ -263,8 +312,10 @@ class EvalParams:
 
 
 @dataclass(frozen=True)
-class PredictParams:
+class PredictParams(Section):
     """The predict stage: score a table of new articles with the trained model."""
+
+    SECTION: typing.ClassVar[str] = "predict"
 
     input: str = "data/demo/news_demo.csv"   # CSV, Parquet or JSON Lines
     text_column: str = "text"
@@ -372,9 +423,12 @@ def _build(cls: type, raw: Any, prefix: str, source: str, partial: bool) -> Any:
         else:
             kwargs[name] = _coerce(raw[name], tp, key, source)
     try:
-        return cls(**kwargs)
+        built = cls(**kwargs)
     except ParamsError as exc:  # a section's own check (its __post_init__): name the file
         raise ParamsError(f"{source}: {exc}") from None
+    if isinstance(built, Section):
+        object.__setattr__(built, "_tracked", True)  # read from params: its reads count (see Section)
+    return built
 
 
 def params_from_dict(raw: Any, source: str = "<params>", partial: bool = False) -> Params:

@@ -35,6 +35,16 @@ STRENGTH: dict[str, tuple[str, ...]] = {
 }
 
 
+def values(params) -> dict:
+    """``{section: {key: value}}`` of the switch params only, from a loaded :class:`~twohead.config.params.Params`
+    (reads nothing else: a stage that shows the switches depends on these keys alone)."""
+    out: dict = {}
+    for dotted in OFF:
+        section, key = dotted.split(".")
+        out.setdefault(section, {})[key] = getattr(getattr(params, section), key)
+    return out
+
+
 def get(params: dict, dotted: str, default=None):
     node = params
     for part in dotted.split("."):

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..config import switches  # noqa: E402
-from ..config.params import Params, to_dict  # noqa: E402
+from ..config.params import Params  # noqa: E402
 from ..data.io import atomic_path  # noqa: E402
 
 DPI = 120
@@ -23,7 +23,7 @@ def caption(p: Params) -> str:
     t, loss = p.train, p.loss
     ckpt = Path(p.model.stage1_checkpoint).name
     accum = f"×{t.grad_accum}" if t.grad_accum > 1 else ""
-    on = switches.active({k: to_dict(getattr(p, k)) for k in ("loss", "reg", "model", "hier")})
+    on = switches.active(switches.values(p))
     extra = (" | on: " + ", ".join(f"{k.split('.')[-1]}={v}" for k, v in on.items())) if on else ""
     return (f"{ckpt} | lr {t.lr:g}, LLRD {t.llrd:g}, warmup {t.warmup_ratio:g}, {t.epochs} ep, batch {t.batch_size}"
             f"{accum} | λ1 {loss.lambda_task1:g}, λ2 {loss.lambda_task2:g},"

@@ -92,7 +92,8 @@ def run(p: Params, paths: Stage1Paths) -> dict:
     model = TwoHeadModel(load_encoder(base), 1, p.model.pooling, p.model.head_dropout)
     data = FitData(train_ds, val_ds, weights, [1.0], tokenizer.pad_token_id)
     skip_keys = ("lr", "checkpoint_every_steps", "on_nonfinite")
-    state_params = {"stage1": {k: v for k, v in to_dict(s).items() if k != "lr"}, "model": to_dict(p.model),
+    state_params = {"stage1": {k: v for k, v in to_dict(s).items() if k != "lr"},
+                    "model": {"pooling": p.model.pooling, "head_dropout": p.model.head_dropout},
                     "tokenize": to_dict(p.tokenize),
                     "train": {k: v for k, v in to_dict(t).items() if k not in skip_keys}}
     store = StateStore(paths.stage1_state, fingerprint(state_params, [paths.prepared, base]),

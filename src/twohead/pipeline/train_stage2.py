@@ -53,7 +53,9 @@ def state_fingerprint(p: Params, paths: TrainPaths) -> dict:
     train = {k: v for k, v in to_dict(p.train).items() if k not in ("lr", "checkpoint_every_steps", "on_nonfinite")}
     params = {"model": to_dict(p.model), "loss": to_dict(p.loss), "hier": to_dict(p.hier), "reg": to_dict(p.reg),
               "train": train,
-              "tokenize.max_length": p.tokenize.max_length, "eval": to_dict(p.eval)}
+              "tokenize.max_length": p.tokenize.max_length,
+              "eval": {k: getattr(p.eval, k) for k in ("pick_threshold", "low_confidence", "high_confidence",
+                                                       "worst_k")}}
     return fingerprint(params, [paths.prepared, paths.tokenized, Path(p.model.stage1_checkpoint)])
 
 

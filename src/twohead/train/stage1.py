@@ -12,7 +12,7 @@ import dataclasses
 
 import pandas as pd
 
-from ..config.params import OptimParams, Params, TrainParams
+from ..config.params import LossParams, OptimParams, Params, TrainParams
 from ..data.batching import TokenizedDataset
 from ..data.labels import IGNORE
 from ..data.tokenization import encode, to_arrow
@@ -31,8 +31,8 @@ def stage1_run(p: Params) -> RunConfig:
     own = {f.name: getattr(p.stage1, f.name) for f in dataclasses.fields(OptimParams)}
     shared = {k: getattr(p.train, k) for k in SHARED_TRAIN_FIELDS}
     train = TrainParams(**own, **shared, keep="last")  # a train field not named here takes its default, unread
-    loss = dataclasses.replace(p.loss, lambda_task1=1.0, lambda_task2=0.0,
-                               label_smoothing_task1=p.stage1.label_smoothing, label_smoothing=0.0, weighting="fixed")
+    loss = LossParams(lambda_task1=1.0, lambda_task2=0.0, label_smoothing_task1=p.stage1.label_smoothing,
+                      label_smoothing=0.0, weighting="fixed")  # Task2 off: none of loss.* applies
     return RunConfig(train, loss, select="val_acc_task1", tag="pretrain_stage1")
 
 
