@@ -97,3 +97,16 @@ def train_in(tmp: Path, data_dir: Path, p: Params) -> dict:
 
     paths = stage_paths(train_stage2.TrainPaths, tmp, prepared=data_dir / "prepared", tokenized=data_dir / "tokenized")
     return train_stage2.run(p, paths)
+
+
+@pytest.fixture(scope="session")
+def shared_project(tmp_path_factory) -> tuple[Path, str]:
+    """The tiny DVC project, reproduced end to end once and committed ("baseline"); and `dvc repro`'s output.
+    Tests work in a :func:`dvc_project.clone_project` of it, never in it."""
+    from dvc_project import SHARED_OVERRIDES, SHARED_ROWS, make_project, run
+
+    proj = make_project(tmp_path_factory.mktemp("shared") / "proj", rows=SHARED_ROWS, overrides=SHARED_OVERRIDES)
+    out = run(["dvc", "repro"], proj).stdout
+    run(["git", "add", "-A"], proj)
+    run(["git", "commit", "-qm", "baseline"], proj)
+    return proj, out

@@ -1,4 +1,8 @@
-"""Build a throwaway git + DVC copy of this project with a tiny configuration, for end-to-end tests."""
+"""Build a throwaway git + DVC copy of this project with a tiny configuration, for end-to-end tests.
+
+One such project is built and reproduced once per test session (the ``shared_project`` fixture in conftest);
+tests that need the reproduced pipeline take a :func:`clone_project` of it — a git clone whose DVC outputs are
+checked out from the shared cache, so nothing re-runs — and change what they test in their own clone."""
 
 from __future__ import annotations
 
@@ -18,6 +22,12 @@ TINY = {
     "tokenize": {"max_length": 64},
     "split": {"val_ratio": 0.15, "test_ratio": 0.15},
 }
+
+
+#: The shared project: 400 demo rows, tiny encoder, Stage 1 one epoch, Stage 2 two epochs, on the CPU.
+SHARED_ROWS = 400
+SHARED_OVERRIDES = {"train": {"epochs": 2, "batch_size": 16, "lr": 0.003, "device": "cpu"}, "eval": {"worst_k": 10},
+                    "stage1": {"epochs": 1, "batch_size": 16, "lr": 0.003}}
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -63,4 +73,17 @@ def make_project(dest: Path, rows: int = 600, overrides: dict | None = None) -> 
     shutil.copytree(ROOT / ".dvc" / "plots", dest / ".dvc" / "plots")  # the project's custom plot templates
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-qm", "tiny project"], dest)
+    return dest
+
+
+def clone_project(src: Path, dest: Path, params: dict | None = None) -> Path:
+    """A clone of the reproduced project ``src`` with every DVC output checked out from ``src``'s cache (nothing
+    re-runs); ``params`` are applied to the clone's params.yaml as an uncommitted edit, as a user would."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    run(["git", "clone", "-q", str(src), str(dest)], dest.parent)
+    run(["dvc", "cache", "dir", "--local", str(src / ".dvc" / "cache")], dest)
+    run(["dvc", "checkout", "-q"], dest)
+    if params:
+        p = yaml.safe_load((dest / "params.yaml").read_text())
+        (dest / "params.yaml").write_text(yaml.safe_dump(deep_update(p, params), sort_keys=False))
     return dest

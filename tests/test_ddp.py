@@ -9,17 +9,15 @@ import pytest
 import yaml
 
 from conftest import dvc_paths
-from dvc_project import make_project, run
+from dvc_project import clone_project, run
 from twohead.pipeline.runner import flag
 from twohead.pipeline.train_stage2 import TrainPaths
 
 
 @pytest.mark.slow
-def test_two_process_training_matches_the_data(tmp_path):
-    proj = make_project(tmp_path / "proj", rows=400, overrides={
-        "train": {"epochs": 1, "batch_size": 16, "eval_batch_size": 50, "lr": 0.003, "device": "cpu"},
-        "stage1": {"epochs": 1, "batch_size": 16, "lr": 0.003}})
-    run(["dvc", "repro", "tokenize"], proj)
+def test_two_process_training_matches_the_data(shared_project, tmp_path):
+    proj = clone_project(shared_project[0], tmp_path / "proj", params={
+        "train": {"epochs": 1, "batch_size": 16, "eval_batch_size": 50, "lr": 0.003, "device": "cpu"}})
     layout = dvc_paths()
     args = [a for f in dataclasses.fields(TrainPaths) for a in (flag(f.name), layout[f.name])]
     run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "stages/train_stage2.py", *args], proj)

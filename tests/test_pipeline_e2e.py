@@ -5,10 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from dvc_project import make_project, run
-
-TINY_TRAIN = {"train": {"epochs": 2, "batch_size": 16, "lr": 0.003, "device": "cpu"}, "eval": {"worst_k": 10},
-              "stage1": {"epochs": 1, "batch_size": 16, "lr": 0.003}}
+from dvc_project import clone_project, run
 
 
 def _exp_rows(exp_show: list) -> list[dict]:
@@ -29,9 +26,9 @@ def _metrics_of(row, path) -> dict:
 
 
 @pytest.mark.slow
-def test_repro_then_experiment_workflow(tmp_path):
-    proj = make_project(tmp_path / "proj", rows=400, overrides=TINY_TRAIN)
-    out = run(["dvc", "repro"], proj).stdout
+def test_repro_then_experiment_workflow(shared_project, tmp_path):
+    shared, out = shared_project  # `dvc repro` of the whole DAG, committed as the baseline
+    proj = clone_project(shared, tmp_path / "proj")
     for stage in ("build_demo_encoder", "prepare_labels", "pretrain_stage1", "tokenize", "train_stage2", "evaluate",
                   "plot", "predict"):
         assert f"Running stage '{stage}'" in out
@@ -46,8 +43,6 @@ def test_repro_then_experiment_workflow(tmp_path):
               "metrics/worst_k.csv", "plots/confusion.csv", "plots/predictions.csv", "plots/task2_accuracy.png"):
         assert (proj / f).is_file(), f
     base = json.loads((proj / "metrics" / "train.json").read_text())
-    run(["git", "add", "-A"], proj)
-    run(["git", "commit", "-qm", "baseline"], proj)
 
     # a second machine: push data and models to a DVC remote, clone, pull; nothing left to recompute
     remote = tmp_path / "remote"
@@ -129,14 +124,9 @@ def test_repro_then_experiment_workflow(tmp_path):
 
 
 @pytest.mark.slow
-def test_seed_grid_through_the_queue_then_group_by(tmp_path):
+def test_seed_grid_through_the_queue_then_group_by(shared_project, tmp_path):
     """The README's recipe: a seeds x setting grid with DVC's own queue, summarised per setting."""
-    tiny = {"train": {"epochs": 1, "batch_size": 16, "lr": 0.003, "device": "cpu"}, "eval": {"worst_k": 5},
-            "stage1": {"epochs": 1, "batch_size": 16, "lr": 0.003}}
-    proj = make_project(tmp_path / "proj", rows=300, overrides=tiny)
-    run(["dvc", "repro"], proj)
-    run(["git", "add", "-A"], proj)
-    run(["git", "commit", "-qm", "baseline"], proj)
+    proj = clone_project(shared_project[0], tmp_path / "proj")
     run(["dvc", "exp", "run", "--queue", "-S", "train.seed=1,2", "-S", "loss.label_smoothing=0.1,0.15"], proj)
     out = run(["dvc", "exp", "run", "--run-all", "-j", "1"], proj)
     assert out.stdout.count("Running stage 'train_stage2'") == 4, out.stdout[-3000:]

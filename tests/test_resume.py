@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from conftest import dvc_paths, replace, train_in
-from dvc_project import make_project, run
+from dvc_project import clone_project
 from twohead.config.errors import TrainingError
 from twohead.pipeline.runner import flag
 from twohead.pipeline.train_stage2 import TrainPaths
@@ -35,11 +35,10 @@ def _train(proj, kill_after=None):
 
 
 @pytest.mark.slow
-def test_sigkill_after_epoch_1_and_mid_epoch_2_then_resume_is_identical(tmp_path):
-    proj = make_project(tmp_path / "proj", rows=300, overrides={
+def test_sigkill_after_epoch_1_and_mid_epoch_2_then_resume_is_identical(shared_project, tmp_path):
+    proj = clone_project(shared_project[0], tmp_path / "proj", params={
         "train": {"epochs": 2, "batch_size": 16, "lr": 0.003, "device": "cpu", "checkpoint_every_steps": 3},
-        "stage1": {"epochs": 1, "batch_size": 16, "lr": 0.003}, "eval": {"worst_k": 5}})
-    run(["dvc", "repro", "tokenize"], proj)
+        "eval": {"worst_k": 5}})
     layout = dvc_paths()
     ref = _train(proj)
     assert ref.returncode == 0, ref.stderr[-3000:]
