@@ -38,7 +38,8 @@ def synthetic(n: int, k: int, seed: int) -> tuple[Coded, Coded]:
         p1 = np.where(r.random(n) < 0.95, y1, 1 - y1)
         yc = np.where(y1 == 0, k, y2)
         pc = np.where(p1 == 0, k, p2)
-        return Coded(y1, p1, y2, p2, yc, pc, k)
+        conf = np.clip(np.where(p2 == y2, 0.8, 0.4) + r.normal(0, 0.1, n), 0, 1)
+        return Coded(y1, p1, y2, p2, yc, pc, k, conf)
 
     return run(0.80, seed + 1), run(0.81, seed + 2)
 

@@ -6,7 +6,7 @@ per seed, each run in its own folder laid out as the project (dvc.yaml, params.y
 
 The DVC way (`twohead ablation queue` + `dvc queue start`) is the one to use on your project: it caches and
 versions every run. This script is for a machine without DVC (a rented GPU box) or to fan runs out over one
-GPU (--jobs N processes). Each run does prepare_labels → tokenize → train_stage2 → evaluate in its folder
+GPU (--jobs N processes). Each run does prepare_labels → tokenize → train_stage2 → calibrate → evaluate in its folder
 (a switch may change the class weights that prepare_labels computes); the Stage-1 checkpoint is the one in
 params.yaml (`dvc repro pretrain_stage1` makes the demo's). Nothing is written outside --out.
 """
@@ -40,7 +40,7 @@ def set_dotted(raw: dict, dotted: str, value) -> None:
 
 
 def one_run(name: str, seed: int, out: str, extra: dict) -> str:
-    from twohead.pipeline import evaluate, prepare_labels, tokenize, train_stage2
+    from twohead.pipeline import calibrate, evaluate, prepare_labels, tokenize, train_stage2
 
     folder = Path(out) / f"{name}-s{seed}"
     if (folder / "metrics" / "test.json").is_file():
@@ -64,6 +64,7 @@ def one_run(name: str, seed: int, out: str, extra: dict) -> str:
     prepare_labels.run(p, paths(prepare_labels.PreparePaths))
     tokenize.run(p, paths(tokenize.TokenizePaths))
     train_stage2.run(p, paths(train_stage2.TrainPaths))
+    calibrate.run(p, paths(calibrate.CalibratePaths))
     evaluate.run(p, paths(evaluate.EvaluatePaths))
     shutil.rmtree(folder / layout["stage2_model"], ignore_errors=True)  # the model is not needed for the table
     return f"{folder.name}: {time.perf_counter() - t0:.0f}s"

@@ -99,6 +99,15 @@ def train_in(tmp: Path, data_dir: Path, p: Params) -> dict:
     return train_stage2.run(p, paths)
 
 
+def evaluate_in(tmp: Path, data_dir: Path, p: Params) -> dict:
+    """The calibrate and evaluate stages on the model trained by :func:`train_in` under ``tmp``."""
+    from twohead.pipeline import calibrate, evaluate
+
+    shared = {"prepared": data_dir / "prepared", "tokenized": data_dir / "tokenized"}
+    calibrate.run(p, stage_paths(calibrate.CalibratePaths, tmp, **shared))
+    return evaluate.run(p, stage_paths(evaluate.EvaluatePaths, tmp, **shared))
+
+
 @pytest.fixture(scope="session")
 def shared_project(tmp_path_factory) -> tuple[Path, str]:
     """The tiny DVC project, reproduced end to end once and committed ("baseline"); and `dvc repro`'s output.

@@ -23,7 +23,8 @@ from twohead.experiments.stats import (
 def _coded(y2, p2, k=5):
     n = len(y2)
     y1 = np.ones(n, np.int64)
-    return Coded(y1, y1.copy(), np.asarray(y2), np.asarray(p2), np.asarray(y2), np.asarray(p2), k)
+    conf = np.full(n, 0.8)  # a constant confidence: the ECE is defined (and differs only through correctness)
+    return Coded(y1, y1.copy(), np.asarray(y2), np.asarray(p2), np.asarray(y2), np.asarray(p2), k, conf)
 
 
 def _base(n=2000, k=5, acc=0.7, seed=0):

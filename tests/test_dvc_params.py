@@ -30,6 +30,7 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
     """Every stage of the DAG, in order, each under its own recording."""
     from twohead.pipeline import (
         build_demo_encoder,
+        calibrate,
         evaluate,
         plot,
         predict,
@@ -57,6 +58,7 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
              ("pretrain_stage1", pretrain_stage1, pretrain_stage1.Stage1Paths),
              ("tokenize", tokenize, tokenize.TokenizePaths),
              ("train_stage2", train_stage2, train_stage2.TrainPaths),
+             ("calibrate", calibrate, calibrate.CalibratePaths),
              ("evaluate", evaluate, evaluate.EvaluatePaths),
              ("plot", plot, plot.PlotPaths),
              ("predict", predict, predict.PredictPaths)]

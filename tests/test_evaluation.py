@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import stage_paths, train_in
+from conftest import evaluate_in, stage_paths, train_in
 from twohead.evaluate.metrics import combined_view, consistency
 from twohead.evaluate.tables import per_class_table, worst_k_table
-from twohead.pipeline import evaluate, plot
+from twohead.pipeline import plot
 
 
 def test_combined_view_by_hand():
@@ -16,7 +16,7 @@ def test_combined_view_by_hand():
     y2 = np.array([0, 2, -100, -100, -100, 1, 1])
     p_pick = np.array([0.9, 0.4, 0.2, 0.7, 0.9, 0.9, 0.6])
     pred2 = np.array([0, 2, 1, 1, 0, 1, 0])
-    r = combined_view(y1, y2, p_pick, pred2, 3, threshold=0.5)
+    r = combined_view(y1, y2, p_pick < 0.5, pred2, 3)
     # scored rows: 0 (gold 0, pred 0 ok), 1 (gold 2, pred Decline), 2 (gold D, pred D ok), 3 (gold D, pred 1),
     # 6 (gold 1, pred 0)
     assert r["combined_rows"] == 5 and r["combined_acc"] == pytest.approx(2 / 5)
@@ -28,7 +28,7 @@ def test_consistency_rates_by_hand():
     y1 = np.array([1, 1, 1, 0, 0, -100])
     p_pick = np.array([0.9, 0.8, 0.3, 0.1, 0.6, 0.95])
     maxp = np.array([0.4, 0.95, 0.3, 0.92, 0.5, 0.45])
-    c = consistency(y1, p_pick, maxp, pick_threshold=0.5, low_confidence=0.5, high_confidence=0.9)
+    c = consistency(y1, p_pick < 0.5, maxp, low_confidence=0.5, high_confidence=0.9)
     assert c["gold_pick_low_conf"] == pytest.approx(2 / 3)       # rows 0, 2
     assert c["gold_decline_high_conf"] == pytest.approx(1 / 2)   # row 3
     assert c["pred_pick_low_conf"] == pytest.approx(2 / 4)       # pred Pick: 0,1,4,5 -> low: 0,5
@@ -60,10 +60,19 @@ def test_evaluate_and_plot_on_a_trained_tiny_model(tiny_data, tmp_path):
     data_dir, p = tiny_data
     train_in(tmp_path, data_dir, p)
     out = lambda name: tmp_path / name  # noqa: E731
-    shared = {"prepared": data_dir / "prepared", "tokenized": data_dir / "tokenized"}
-    res = evaluate.run(p, stage_paths(evaluate.EvaluatePaths, tmp_path, **shared))
+    res = evaluate_in(tmp_path, data_dir, p)
     saved = json.loads(out("metrics/test.json").read_text())
-    assert set(saved) == {"test", "val"} and saved["test"]["task2"]["acc"] == pytest.approx(res["test"]["task2"]["acc"])
+    assert set(saved) == {"test", "val", "decided", "decided_vs_plain"}
+    assert saved["test"]["task2"]["acc"] == pytest.approx(res["test"]["task2"]["acc"])
+    # what the decisions bought, on test, with the paired interval of each difference
+    effect = saved["decided_vs_plain"]["metrics"]
+    for name in ("task2_acc", "task2_macro_f1", "task2_ece", "decline_recall", "combined_acc", "band_Low_recall"):
+        m = effect[name]
+        assert m["ci_low"] <= m["delta"] <= m["ci_high"] or np.isnan(m["ci_low"]), name
+    assert effect["task2_acc"]["base"] == pytest.approx(saved["test"]["task2"]["acc"])
+    assert effect["task2_acc"]["other"] == pytest.approx(saved["decided"]["test"]["task2"]["acc"])
+    assert effect["combined_acc"]["other"] == pytest.approx(saved["decided"]["test"]["combined"]["acc"])
+    assert (tmp_path / "plots" / "reliability.png").stat().st_size > 10_000
     # val accuracy from evaluate equals the trainer's last-epoch figure (same model, same rows)
     hist = pd.read_csv(out("plots/train_history.csv"))
     assert saved["val"]["task2"]["acc"] == pytest.approx(hist["val_acc_task2"].iloc[-1], abs=1e-7)

@@ -29,8 +29,8 @@ def _metrics_of(row, path) -> dict:
 def test_repro_then_experiment_workflow(shared_project, tmp_path):
     shared, out = shared_project  # `dvc repro` of the whole DAG, committed as the baseline
     proj = clone_project(shared, tmp_path / "proj")
-    for stage in ("build_demo_encoder", "prepare_labels", "pretrain_stage1", "tokenize", "train_stage2", "evaluate",
-                  "plot", "predict"):
+    for stage in ("build_demo_encoder", "prepare_labels", "pretrain_stage1", "tokenize", "train_stage2", "calibrate",
+                  "evaluate", "plot", "predict"):
         assert f"Running stage '{stage}'" in out
     scored = pd.read_csv(proj / "data" / "scored" / "predictions.csv", keep_default_na=False)
     assert len(scored) == len(pd.read_csv(proj / "data" / "demo" / "news_demo.csv"))
@@ -43,6 +43,17 @@ def test_repro_then_experiment_workflow(shared_project, tmp_path):
               "metrics/worst_k.csv", "plots/confusion.csv", "plots/predictions.csv", "plots/task2_accuracy.png"):
         assert (proj / f).is_file(), f
     base = json.loads((proj / "metrics" / "train.json").read_text())
+
+    # a decision param re-runs calibrate -> evaluate -> plot / predict, never training
+    params = (proj / "params.yaml").read_text()
+    (proj / "params.yaml").write_text(params.replace("rule: pick_threshold", "rule: pick_or_maxprob", 1))
+    dry = run(["dvc", "repro", "--dry"], proj).stdout
+    assert "Running stage 'calibrate'" in dry and "Running stage 'evaluate'" in dry
+    for stage in ("train_stage2", "tokenize", "pretrain_stage1", "prepare_labels"):
+        assert f"Running stage '{stage}'" not in dry, stage
+    (proj / "params.yaml").write_text(params)
+    decision = json.loads((proj / "models" / "decision.json").read_text())
+    assert decision["chosen_on"] == "val" and decision["decision"]["temperature_task2"] > 0
 
     # a second machine: push data and models to a DVC remote, clone, pull; nothing left to recompute
     remote = tmp_path / "remote"

@@ -7,9 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import stage_paths, train_in
+from conftest import evaluate_in, train_in
 from twohead.cli import main
-from twohead.pipeline import evaluate
 from twohead.predict import Predictor
 
 
@@ -19,8 +18,7 @@ def scored(tiny_data, tmp_path_factory):
     data_dir, p = tiny_data
     out = tmp_path_factory.mktemp("predict")
     train_in(out, data_dir, p)
-    evaluate.run(p, stage_paths(evaluate.EvaluatePaths, out, prepared=data_dir / "prepared",
-                                tokenized=data_dir / "tokenized"))
+    evaluate_in(out, data_dir, p)
     test = pd.read_parquet(data_dir / "prepared" / "test.parquet")[["id", "text"]]
     test.to_csv(out / "test.csv", index=False)
     return out, pd.read_csv(out / "plots" / "predictions.csv", keep_default_na=False), test
@@ -36,8 +34,8 @@ def _run(args, capsys, stdin=None, monkeypatch=None):
 
 def test_cli_matches_evaluate_probabilities(scored, capsys):
     out, evaluated, _ = scored
-    rc, _, err = _run([out / "models" / "stage2", out / "test.csv", "-o", out / "cli.csv"], capsys)
-    assert rc == 0 and "rows ->" in err
+    rc, _, err = _run([out / "models" / "stage2", out / "test.csv", "-o", out / "cli.csv", "--plain"], capsys)
+    assert rc == 0 and "rows ->" in err and "plain rule" in err
     got = pd.read_csv(out / "cli.csv", keep_default_na=False)
     assert list(got["id"]) == list(pd.read_csv(out / "test.csv")["id"])  # input order
     m = got.merge(evaluated, on="id", suffixes=("", "_eval"))
@@ -58,7 +56,7 @@ def test_every_file_format_in_and_out(scored, capsys, suffix):
     else:
         test.to_json(src, orient="records", lines=True)
     dst = out / f"out{suffix}"
-    assert _run([out / "models" / "stage2", src, "-o", dst, "--top-k", "2"], capsys)[0] == 0
+    assert _run([out / "models" / "stage2", src, "-o", dst, "--top-k", "2", "--plain"], capsys)[0] == 0
     got = pd.read_parquet(dst) if suffix == ".parquet" else pd.read_json(dst, lines=True, dtype={"id": str})
     assert len(got) == len(test) and "top2" in got.columns and "top3" not in got.columns
     assert list(got["id"]) == list(test["id"])
@@ -75,7 +73,7 @@ def test_stdin_one_text_per_line_and_empty_rows(scored, capsys, monkeypatch):
     assert rc == 0 and "1 row(s) with empty text got no prediction" in err
     got = pd.read_csv(io.StringIO(stdout), keep_default_na=False)
     assert list(got["id"]) == [0, 1, 2] and got.loc[1, "pick"] == "" and got.loc[1, "p_pick"] == ""
-    direct = Predictor(out / "models" / "stage2", device="cpu").predict([texts[0], texts[1]])
+    direct = Predictor(out / "models" / "stage2", device="cpu").predict([texts[0], texts[1]])  # both: decision
     assert float(got.loc[0, "p_pick"]) == pytest.approx(direct.loc[0, "p_pick"], abs=1e-5)
     assert got.loc[2, "top1"] == direct.loc[1, "top1"]
 
@@ -84,9 +82,12 @@ def test_predictor_threshold_and_metadata(scored):
     out, _, test = scored
     model = out / "models" / "stage2"
     meta = json.loads((model / "twohead.json").read_text())
-    assert meta["max_length"] == 64 and meta["pick_threshold"] == 0.5
+    assert meta["max_length"] == 64 and "pick_threshold" not in meta  # the threshold is the decision's now
+    decision = json.loads((out / "models" / "decision.json").read_text())["decision"]
     pred = Predictor(model, device="cpu")
-    assert pred.max_length == 64 and pred.pick_threshold == 0.5
+    assert pred.max_length == 64 and pred.pick_threshold == decision["pick_threshold"]
+    assert pred.decision_path == out / "models" / "decision.json"
+    assert Predictor(model, device="cpu", plain=True).pick_threshold == 0.5
     df = Predictor(model, device="cpu", pick_threshold=0.999).predict(list(test["text"]))
     assert set(df.loc[df["p_pick"] < 0.999, "combined"]) <= {"Decline"}
     assert (df.loc[df["p_pick"] >= 0.999, "pick"] == "Pick").all()
@@ -115,3 +116,16 @@ def test_bad_input_is_one_line_and_writes_nothing(scored, capsys, case, tmp_path
     assert list(tmp_path.glob("p.*")) == []
     if case == "no_text_column":
         assert "the columns are ['id', 'text']" in err
+
+
+def test_default_predictions_apply_the_decision_as_evaluate_scores_it(scored):
+    """twohead predict's default answers are the decided rule's: on the test texts, its combined answers score
+    exactly the combined accuracy evaluate reports under the decision."""
+    out, evaluated, test = scored
+    df = Predictor(out / "models" / "stage2", device="cpu").predict(list(test["text"]), ids=list(test["id"]))
+    gold = evaluated.set_index("id").loc[df["id"]]
+    want = json.loads((out / "metrics" / "test.json").read_text())["decided"]["test"]["combined"]
+    has = (gold["gold_pick"] == "Decline") | ((gold["gold_pick"] == "Pick") & (gold["gold_category"] != ""))
+    truth = np.where(gold["gold_pick"] == "Decline", "Decline", gold["gold_category"])
+    acc = float((df["combined"].to_numpy()[has.to_numpy()] == truth[has.to_numpy()]).mean())
+    assert acc == pytest.approx(want["acc"], abs=1e-12) and int(has.sum()) == want["rows"]

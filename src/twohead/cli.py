@@ -52,7 +52,7 @@ def cmd_predict(args) -> int:
     else:
         texts, ids = read_texts(args.input, args.text_column, args.id_column)
     predictor = Predictor(args.model_dir, device=args.device, batch_size=args.batch_size,
-                          pick_threshold=args.pick_threshold)
+                          pick_threshold=args.pick_threshold, decision=args.decision, plain=args.plain)
     df = predictor.predict(texts, ids=ids, top_k=args.top_k)
     if args.output == "-":
         df.to_csv(sys.stdout, index=False, float_format="%.8g")
@@ -62,8 +62,9 @@ def cmd_predict(args) -> int:
         print(f"twohead predict: {predictor.skipped} row(s) with empty text got no prediction (empty fields)",
               file=sys.stderr)
     if args.output != "-":
-        print(f"twohead predict: {len(df)} rows -> {args.output} (Pick threshold {predictor.pick_threshold:g})",
-              file=sys.stderr)
+        how = (f"decision {predictor.decision_path}" if predictor.decision_path else "plain rule") + \
+            f", Pick threshold {predictor.pick_threshold:g}"
+        print(f"twohead predict: {len(df)} rows -> {args.output} ({how})", file=sys.stderr)
     return 0
 
 
@@ -173,7 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto", choices=["auto", "mps", "cuda", "cpu"])
-    p.add_argument("--pick-threshold", type=float, default=None, help="default: the one stored with the model")
+    p.add_argument("--decision", default=None, help="a calibrate stage decision file (default: decision.json beside"
+                                                   " MODEL_DIR, if there)")
+    p.add_argument("--plain", action="store_true", help="ignore any decision: raw softmax, Decline when"
+                                                        " P(Pick) < 0.5, the Task2 argmax")
+    p.add_argument("--pick-threshold", type=float, default=None, help="override the decision's Pick threshold")
     p.set_defaults(func=cmd_predict)
 
     c = sub.add_parser("compare", help="did a change really help? paired bootstrap + McNemar; intervals over seeds",

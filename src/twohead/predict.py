@@ -1,18 +1,22 @@
 """The trained Stage-2 model on new texts: ``Predictor("models/stage2").predict(["text", …])`` → a DataFrame.
 
 Reads everything from the model directory (no ``params.yaml``): tokenizer, ``max_length`` and pooling
-as in training, label names, and the Pick threshold the model was evaluated with. Texts are tokenized
-exactly as the tokenize stage does, batched by length (least padding) and run in inference mode through
-the same prediction pass as the evaluate stage, so the probabilities agree with ``plots/predictions.csv``.
+as in training, label names. **The decision** (temperatures, Task2 class-prior correction, Decline rule, chosen
+on val by the calibrate stage) comes from ``decision.json`` beside the model directory (``models/decision.json``
+for ``models/stage2``) or the ``decision`` argument; ``plain=True`` ignores it (raw softmax, Decline when
+P(Pick) < 0.5, the argmax: the rule of ``plots/predictions.csv``). Texts are tokenized exactly as the tokenize
+stage does, batched by length and run through the same prediction pass as the evaluate stage.
 
-Output columns, in input order: ``id``, ``p_pick``, ``pick`` (Pick / Decline at the threshold),
-``top1`` … ``top{k}`` with ``p_top1`` … (Task2 categories by probability) and ``combined`` (the top
-category, or ``Decline`` when P(Pick) is below the threshold). An empty text gets no prediction: its
+Output columns, in input order: ``id``, ``p_pick``, ``pick`` (Pick / Decline under the rule), ``top1`` …
+``top{k}`` with ``p_top1`` … (Task2 categories by probability) and ``combined`` (the top category, or
+``Decline``). With a decision the probabilities are the calibrated ones (and the Task2 ranking follows the
+prior correction). An empty text gets no prediction: its
 row is kept (so rows line up with the input) with empty fields, and :attr:`Predictor.skipped` counts it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Sequence
@@ -25,11 +29,15 @@ from .config.errors import CheckpointError
 from .data.batching import SortedBatchSampler, TokenizedDataset, make_collate
 from .data.labels import IGNORE
 from .data.tokenization import encode, to_arrow
+from .evaluate.decision import PLAIN, read_decision
 from .evaluate.metrics import softmax
 from .evaluate.tables import topk_names
 from .model.two_head import load_stage2
 from .train.device import make_accelerator
 from .train.loop import predict as predict_logits
+
+#: The calibrate stage's output beside the model directory (dvc.yaml: paths.decision).
+DECISION_FILE = "decision.json"
 
 
 def _is_empty(text) -> bool:
@@ -40,26 +48,33 @@ class Predictor:
     """A loaded Stage-2 model. ``device``: auto (mps → cuda → cpu) | mps | cuda | cpu."""
 
     def __init__(self, model_dir: str | Path, device: str = "auto", batch_size: int = 64,
-                 pick_threshold: float | None = None):
+                 pick_threshold: float | None = None, decision: str | Path | None = None, plain: bool = False):
         d = Path(model_dir)
         if not d.is_dir():
             raise CheckpointError(f"{d}: model directory not found")
+        self.decision, self.decision_path = PLAIN, None
+        if not plain:
+            path = Path(decision) if decision is not None else d.parent / DECISION_FILE
+            if decision is not None or path.is_file():
+                self.decision, _ = read_decision(path)
+                self.decision_path = path
+        if pick_threshold is not None:
+            if not 0 < pick_threshold < 1:
+                raise CheckpointError(f"pick threshold must be in (0, 1), got {pick_threshold}")
+            self.decision = dataclasses.replace(self.decision, pick_threshold=float(pick_threshold))
+        self.pick_threshold = self.decision.pick_threshold
         model, self.tokenizer, maps = load_stage2(d)
         meta = json.loads((d / "twohead.json").read_text(encoding="utf-8"))
         params = meta.get("params", {})
         self.max_length = int(meta.get("max_length") or params.get("tokenize", {}).get("max_length", 512))
-        stored = meta.get("pick_threshold", params.get("eval", {}).get("pick_threshold", 0.5))
-        self.pick_threshold = float(stored if pick_threshold is None else pick_threshold)
-        if not 0 < self.pick_threshold < 1:
-            raise CheckpointError(f"pick threshold must be in (0, 1), got {self.pick_threshold}")
         self.names: list[str] = maps["task2"]["names"]
         self.batch_size = batch_size
         self.accelerator = make_accelerator(device, "fp32", 1)
         self.model = self.accelerator.prepare(model)
         self.skipped = 0
 
-    def predict_proba(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """P(Decline), P(Pick) per text ``[n, 2]`` and the Task2 probabilities ``[n, N]`` (float32)."""
+    def logits(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Both heads' logits per text (float32)."""
         texts = [str(t) for t in texts]
         if not texts:
             return np.zeros((0, 2), np.float32), np.zeros((0, len(self.names)), np.float32)
@@ -69,8 +84,15 @@ class Predictor:
         ds = TokenizedDataset(to_arrow(rows, ids), self.tokenizer.pad_token_id)
         loader = DataLoader(ds, batch_sampler=SortedBatchSampler(ds.lengths, self.batch_size),
                             collate_fn=make_collate(self.tokenizer.pad_token_id))
-        logits1, logits2 = predict_logits(self.accelerator, self.model, loader, len(ds), desc="predict")
-        return softmax(logits1), softmax(logits2)
+        return predict_logits(self.accelerator, self.model, loader, len(ds), desc="predict")
+
+    def predict_proba(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """P(Decline), P(Pick) per text ``[n, 2]`` and the Task2 probabilities ``[n, N]`` under the decision
+        (plain: the raw softmax, float32)."""
+        logits1, logits2 = self.logits(texts)
+        if self.decision.is_plain():
+            return softmax(logits1), softmax(logits2)
+        return self.decision.probabilities(logits1, logits2)
 
     def predict(self, texts: Sequence[str], ids: Sequence | None = None, top_k: int = 3) -> pd.DataFrame:
         """One row per text, in input order (see the module docstring for the columns)."""
@@ -86,7 +108,9 @@ class Predictor:
         p_pick = np.full(n, np.nan)
         p_pick[keep] = probs1[:, 1]
         out["p_pick"] = p_pick
-        pick = np.where(p_pick >= self.pick_threshold, "Pick", "Decline").astype(object)
+        declined = np.zeros(n, dtype=bool)
+        declined[keep] = self.decision.decline(probs1[:, 1], probs2.max(1))
+        pick = np.where(declined, "Decline", "Pick").astype(object)
         pick[~keep] = ""
         out["pick"] = pick
         top_n, top_p = topk_names(probs2, self.names, k)

@@ -298,17 +298,41 @@ class Stage1Params(OptimParams):
 class EvalParams(Section):
     SECTION: typing.ClassVar[str] = "eval"
 
-    pick_threshold: float = 0.5  # (0, 1): Decline when P(Pick) < pick_threshold
     low_confidence: float = 0.5  # (0, 1]: Task2 max-prob below this is "low confidence"
     high_confidence: float = 0.9  # [0, 1): above this is "high confidence"
     worst_k: int = 50  # >= 0
     top_confusions: int = 20  # >= 1
 
     def __post_init__(self):
-        need(0 < self.pick_threshold < 1, "eval.pick_threshold must be in (0, 1)")
         need(0 < self.low_confidence <= 1 and 0 <= self.high_confidence < 1,
              "eval confidence thresholds must be in [0, 1]")
         need(self.worst_k >= 0 and self.top_confusions >= 1, "eval.worst_k >= 0 and eval.top_confusions >= 1")
+
+
+@dataclass(frozen=True)
+class DecideParams(Section):
+    """The calibrate stage: how probabilities become the answer, chosen on val (``twohead.evaluate.decision``).
+    Changing any of these re-runs calibrate → evaluate → predict, never training."""
+
+    SECTION: typing.ClassVar[str] = "decide"
+
+    temperature: bool = True          # fit T1, T2 by NLL on val (false: T = 1)
+    prior_correction: bool = True     # search τ of the Task2 class-prior correction on val (false: τ = 0)
+    prior_objective: Literal["acc", "macro_f1"] = "macro_f1"   # what τ maximises on val (Task2)
+    tau_max: float = 2.0              # τ grid: 0, 0.1, …, tau_max; (0, 5]
+    rule: Literal["pick_threshold", "pick_or_maxprob"] = "pick_threshold"
+    objective: Literal["combined_acc", "combined_macro_f1", "task1_balanced_acc", "decline_recall_at_precision",
+                       "decline_precision_at_recall"] = "combined_acc"
+    target: float = 0.9               # the floor of the *_at_* objectives' constraint; (0, 1]
+    pick_threshold: float = 0.0       # 0 = search on val; in (0, 1) = pinned
+    maxprob_threshold: float = -1.0   # pick_or_maxprob: -1 = search on val; in [0, 1) = pinned
+
+    def __post_init__(self):
+        need(0 < self.tau_max <= 5, "decide.tau_max must be in (0, 5]")
+        need(0 < self.target <= 1, "decide.target must be in (0, 1]")
+        need(0 <= self.pick_threshold < 1, "decide.pick_threshold must be 0 (search) or in (0, 1) (pinned)")
+        need(self.maxprob_threshold == -1 or 0 <= self.maxprob_threshold < 1,
+             "decide.maxprob_threshold must be -1 (search) or in [0, 1) (pinned)")
 
 
 @dataclass(frozen=True)
@@ -341,6 +365,7 @@ class Params:
     stage1: Stage1Params = field(default_factory=Stage1Params)
     train: TrainParams = field(default_factory=TrainParams)
     eval: EvalParams = field(default_factory=EvalParams)
+    decide: DecideParams = field(default_factory=DecideParams)
     predict: PredictParams = field(default_factory=PredictParams)
 
 
@@ -401,6 +426,10 @@ def _build(cls: type, raw: Any, prefix: str, source: str, partial: bool) -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(raw) - set(names))
+    moved = {("eval", "pick_threshold"): "decide.pick_threshold (0 = chosen on val by the calibrate stage)"}
+    for k in unknown:
+        if (prefix, k) in moved:
+            raise ParamsError(f"{source}: {prefix}.{k} has moved to {moved[(prefix, k)]}")
     if unknown:
         where = f"{prefix}." if prefix else ""
         raise ParamsError(

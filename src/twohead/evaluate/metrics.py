@@ -18,12 +18,15 @@ from ..data.labels import IGNORE  # noqa: F401  (re-used by evaluation)
 
 
 def task1_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """Task1 accuracy and precision / recall / F1 of Pick (1) and precision / recall of Decline (0)."""
     m = y != IGNORE
     if not m.any():
-        return dict.fromkeys(("task1_acc", "pick_precision", "pick_recall", "pick_f1"), float("nan"))
-    p, r, f, _ = precision_recall_fscore_support(y[m], pred[m], labels=[1], average=None, zero_division=0)
+        return dict.fromkeys(("task1_acc", "pick_precision", "pick_recall", "pick_f1", "decline_precision",
+                              "decline_recall"), float("nan"))
+    p, r, f, _ = precision_recall_fscore_support(y[m], pred[m], labels=[1, 0], average=None, zero_division=0)
     return {"task1_acc": float(accuracy_score(y[m], pred[m])), "pick_precision": float(p[0]),
-            "pick_recall": float(r[0]), "pick_f1": float(f[0])}
+            "pick_recall": float(r[0]), "pick_f1": float(f[0]), "decline_precision": float(p[1]),
+            "decline_recall": float(r[1])}
 
 
 def task2_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -65,16 +68,17 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def combined_view(y1: np.ndarray, y2: np.ndarray, p_pick: np.ndarray, pred2: np.ndarray, n_classes: int,
-                  threshold: float) -> dict[str, float]:
+def combined_view(y1: np.ndarray, y2: np.ndarray, decline: np.ndarray, pred2: np.ndarray,
+                  n_classes: int) -> dict[str, float]:
     """The "N categories + Decline" view as one (N+1)-class problem.
 
-    Prediction: Decline (id N) if P(Pick) < ``threshold``, else the Task2 argmax. Scored on the rows
+    Prediction: Decline (id N) where ``decline`` (the Decline rule: plain, P(Pick) < 0.5), else the Task2
+    prediction. Scored on the rows
     whose combined gold label is known: gold Decline rows, and gold Pick rows with a category.
     Macro-F1 averages over the gold classes present (Decline included).
     """
     gold = np.where(y1 == 0, n_classes, np.where((y1 == 1) & (y2 != IGNORE), y2, IGNORE))
-    pred = np.where(p_pick < threshold, n_classes, pred2)
+    pred = np.where(decline, n_classes, pred2)
     m = gold != IGNORE
     if not m.any():
         return {"combined_acc": float("nan"), "combined_macro_f1": float("nan"), "combined_rows": 0}
@@ -89,18 +93,18 @@ def _rate(mask: np.ndarray, within: np.ndarray) -> float:
     return float((mask & within).sum() / n) if n else float("nan")
 
 
-def consistency(y1: np.ndarray, p_pick: np.ndarray, maxprob2: np.ndarray, pick_threshold: float,
-                low_confidence: float, high_confidence: float) -> dict[str, float]:
+def consistency(y1: np.ndarray, decline: np.ndarray, maxprob2: np.ndarray, low_confidence: float,
+                high_confidence: float) -> dict[str, float]:
     """How well the two heads agree (each rate's denominator is the group it names):
 
     * ``gold_pick_low_conf``: gold-Pick rows whose Task2 max-prob < ``low_confidence``;
     * ``gold_decline_high_conf``: gold-Decline rows whose Task2 max-prob > ``high_confidence``;
-    * ``pred_pick_low_conf``: rows Task1 calls Pick (P(Pick) >= threshold) with Task2 max-prob < low;
-    * ``pred_decline_high_conf``: rows Task1 calls Decline with Task2 max-prob > high;
+    * ``pred_pick_low_conf``: rows the Decline rule calls Pick (``~decline``) with Task2 max-prob < low;
+    * ``pred_decline_high_conf``: rows it calls Decline with Task2 max-prob > high;
     * mean Task2 max-prob over predicted-Pick and over predicted-Decline rows.
     """
     low, high = maxprob2 < low_confidence, maxprob2 > high_confidence
-    pred_pick = p_pick >= pick_threshold
+    pred_pick = ~np.asarray(decline, dtype=bool)
     return {
         "gold_pick_low_conf": _rate(low, y1 == 1),
         "gold_decline_high_conf": _rate(high, y1 == 0),

@@ -130,3 +130,43 @@ def data_map(carto: pd.DataFrame, task_title: str, path: Path, text: str, max_po
     ax.text(0.98, 0.02, summary, transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="0.3")
     ax.grid(alpha=0.3)
     save_figure(fig, path, text)
+
+
+def reliability_plot(rel: pd.DataFrame, path: Path, text: str) -> None:
+    """Reliability diagrams (accuracy against mean confidence per bin) of both heads, raw and calibrated, on val."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
+    for ax, head, title in zip(axes, ("task1", "task2"), ("Task1 (Pick/Decline)", "Task2 (category)")):
+        ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="perfectly calibrated")
+        for kind, color, marker in (("raw", "C3", "o"), ("calibrated", "C0", "s")):
+            d = rel[(rel["head"] == head) & (rel["probabilities"] == kind) & (rel["rows"] > 0)]
+            ax.plot(d["confidence"], d["accuracy"], marker=marker, color=color, lw=1.5, label=kind)
+        ax.set(xlim=(0, 1), ylim=(-0.02, 1.02), xlabel="mean confidence (max probability) per bin",
+               ylabel="accuracy per bin", title=f"{title}: reliability on val")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    save_figure(fig, path, text)
+
+
+def decision_plot(curve: pd.DataFrame, pr: pd.DataFrame, dec, objective: str, path: Path, text: str) -> None:
+    """Left: the val objective against the Pick threshold (at the chosen max-prob threshold), chosen and plain
+    marked. Right: Decline precision against recall on val as the Pick threshold moves."""
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.4))
+    d = curve[curve["maxprob_threshold"] == dec.maxprob_threshold].sort_values("pick_threshold")
+    ax.plot(d["pick_threshold"], d["value"], color="C0", lw=1.8)
+    chosen = d[d["pick_threshold"] == dec.pick_threshold]["value"]
+    if len(chosen):
+        ax.plot([dec.pick_threshold], chosen, "o", color="C3", ms=9, label=f"chosen t = {dec.pick_threshold:g}")
+    ax.axvline(0.5, color="0.5", ls=":", lw=1, label="plain t = 0.5")
+    ax.set(xlabel="Pick threshold t (Decline if calibrated P(Pick) < t)", ylabel=f"val {objective}",
+           title="The Decline rule, chosen on val")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax2.plot(pr["decline_recall"], pr["decline_precision"], color="C2", lw=1.8, marker=".")
+    for t, color, name in ((dec.pick_threshold, "C3", "chosen"), (0.5, "0.4", "plain")):
+        row = pr.iloc[(pr["pick_threshold"] - t).abs().argsort()[:1]]
+        ax2.plot(row["decline_recall"], row["decline_precision"], "o", color=color, ms=9, label=f"{name} (t {t:g})")
+    ax2.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="Decline recall (val)", ylabel="Decline precision (val)",
+            title="Decline precision–recall as t moves")
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=8)
+    save_figure(fig, path, text)

@@ -9,19 +9,24 @@ import pandas as pd
 from sklearn.metrics import precision_recall_fscore_support
 
 from ..config.schema import report_tree
+from .calibration import ece
 from .metrics import IGNORE, combined_view, consistency, task1_metrics, task2_metrics
 
 TEXT_CUT = 200
 
 
-def split_metrics(y1, y2, probs1, probs2, n_classes: int, e) -> dict:
-    """All summary metrics of one split from its probabilities (``e``: the eval params)."""
+def split_metrics(y1, y2, probs1, probs2, n_classes: int, e, decline=None, pred2=None) -> dict:
+    """All summary metrics of one split from its probabilities (``e``: the eval params). ``decline`` / ``pred2``:
+    the decided Decline mask and Task2 prediction (default: the plain rule, P(Pick) < 0.5 and the argmax);
+    the consistency rates use ``probs2`` as given (raw, or the decided probabilities)."""
     p_pick = probs1[:, 1]
-    pred1 = (p_pick >= e.pick_threshold).astype(int)
-    pred2 = probs2.argmax(1)
-    combined = combined_view(y1, y2, p_pick, pred2, n_classes, e.pick_threshold)
+    decline = p_pick < 0.5 if decline is None else decline
+    pred2 = probs2.argmax(1) if pred2 is None else pred2
+    pred1 = (~decline).astype(int)
+    combined = combined_view(y1, y2, decline, pred2, n_classes)
     values = {**task1_metrics(y1, pred1), **task2_metrics(y2, pred2), **combined,
-              **consistency(y1, p_pick, probs2.max(1), e.pick_threshold, e.low_confidence, e.high_confidence)}
+              "task1_ece": ece(probs1, y1), "task2_ece": ece(probs2, y2),
+              **consistency(y1, decline, probs2.max(1), e.low_confidence, e.high_confidence)}
     tree = report_tree(values, ("task1", "task2", "combined", "consistency"))
     tree["task1"]["rows"] = int((y1 != IGNORE).sum())
     tree["task2"]["rows"] = int((y2 != IGNORE).sum())
@@ -60,7 +65,8 @@ def topk_names(probs2: np.ndarray, names: list[str], k: int = 3) -> tuple[np.nda
     return np.asarray(names, dtype=object)[order], np.take_along_axis(probs2, order, axis=1)
 
 
-def predictions_table(ids, y1, y2, probs1, probs2, names, e) -> pd.DataFrame:
+def predictions_table(ids, y1, y2, probs1, probs2, names) -> pd.DataFrame:
+    """Per test row: gold labels, P(Pick), the plain rule's answers (Decline when P(Pick) < 0.5), Task2 top-3."""
     name_arr = np.asarray(list(names) + [""], dtype=object)
     p_pick = probs1[:, 1]
     top_n, top_p = topk_names(probs2, names)
@@ -69,9 +75,9 @@ def predictions_table(ids, y1, y2, probs1, probs2, names, e) -> pd.DataFrame:
         "gold_pick": np.where(y1 == 1, "Pick", np.where(y1 == 0, "Decline", "")),
         "gold_category": name_arr[np.where(y2 == IGNORE, len(names), y2)],
         "p_pick": p_pick,
-        "pred_pick": np.where(p_pick >= e.pick_threshold, "Pick", "Decline"),
+        "pred_pick": np.where(p_pick >= 0.5, "Pick", "Decline"),
         "pred_category": top_n[:, 0],
-        "combined_pred": np.where(p_pick >= e.pick_threshold, top_n[:, 0], "Decline"),
+        "combined_pred": np.where(p_pick >= 0.5, top_n[:, 0], "Decline"),
     })
     for j in range(top_n.shape[1]):
         df[f"top{j + 1}"] = top_n[:, j]

@@ -1,2 +1,2 @@
 """Layer 5 — comparing and choosing runs: paired statistics, ``twohead compare``, the ablation, the LR range
-test. Imports the layers below; the pipeline stages never import it back."""
+test. Imports the layers below; nothing below imports it."""

@@ -77,7 +77,8 @@ def code(run: Run, vocab: list[str], order: pd.Index | None = None) -> Coded:
     y2, p2 = ids("gold_category"), ids("pred_category")
     yc = np.where(y1 == 0, k, np.where((y1 == 1) & (y2 != MISSING), y2, MISSING))
     pc = ids("combined_pred", decline=k)
-    return Coded(y1, p1, y2, p2, yc, pc, k)
+    conf2 = pd.to_numeric(df["p_top1"], errors="coerce").to_numpy() if "p_top1" in df else None
+    return Coded(y1, p1, y2, p2, yc, pc, k, conf2)
 
 
 def check_same_rows(base: Run, other: Run) -> None:

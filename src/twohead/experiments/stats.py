@@ -32,9 +32,10 @@ import numpy as np
 from scipy import stats as sps
 
 from ..config.schema import compared_metrics
+from ..evaluate.calibration import ECE_BINS, bin_of
 
 MISSING = -1  # "no label" in the integer-coded arrays below
-BLOCK_BYTES = 32 * 2 ** 20  # the resample weights are built in blocks of about this size
+BLOCK_BYTES = 16 * 2 ** 20  # the resample weights are built in blocks of about this size
 
 
 @dataclass
@@ -48,6 +49,7 @@ class Coded:
     yc: np.ndarray       # combined gold (class id, Decline = n_classes), -1 not scorable
     pc: np.ndarray       # combined predicted
     n_classes: int       # Task2 classes (the combined view has n_classes + 1)
+    conf2: np.ndarray | None = None   # Task2 max probability per row (for the ECE; None: ECE undefined)
 
 
 def _onehot(ids: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
@@ -69,11 +71,20 @@ def features(c: Coded) -> tuple[np.ndarray, dict[str, slice]]:
         "pick_tp": (v1 & (c.y1 == 1) & (c.p1 == 1))[:, None], "pick_fp": (v1 & (c.y1 != 1) & (c.p1 == 1))[:, None],
         "pick_fn": (v1 & (c.y1 == 1) & (c.p1 != 1))[:, None],
         "c_valid": vc[:, None], "c_correct": (vc & (c.yc == c.pc))[:, None],
+        "decline_tp": (v1 & (c.y1 == 0) & (c.p1 == 0))[:, None], "decline_pred": (v1 & (c.p1 == 0))[:, None],
+        "decline_gold": (v1 & (c.y1 == 0))[:, None],
+        "c_gold": _onehot(c.yc, vc, c.n_classes + 1), "c_pred": _onehot(c.pc, vc, c.n_classes + 1),
+        "c_tp": _onehot(c.yc, vc & (c.yc == c.pc), c.n_classes + 1),
     }
+    if c.conf2 is not None:  # ECE from sums: per bin Σ(correct − confidence) over the rows with a category
+        conf = np.nan_to_num(np.asarray(c.conf2, dtype=np.float64))
+        gap = _onehot(bin_of(conf), v2, ECE_BINS) * (ok2 - conf)[:, None]
+        blocks["ece_gap"] = gap
     cols, start = {}, 0
     for name, b in blocks.items():
         cols[name] = slice(start, start + b.shape[1])
         start += b.shape[1]
+    # float32: the counts are exact below 2^24; the ECE gaps are sums of floats (rounding far below the noise)
     return np.hstack([b.astype(np.float32) for b in blocks.values()]), cols
 
 
@@ -130,6 +141,11 @@ FORMULAS: dict[str, Formula] = {
     "task1_acc": lambda s: accuracy(s["t1_correct"], s["t1_valid"]),
     "pick_f1": lambda s: binary_f1(s["pick_tp"], s["pick_fp"], s["pick_fn"]),
     "combined_acc": lambda s: accuracy(s["c_correct"], s["c_valid"]),
+    "combined_macro_f1": lambda s: macro_f1(s["c_gold"], s["c_pred"], s["c_tp"]),
+    "decline_precision": lambda s: _ratio(s["decline_tp"][:, 0], s["decline_pred"][:, 0], empty=0.0),
+    "decline_recall": lambda s: _ratio(s["decline_tp"][:, 0], s["decline_gold"][:, 0], empty=0.0),
+    "task2_ece": lambda s: (_ratio(np.abs(s["ece_gap"]).sum(1), s["t2_valid"][:, 0]) if "ece_gap" in s
+                            else np.full(len(s["t2_valid"]), np.nan)),
 }
 
 #: Accuracies get McNemar's test on per-row correctness: (gold, predicted) attributes of :class:`Coded`.

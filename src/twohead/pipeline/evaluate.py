@@ -2,7 +2,10 @@
 
 Writes the test/val summary metrics (Task1, Task2, combined "N + Decline" view, consistency), the
 per-class table, the per-band figures, the test rows with the highest Task2 loss, the confusion pairs
-and the per-row predictions.
+and the per-row predictions — all under the **plain** rule (raw softmax, Decline when P(Pick) < 0.5, the
+Task2 argmax), so they compare across runs and commits. Then the same metrics under the **decided** rule of
+the calibrate stage (temperatures, prior correction, Decline rule, chosen on val), and on test the paired
+bootstrap interval of each difference decided − plain: what the decisions bought.
 """
 
 from __future__ import annotations
@@ -12,17 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from torch.utils.data import DataLoader
 
 from ..config.params import Params
-from ..data.batching import SortedBatchSampler, TokenizedDataset, make_collate
 from ..data.io import write_csv, write_json
+from ..evaluate.decision import decided_arrays, read_decision
 from ..evaluate.metrics import IGNORE, softmax
 from ..evaluate.tables import band_table, per_class_table, predictions_table, split_metrics, worst_k_table
-from ..model.two_head import load_stage2
-from ..train.device import make_accelerator
-from ..train.loop import predict
+from ..experiments.stats import MISSING, Coded, paired_compare
 from .prepared import read_label_info, texts_by_id
+from .scoring import Scorer
 
 
 @dataclass(frozen=True)
@@ -38,41 +39,56 @@ class EvaluatePaths:
     worst_k: Path
     confusion: Path
     predictions: Path
+    decision: Path
 
 
 def run(p: Params, paths: EvaluatePaths) -> dict:
     e = p.eval
-    model, tok, maps = load_stage2(paths.stage2_model)
-    names = maps["task2"]["names"]
+    scorer = Scorer(paths.stage2_model, p.train.device, p.train.eval_batch_size)
+    names = scorer.names
     info = read_label_info(paths.prepared)
     bands, train_support = info.bands, info.class_weights["task2"]["support"]
-    accelerator = make_accelerator(p.train.device, "fp32", 1)
-    model = accelerator.prepare(model)
-    collate = make_collate(tok.pad_token_id)
+    dec, _ = read_decision(paths.decision)
 
-    results, test = {}, None
+    results, decided, test = {}, {}, None
     for split in ("test", "val"):
-        ds = TokenizedDataset(paths.tokenized / f"{split}.parquet", tok.pad_token_id)
-        batches = SortedBatchSampler(ds.lengths, p.train.eval_batch_size)
-        loader = accelerator.prepare(DataLoader(ds, batch_sampler=batches, collate_fn=collate))
-        logits1, logits2 = predict(accelerator, model, loader, len(ds), desc=f"evaluate {split}")
+        ds, logits1, logits2 = scorer.split(paths.tokenized, split)
         probs1, probs2 = softmax(logits1), softmax(logits2)
-        results[split] = split_metrics(ds.labels_binary, ds.labels_category, probs1, probs2, len(names), e)
+        y1, y2 = ds.labels_binary, ds.labels_category
+        results[split] = split_metrics(y1, y2, probs1, probs2, len(names), e)
+        d1, d2, dpred2, ddecline = decided_arrays(dec, logits1, logits2)
+        decided[split] = split_metrics(y1, y2, d1, d2, len(names), e, decline=ddecline, pred2=dpred2)
         if split == "test":
-            test = (ds, probs1, probs2)
+            test = (ds, probs1, probs2, d2, dpred2, ddecline)
+    # val figures under the decided rule are optimistic (the rule was chosen on val); test is the result
+    results["decided"] = {**decided, "decision": {k: v for k, v in dec.to_dict().items() if k != "log_prior"}}
 
-    ds, probs1, probs2 = test
+    ds, probs1, probs2, d2, dpred2, ddecline = test
     y1, y2, ids = ds.labels_binary, ds.labels_category, ds.ids
     pred2 = probs2.argmax(1)
+    members = {b: [i for i, n in enumerate(names) if bands["class_band"][n] == b] for b in bands["names"]}
+    plain = coded(y1, probs1[:, 1] < 0.5, y2, pred2, probs2.max(1), len(names))
+    chosen = coded(y1, ddecline, y2, dpred2, d2.max(1), len(names))
+    results["decided_vs_plain"] = {"rows": int(len(y1)), "resamples": 2000, "seed": 0,
+                                   "metrics": paired_compare(plain, chosen, members, resamples=2000, seed=0)}
     per_class = per_class_table(y2, pred2, names, bands["class_band"], train_support)
     texts = texts_by_id(paths.prepared, "test").loc[ids].to_numpy()
     m = y2 != IGNORE
     name_arr = np.asarray(names, dtype=object)
-    if accelerator.is_main_process:
+    if scorer.accelerator.is_main_process:
         write_csv(paths.per_class, per_class)
         write_json(paths.band_metrics, band_table(y2, pred2, names, bands, per_class))
         write_csv(paths.worst_k, worst_k_table(ids, texts, y2, probs2, names, e.worst_k))
         write_csv(paths.confusion, pd.DataFrame({"actual": name_arr[y2[m]], "predicted": name_arr[pred2[m]]}))
-        write_csv(paths.predictions, predictions_table(ids, y1, y2, probs1, probs2, names, e))
+        write_csv(paths.predictions, predictions_table(ids, y1, y2, probs1, probs2, names))
         write_json(paths.test_metrics, results)  # last: a failed run leaves no metrics file
     return results
+
+
+def coded(y1, decline, y2, pred2, conf2, k: int) -> Coded:
+    """One rule's test answers as the integer codes of the paired bootstrap."""
+    y1c = np.where(y1 == IGNORE, MISSING, y1)
+    y2c = np.where(y2 == IGNORE, MISSING, y2)
+    yc = np.where(y1c == 0, k, np.where((y1c == 1) & (y2c != MISSING), y2c, MISSING))
+    pc = np.where(decline, k, pred2)
+    return Coded(y1c, (~decline).astype(np.int64), y2c, pred2, yc, pc, k, conf2)

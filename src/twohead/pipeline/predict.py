@@ -13,9 +13,11 @@ from ..predict import Predictor
 
 @dataclass(frozen=True)
 class PredictPaths:
-    """Input: the Stage-2 model (the table to score is the param predict.input). Output: the scores."""
+    """Inputs: the Stage-2 model and the calibrate stage's decision (the table to score is the param
+    predict.input). Output: the scores under the decision."""
 
     stage2_model: Path
+    decision: Path
     scored: Path
 
 
@@ -23,7 +25,8 @@ def run(p: Params, paths: PredictPaths) -> dict:
     c = p.predict
     fmt = output_format(paths.scored)
     texts, ids = read_texts(c.input, c.text_column, c.id_column or None)
-    predictor = Predictor(paths.stage2_model, device=p.train.device, batch_size=c.batch_size)
+    predictor = Predictor(paths.stage2_model, device=p.train.device, batch_size=c.batch_size,
+                          decision=paths.decision)
     df = predictor.predict(texts, ids=ids, top_k=c.top_k)
     write_table(df, paths.scored, fmt)
     return {"rows": len(df), "skipped": predictor.skipped, "pick_threshold": predictor.pick_threshold,

@@ -54,8 +54,7 @@ def state_fingerprint(p: Params, paths: TrainPaths) -> dict:
     params = {"model": to_dict(p.model), "loss": to_dict(p.loss), "hier": to_dict(p.hier), "reg": to_dict(p.reg),
               "train": train,
               "tokenize.max_length": p.tokenize.max_length,
-              "eval": {k: getattr(p.eval, k) for k in ("pick_threshold", "low_confidence", "high_confidence",
-                                                       "worst_k")}}
+              "eval": {k: getattr(p.eval, k) for k in ("low_confidence", "high_confidence", "worst_k")}}
     return fingerprint(params, [paths.prepared, paths.tokenized, Path(p.model.stage1_checkpoint)])
 
 
@@ -99,7 +98,7 @@ def run(p: Params, paths: TrainPaths) -> dict:
         with atomic_path(paths.stage2_model, is_dir=True) as tmp:
             save_stage2(res.model, tmp, tokenizer, info.label_maps, extra={
                 "stage1_checkpoint": p.model.stage1_checkpoint, "kept_epoch": res.kept_epoch,
-                "max_length": p.tokenize.max_length, "pick_threshold": p.eval.pick_threshold,
+                "max_length": p.tokenize.max_length,
                 "params": {k: to_dict(getattr(p, k)) for k in ("model", "loss", "hier", "reg", "train")}})
         write_csv(paths.train_history, pd.DataFrame(res.history, columns=HISTORY_COLUMNS))
         write_csv(paths.band_recall, bands.table())

@@ -26,6 +26,6 @@ def val_metrics(logits1: np.ndarray, logits2: np.ndarray, y1: np.ndarray, y2: np
     loss = cpu_loss.combine([float(terms[k]) for k in SUM_KEYS])
     probs1, probs2 = softmax(logits1), softmax(logits2)
     found = {**task1_metrics(y1, logits1.argmax(1)), **task2_metrics(y2, logits2.argmax(1)),
-             **consistency(y1, probs1[:, 1], probs2.max(1), 0.5, confidence[0], confidence[1])}
+             **consistency(y1, probs1[:, 1] < 0.5, probs2.max(1), confidence[0], confidence[1])}
     return {**{f"{prefix}_loss_{t}": loss[t] for t in LOSS_TERMS},
             **{f"{prefix}_{column}": found[name] for name, column in VAL_METRICS.items()}}

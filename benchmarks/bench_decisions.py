@@ -1,0 +1,150 @@
+"""What the decisions of the calibrate stage buy on test, alone and together, over seeds.
+
+    python benchmarks/bench_decisions.py --out runs/decisions [--seeds 1 2 3] [--set train.lr=1e-4 ...]
+        [--checkpoint DIR] [--json F] [--md F]
+
+Per seed: prepare_labels → tokenize → train_stage2 (in its own folder, the project's params with --set
+applied; --checkpoint replaces model.stage1_checkpoint, e.g. the pretrained MiniLM directory), then the kept
+model's val and test logits. On val only, each decision is chosen alone and all together (the calibrate
+stage's rules: temperature, class-prior correction, Decline rule); on test each is compared with the plain rule
+by the paired bootstrap (2,000 resamples). The table: per decision and metric, the mean Δ over seeds with its
+95% t-interval over seeds, and the per-seed bootstrap verdicts. Nothing is written outside --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from ablation_runs import set_dotted  # noqa: E402
+
+from twohead.config.layout import dvc_paths  # noqa: E402
+from twohead.config.params import load_params  # noqa: E402
+from twohead.config.schema import label  # noqa: E402
+from twohead.evaluate.decision import DecideSettings, choose, decided_arrays  # noqa: E402
+from twohead.evaluate.metrics import softmax  # noqa: E402
+from twohead.experiments.stats import paired_compare, t_interval  # noqa: E402
+
+VARIANTS = {
+    "temperature only": dict(temperature=True, prior_correction=False, fixed_threshold=True),
+    "prior correction only": dict(temperature=False, prior_correction=True, fixed_threshold=True),
+    "Decline threshold only": dict(temperature=False, prior_correction=False, fixed_threshold=False),
+    "all three (the calibrate stage)": dict(temperature=True, prior_correction=True, fixed_threshold=False),
+}
+SHOWN = ("task2_acc", "task2_macro_f1", "band_Low_recall", "band_Mid_recall", "task2_ece", "task1_acc",
+         "decline_recall", "decline_precision", "combined_acc", "combined_macro_f1")
+
+
+def train_one(seed: int, out: Path, sets: dict, checkpoint: str | None) -> tuple[Path, object]:
+    from twohead.pipeline import prepare_labels, tokenize, train_stage2
+
+    folder = out / f"s{seed}"
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    set_dotted(raw, "train.seed", seed)
+    for k, v in sets.items():
+        set_dotted(raw, k, v)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    p = load_params(folder / "params.yaml")
+    ckpt = checkpoint or str(ROOT / p.model.stage1_checkpoint)
+    p = dataclasses.replace(p, model=dataclasses.replace(p.model, stage1_checkpoint=ckpt),
+                            data=dataclasses.replace(p.data, raw_path=str(ROOT / p.data.raw_path)))
+    layout = dvc_paths(ROOT)
+
+    def paths(cls):
+        return cls(**{f.name: folder / layout[f.name] for f in dataclasses.fields(cls)})
+
+    if not (folder / layout["train_metrics"]).is_file():
+        t0 = time.perf_counter()
+        prepare_labels.run(p, paths(prepare_labels.PreparePaths))
+        tokenize.run(p, paths(tokenize.TokenizePaths))
+        train_stage2.run(p, paths(train_stage2.TrainPaths))
+        print(f"seed {seed}: trained in {time.perf_counter() - t0:.0f}s", flush=True)
+    return folder, p
+
+
+def effects(folder: Path, p) -> dict:
+    from twohead.pipeline.evaluate import coded
+    from twohead.pipeline.prepared import read_label_info
+    from twohead.pipeline.scoring import Scorer
+
+    layout = dvc_paths(ROOT)
+    scorer = Scorer(folder / layout["stage2_model"], p.train.device, p.train.eval_batch_size)
+    info = read_label_info(folder / layout["prepared"])
+    names, bands = scorer.names, info.bands
+    val, v1, v2 = scorer.split(folder / layout["tokenized"], "val")
+    test, t1, t2 = scorer.split(folder / layout["tokenized"], "test")
+    members = {b: [i for i, n in enumerate(names) if bands["class_band"][n] == b] for b in bands["names"]}
+    p1, p2 = softmax(t1), softmax(t2)
+    plain = coded(test.labels_binary, p1[:, 1] < 0.5, test.labels_category, p2.argmax(1), p2.max(1), len(names))
+    out = {}
+    for name, v in VARIANTS.items():
+        s = DecideSettings(temperature=v["temperature"], prior_correction=v["prior_correction"],
+                           pick_threshold=0.5 if v["fixed_threshold"] else 0.0)
+        dec, _ = choose(v1, v2, val.labels_binary, val.labels_category, info.class_weights["task2"]["support"], s)
+        _, d2, dpred2, ddecline = decided_arrays(dec, t1, t2)
+        other = coded(test.labels_binary, ddecline, test.labels_category, dpred2, d2.max(1), len(names))
+        out[name] = {"decision": {k: val_ for k, val_ in dec.to_dict().items() if k != "log_prior"},
+                     "metrics": paired_compare(plain, other, members, resamples=2000, seed=0)}
+    return out
+
+
+def table(results: dict[int, dict]) -> str:
+    seeds = sorted(results)
+    lines = [f"Decided − plain on test, points: mean over {len(seeds)} seed(s) [95% t-interval over seeds];"
+             " per-seed paired-bootstrap verdicts (▲ better, ▼ worse, ≈ within noise).", "",
+             "| decision | " + " | ".join(label(m) for m in SHOWN) + " |", "|---|" + "---|" * len(SHOWN)]
+    mark = {"better": "▲", "worse": "▼", "within noise": "≈", "undefined": "?"}
+    plain_row = []
+    for m in SHOWN:
+        vals = [results[s]["all three (the calibrate stage)"]["metrics"][m]["base"] for s in seeds]
+        plain_row.append(f"{np.mean(vals):.3f}")
+    lines.append("| plain (absolute) | " + " | ".join(plain_row) + " |")
+    for name in VARIANTS:
+        cells = []
+        for m in SHOWN:
+            d = [100 * results[s][name]["metrics"][m]["delta"] for s in seeds]
+            mean, _, low, high = t_interval(d)
+            ci = "" if np.isnan(low) else f" [{low:+.1f}, {high:+.1f}]"
+            verdicts = "".join(mark[results[s][name]["metrics"][m]["verdict"]] for s in seeds)
+            cells.append(f"{mean:+.1f}{ci} {verdicts}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--checkpoint", help="model.stage1_checkpoint for every run (e.g. a pretrained encoder dir)")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--md", type=Path)
+    args = ap.parse_args()
+    sets = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    results = {}
+    for seed in args.seeds:
+        folder, p = train_one(seed, args.out, sets, args.checkpoint)
+        results[seed] = effects(folder, p)
+    text = table(results)
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps({"seeds": args.seeds, "set": sets, "checkpoint": args.checkpoint,
+                                         "results": results}, indent=2, default=float) + "\n")
+    if args.md:
+        args.md.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""From probabilities to the user's answer: the decisions chosen on val, and applying them anywhere.
+
+A :class:`Decision` turns the two heads' logits into the answer in three steps, each chosen on **val only**
+by :func:`choose` (test is never read), each off in :data:`PLAIN` (today's rule: raw softmax, Decline when
+P(Pick) < 0.5, the Task2 argmax):
+
+1. **Temperatures** T1, T2 (:mod:`twohead.evaluate.calibration`): p1 = softmax(z1 / T1).
+2. **Task2 class-prior correction** (post-hoc logit adjustment, Menon et al., 2021):
+   p2 = softmax(z2 / T2 − τ · log π), π the train split's class frequencies. τ = 0 is the plain argmax; τ = 1
+   is the Bayes rule for a uniform class prior (balanced error); τ is searched on a grid [0, ``tau_max``] in
+   steps of 0.1 for Task2 accuracy or macro-F1 on val, ties to the smallest τ.
+3. **The Decline rule**: Decline if P(Pick) < t (``pick_threshold``), or — ``pick_or_maxprob`` — also if the
+   Task2 max probability < t2 (out-of-scope rows often get a confident Task1 but a flat Task2). t (and t2) are
+   searched on a grid for the named objective on val, or pinned; ties go to the candidate nearest the plain
+   rule (t = 0.5, t2 = 0), so a flat objective changes nothing.
+
+The known trap: a value chosen on val is optimistic *on val*; only test figures are reported as results
+(the evaluate stage shows plain vs decided on test with paired-bootstrap intervals).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..config.errors import DataError
+from ..data.labels import IGNORE
+from .calibration import ECE_BINS, calibrated, ece, fit_temperature, nll
+from .metrics import softmax
+
+RULES = ("pick_threshold", "pick_or_maxprob")
+OBJECTIVES = ("combined_acc", "combined_macro_f1", "task1_balanced_acc", "decline_recall_at_precision",
+              "decline_precision_at_recall")
+PICK_GRID = np.round(np.linspace(0.02, 0.98, 49), 4)
+MAXPROB_GRID = np.round(np.concatenate([[0.0], np.linspace(0.05, 0.6, 12)]), 4)
+
+
+@dataclass
+class Decision:
+    temperature_task1: float = 1.0
+    temperature_task2: float = 1.0
+    tau: float = 0.0                       # class-prior correction strength
+    log_prior: list[float] = field(default_factory=list)   # log train frequency per class ([] when tau = 0)
+    rule: str = "pick_threshold"
+    pick_threshold: float = 0.5
+    maxprob_threshold: float = 0.0         # pick_or_maxprob only
+
+    def probabilities(self, logits1: np.ndarray, logits2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(P(Decline), P(Pick)) and the Task2 probabilities under this decision (float64)."""
+        p1 = calibrated(logits1, self.temperature_task1)
+        z2 = logits2.astype(np.float64) / self.temperature_task2
+        if self.tau:
+            z2 = z2 - self.tau * np.asarray(self.log_prior, dtype=np.float64)
+        return p1, softmax(z2)
+
+    def decline(self, p_pick: np.ndarray, maxprob2: np.ndarray) -> np.ndarray:
+        out = p_pick < self.pick_threshold
+        if self.rule == "pick_or_maxprob":
+            out = out | (maxprob2 < self.maxprob_threshold)
+        return out
+
+    def is_plain(self) -> bool:
+        return self == PLAIN
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "decision") -> Decision:
+        names = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - names
+        if unknown:
+            raise DataError(f"{source}: unknown decision key(s) {sorted(unknown)}")
+        dec = cls(**{k: v for k, v in d.items() if k in names})
+        if dec.rule not in RULES:
+            raise DataError(f"{source}: rule {dec.rule!r} is not one of {list(RULES)}")
+        if dec.tau and len(dec.log_prior) == 0:
+            raise DataError(f"{source}: tau {dec.tau} needs log_prior")
+        return dec
+
+
+PLAIN = Decision()
+
+
+def read_decision(path: str | Path) -> tuple[Decision, dict]:
+    """The decision and the whole JSON (its report) from ``decision.json``."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: no decision file; run `dvc repro calibrate`") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    if "decision" not in data:
+        raise DataError(f"{path}: no 'decision' section (not a calibrate output?)")
+    return Decision.from_dict(data["decision"], str(path)), data
+
+
+# --- objectives on val ---------------------------------------------------------------------------------------
+
+def _combined(y1, y2, k):
+    return np.where(y1 == 0, k, np.where((y1 == 1) & (y2 != IGNORE), y2, IGNORE))
+
+
+def _macro_f1(gold: np.ndarray, pred: np.ndarray, k: int) -> float:
+    m = gold != IGNORE
+    g, p = gold[m], pred[m]
+    if not len(g):
+        return float("nan")
+    tp = np.bincount(g[g == p], minlength=k)
+    gold_n, pred_n = np.bincount(g, minlength=k), np.bincount(p, minlength=k)
+    present = gold_n > 0
+    return float((2 * tp[present] / np.maximum(gold_n[present] + pred_n[present], 1)).mean())
+
+
+def decline_scores(y1: np.ndarray, decline: np.ndarray) -> dict[str, float]:
+    """Decline precision / recall and Task1 balanced accuracy over rows with a Pick/Decline label."""
+    m = y1 != IGNORE
+    gold_dec, pred_dec = (y1[m] == 0), decline[m]
+    tp = int((gold_dec & pred_dec).sum())
+    prec = tp / int(pred_dec.sum()) if pred_dec.any() else float("nan")
+    rec = tp / int(gold_dec.sum()) if gold_dec.any() else float("nan")
+    pick_rec = float((~pred_dec & ~gold_dec).sum() / max(int((~gold_dec).sum()), 1))
+    return {"decline_precision": prec, "decline_recall": rec,
+            "task1_balanced_acc": (pick_rec + rec) / 2 if gold_dec.any() else float("nan")}
+
+
+def objective_value(objective: str, target: float, y1, y2, decline, pred2, k: int) -> float:
+    """The value of ``objective`` for one Decline mask (higher is better; -inf when a constraint fails)."""
+    if objective in ("combined_acc", "combined_macro_f1"):
+        gold = _combined(y1, y2, k)
+        pred = np.where(decline, k, pred2)
+        m = gold != IGNORE
+        if not m.any():
+            return float("nan")
+        if objective == "combined_acc":
+            return float((gold[m] == pred[m]).mean())
+        return _macro_f1(gold, pred, k + 1)
+    s = decline_scores(y1, decline)
+    if objective == "task1_balanced_acc":
+        return s["task1_balanced_acc"]
+    if objective == "decline_recall_at_precision":
+        return s["decline_recall"] if s["decline_precision"] >= target else -np.inf
+    if objective == "decline_precision_at_recall":
+        return s["decline_precision"] if s["decline_recall"] >= target else -np.inf
+    raise ValueError(objective)
+
+
+def _task2_score(objective: str, y2: np.ndarray, pred2: np.ndarray, k: int) -> float:
+    m = y2 != IGNORE
+    if not m.any():
+        return float("nan")
+    return float((y2[m] == pred2[m]).mean()) if objective == "acc" else _macro_f1(y2, pred2, k)
+
+
+# --- choosing ------------------------------------------------------------------------------------------------
+
+@dataclass
+class DecideSettings:
+    """What to choose and how (the ``decide`` params section, as plain values)."""
+
+    temperature: bool = True
+    prior_correction: bool = True
+    prior_objective: str = "macro_f1"
+    tau_max: float = 2.0
+    rule: str = "pick_threshold"
+    objective: str = "combined_acc"
+    target: float = 0.9
+    pick_threshold: float = 0.0      # > 0: pinned
+    maxprob_threshold: float = -1.0  # >= 0: pinned (pick_or_maxprob)
+
+
+def choose(logits1: np.ndarray, logits2: np.ndarray, y1: np.ndarray, y2: np.ndarray, train_counts: list[int],
+           s: DecideSettings) -> tuple[Decision, dict]:
+    """Every decision from val logits and labels alone, and a report of what was tried (curves, before/after)."""
+    k = logits2.shape[1]
+    report: dict = {}
+    t1 = fit_temperature(logits1, y1) if s.temperature else 1.0
+    t2 = fit_temperature(logits2, y2) if s.temperature else 1.0
+    report["temperature"] = {
+        "task1": {"T": t1, "nll_before": nll(logits1, y1), "nll_after": nll(logits1, y1, t1),
+                  "ece_before": ece(softmax(logits1), y1), "ece_after": ece(calibrated(logits1, t1), y1)},
+        "task2": {"T": t2, "nll_before": nll(logits2, y2), "nll_after": nll(logits2, y2, t2),
+                  "ece_before": ece(softmax(logits2), y2), "ece_after": ece(calibrated(logits2, t2), y2)},
+        "bins": ECE_BINS}
+
+    counts = np.asarray(train_counts, dtype=np.float64)
+    log_prior = np.log(np.maximum(counts, 0.5) / counts.sum()) if counts.sum() > 0 else np.zeros(k)
+    taus = np.round(np.arange(0, s.tau_max + 1e-9, 0.1), 4) if s.prior_correction else np.array([0.0])
+    curve = []
+    best_tau, best = 0.0, -np.inf
+    z2 = logits2.astype(np.float64) / t2
+    for tau in taus:
+        score = _task2_score(s.prior_objective, y2, (z2 - tau * log_prior).argmax(1), k)
+        curve.append({"tau": float(tau), s.prior_objective: score})
+        if score > best + 1e-12:  # ties keep the smaller tau
+            best_tau, best = float(tau), score
+    report["prior_correction"] = {"objective": f"task2_{s.prior_objective}", "tau": best_tau, "curve": curve}
+
+    dec = Decision(t1, t2, best_tau, log_prior.tolist() if best_tau else [], s.rule)
+    p1, p2 = dec.probabilities(logits1, logits2)
+    p_pick, pred2, maxp = p1[:, 1], p2.argmax(1), p2.max(1)
+    picks = [s.pick_threshold] if s.pick_threshold > 0 else list(PICK_GRID)
+    if s.rule == "pick_or_maxprob":
+        maxes = [s.maxprob_threshold] if s.maxprob_threshold >= 0 else list(MAXPROB_GRID)
+    else:
+        maxes = [0.0]
+    grid = []
+    for t2_ in maxes:
+        for t in picks:
+            decline = (p_pick < t) | (maxp < t2_)
+            v = objective_value(s.objective, s.target, y1, y2, decline, pred2, k)
+            grid.append({"pick_threshold": float(t), "maxprob_threshold": float(t2_), "value": v})
+    values = np.array([g["value"] for g in grid], dtype=np.float64)
+    best_val = float(np.nanmax(values)) if np.isfinite(values).any() else -np.inf
+    if not np.isfinite(best_val):
+        raise DataError(f"decide.objective {s.objective} with target {s.target}: no threshold on val meets the"
+                        " target; lower decide.target or choose another objective")
+    ties = [g for g in grid if g["value"] >= best_val - 1e-12]  # nearest the plain rule wins a tie
+    best_g = min(ties, key=lambda g: (abs(g["pick_threshold"] - 0.5) + g["maxprob_threshold"]))
+    chosen = (best_g["pick_threshold"], best_g["maxprob_threshold"])
+    dec.pick_threshold, dec.maxprob_threshold = chosen
+    plain_decline = p_pick < 0.5
+    report["decline_rule"] = {
+        "rule": s.rule, "objective": s.objective, "target": s.target if "_at_" in s.objective else None,
+        "pinned": s.pick_threshold > 0, "pick_threshold": dec.pick_threshold,
+        "maxprob_threshold": dec.maxprob_threshold, "val_value": best_val,
+        "val_value_at_plain_threshold": objective_value(s.objective, s.target, y1, y2, plain_decline, pred2, k),
+        "grid": grid}
+    report["decline_pr_curve"] = [{"pick_threshold": float(t), **decline_scores(y1, p_pick < t)}
+                                  for t in PICK_GRID]
+    return dec, report
+
+
+def decided_arrays(dec: Decision, logits1: np.ndarray, logits2: np.ndarray):
+    """(P(Pick), Task2 probabilities, Task2 prediction, Decline mask) under ``dec``."""
+    p1, p2 = dec.probabilities(logits1, logits2)
+    return p1, p2, p2.argmax(1), dec.decline(p1[:, 1], p2.max(1))

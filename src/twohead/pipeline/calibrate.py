@@ -1,0 +1,95 @@
+"""The calibrate stage: the decisions that turn the kept model's probabilities into answers, chosen on val.
+
+Reads the val split only (and the train split's class counts for the prior): temperatures, the Task2
+class-prior correction and the Decline rule (:mod:`twohead.evaluate.decision`). Writes the decision file next
+to the model (what ``twohead predict`` and the evaluate stage apply), its headline figures as a DVC metric,
+the reliability bins and the threshold curve as DVC plot data, and two figures. Changing a ``decide.*`` param
+re-runs this stage, evaluate and predict — never training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..config.params import Params
+from ..data.io import write_csv, write_json
+from ..evaluate.calibration import calibrated, reliability
+from ..evaluate.decision import DecideSettings, choose
+from ..evaluate.metrics import band_recall, softmax
+from ..evaluate.plots import decision_plot, reliability_plot
+from .prepared import read_label_info
+from .scoring import Scorer
+
+
+@dataclass(frozen=True)
+class CalibratePaths:
+    """Inputs: prepared labels, tokenized val, the Stage-2 model. Outputs: the decision and its report."""
+
+    prepared: Path
+    tokenized: Path
+    stage2_model: Path
+    decision: Path
+    calibration_metrics: Path
+    reliability: Path
+    decision_curve: Path
+    figures: Path
+
+
+def settings(p: Params) -> DecideSettings:
+    d = p.decide
+    return DecideSettings(d.temperature, d.prior_correction, d.prior_objective, d.tau_max, d.rule, d.objective,
+                          d.target, d.pick_threshold, d.maxprob_threshold)
+
+
+def run(p: Params, paths: CalibratePaths) -> dict:
+    scorer = Scorer(paths.stage2_model, p.train.device, p.train.eval_batch_size)
+    info = read_label_info(paths.prepared)
+    names = scorer.names
+    ds, logits1, logits2 = scorer.split(paths.tokenized, "val")
+    y1, y2 = ds.labels_binary, ds.labels_category
+    dec, report = choose(logits1, logits2, y1, y2, info.class_weights["task2"]["support"], settings(p))
+
+    bands = info.bands
+    p1, p2 = dec.probabilities(logits1, logits2)
+    raw_pred, dec_pred = logits2.argmax(1), p2.argmax(1)
+    band_rows = {"plain": band_recall(y2, raw_pred, bands["class_band"], names, bands["names"]),
+                 "decided": band_recall(y2, dec_pred, bands["class_band"], names, bands["names"])}
+    rule = report["decline_rule"]
+    temp = report["temperature"]
+    headline = {
+        "val_rows": len(ds), "temperature_task1": dec.temperature_task1, "temperature_task2": dec.temperature_task2,
+        "val_ece_task1": {"raw": temp["task1"]["ece_before"], "calibrated": temp["task1"]["ece_after"]},
+        "val_ece_task2": {"raw": temp["task2"]["ece_before"], "calibrated": temp["task2"]["ece_after"]},
+        "tau": dec.tau, "rule": dec.rule, "pick_threshold": dec.pick_threshold,
+        "maxprob_threshold": dec.maxprob_threshold, "objective": rule["objective"],
+        "val_objective": {"decided": rule["val_value"], "plain_threshold": rule["val_value_at_plain_threshold"]},
+        "val_band_recall": {kind: {r["band"]: r["recall"] for r in rows} for kind, rows in band_rows.items()},
+    }
+    decision = {"decision": dec.to_dict(), "chosen_on": "val", "val_rows": len(ds), "settings": asdict(settings(p)),
+                "report": {k: v for k, v in report.items() if k not in ("decline_pr_curve",)} | {
+                    "decline_rule": {k: v for k, v in rule.items() if k != "grid"},
+                    "val_band_recall": headline["val_band_recall"]}}
+
+    rel = []
+    for head, logits, y, t in (("task1", logits1, y1, dec.temperature_task1),
+                               ("task2", logits2, y2, dec.temperature_task2)):
+        for kind, probs in (("raw", softmax(logits)), ("calibrated", calibrated(logits, t))):
+            rel += [{"head": head, "probabilities": kind, **r} for r in reliability(probs, y)]
+    rel_df = pd.DataFrame(rel)
+    curve = pd.DataFrame(rule["grid"])
+    pr = pd.DataFrame(report["decline_pr_curve"])
+    text = (f"{paths.stage2_model} | val {len(ds)} rows | T1 {dec.temperature_task1:.3g}, T2"
+            f" {dec.temperature_task2:.3g}, τ {dec.tau:g} | {dec.rule}: t {dec.pick_threshold:g}"
+            + (f", t2 {dec.maxprob_threshold:g}" if dec.rule == "pick_or_maxprob" else "")
+            + f" | objective {rule['objective']}")
+    if scorer.accelerator.is_main_process:
+        reliability_plot(rel_df, paths.figures / "reliability.png", text)
+        decision_plot(curve, pr, dec, rule["objective"], paths.figures / "decision.png", text)
+        write_csv(paths.reliability, rel_df)
+        write_csv(paths.decision_curve, curve)
+        write_json(paths.decision, decision)
+        write_json(paths.calibration_metrics, headline)  # last: a failed run leaves no metrics file
+    return headline

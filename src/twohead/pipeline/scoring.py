@@ -1,0 +1,32 @@
+"""The kept Stage-2 model's logits on a tokenized split (shared by the calibrate and evaluate stages)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import DataLoader
+
+from ..data.batching import SortedBatchSampler, TokenizedDataset, make_collate
+from ..model.two_head import load_stage2
+from ..train.device import make_accelerator
+from ..train.loop import predict
+
+
+class Scorer:
+    """The model of ``stage2_model`` on ``device`` (fp32), ready to score tokenized splits."""
+
+    def __init__(self, stage2_model: str | Path, device: str, batch_size: int):
+        model, self.tokenizer, self.label_maps = load_stage2(stage2_model)
+        self.names: list[str] = self.label_maps["task2"]["names"]
+        self.accelerator = make_accelerator(device, "fp32", 1)
+        self.model = self.accelerator.prepare(model)
+        self.batch_size = batch_size
+
+    def split(self, tokenized: Path, split: str) -> tuple[TokenizedDataset, np.ndarray, np.ndarray]:
+        """(dataset, Task1 logits, Task2 logits) of ``<tokenized>/<split>.parquet``, rows in file order."""
+        ds = TokenizedDataset(Path(tokenized) / f"{split}.parquet", self.tokenizer.pad_token_id)
+        loader = self.accelerator.prepare(DataLoader(ds, batch_sampler=SortedBatchSampler(ds.lengths, self.batch_size),
+                                                     collate_fn=make_collate(self.tokenizer.pad_token_id)))
+        logits1, logits2 = predict(self.accelerator, self.model, loader, len(ds), desc=f"score {split}")
+        return ds, logits1, logits2

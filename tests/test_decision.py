@@ -1,0 +1,146 @@
+"""Decisions chosen on val: temperature, class-prior correction, the Decline rule — answers known by construction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from twohead.config.errors import DataError
+from twohead.config.params import EvalParams
+from twohead.evaluate.calibration import ece, fit_temperature, nll, reliability
+from twohead.evaluate.decision import PLAIN, DecideSettings, Decision, choose, decided_arrays, objective_value
+from twohead.evaluate.metrics import softmax
+from twohead.evaluate.tables import split_metrics
+
+OFF = DecideSettings(temperature=False, prior_correction=False)
+
+
+def _sample(z: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Labels drawn from softmax(z): z are then the true (calibrated) logits."""
+    rng = np.random.default_rng(seed)
+    p = softmax(z)
+    return np.array([rng.choice(len(row), p=row) for row in p])
+
+
+@pytest.mark.parametrize("scale", [0.3, 1.0, 3.0])
+def test_temperature_recovers_a_known_scale(scale):
+    rng = np.random.default_rng(1)
+    z = rng.normal(0, 2.0, size=(4000, 6))
+    y = _sample(z)
+    t = fit_temperature(z * scale, y)  # logits `scale` times too sharp (or flat): T = scale undoes it
+    assert t == pytest.approx(scale, rel=0.08)
+    assert nll(z * scale, y, t) <= nll(z * scale, y) + 1e-12
+    assert ece(softmax(z * scale / t), y) < 0.03
+
+
+def test_ece_and_reliability_by_hand():
+    probs = np.array([[0.95, 0.05], [0.9, 0.1], [0.35, 0.65], [0.4, 0.6]])
+    y = np.array([0, 1, 1, -100])  # the last row has no label
+    rows = reliability(probs, y, bins=10)
+    b9, b6 = rows[9], rows[6]
+    assert (b9["rows"], b9["accuracy"]) == (2, 0.5) and b9["confidence"] == pytest.approx(0.925)
+    assert (b6["rows"], b6["accuracy"]) == (1, 1.0)
+    assert ece(probs, y, bins=10) == pytest.approx((2 * abs(0.5 - 0.925) + abs(1 - 0.65)) / 3)
+
+
+def _pick_logits(p_pick: np.ndarray) -> np.ndarray:
+    return np.stack([np.zeros_like(p_pick), np.log(p_pick / (1 - p_pick))], axis=1)
+
+
+def test_threshold_search_finds_the_known_optimum_nearest_the_plain_rule():
+    # Decline rows have P(Pick) in [0.55, 0.65], Pick rows in [0.75, 0.95]: every t in (0.65, 0.75] is perfect;
+    # the plain 0.5 calls every Decline row Pick
+    rng = np.random.default_rng(0)
+    n_dec, n_pick = 60, 240
+    p_pick = np.concatenate([rng.uniform(0.55, 0.65, n_dec), rng.uniform(0.75, 0.95, n_pick)])
+    y1 = np.concatenate([np.zeros(n_dec, int), np.ones(n_pick, int)])
+    y2 = np.concatenate([np.full(n_dec, -100), rng.integers(0, 3, n_pick)])
+    logits2 = np.eye(3)[np.where(y2 < 0, 0, y2)] * 5.0  # Task2 always right
+    dec, report = choose(_pick_logits(p_pick), logits2, y1, y2, [100, 100, 100], OFF)
+    assert dec.pick_threshold == pytest.approx(0.66) and dec.temperature_task1 == 1.0 and dec.tau == 0.0
+    assert report["decline_rule"]["val_value"] == pytest.approx(1.0)
+    assert report["decline_rule"]["val_value_at_plain_threshold"] == pytest.approx(n_pick / (n_dec + n_pick))
+
+
+def test_a_flat_objective_keeps_the_plain_threshold_and_a_pin_is_kept():
+    p_pick = np.array([0.99, 0.98, 0.01, 0.02])
+    y1, y2 = np.array([1, 1, 0, 0]), np.array([0, 1, -100, -100])
+    logits2 = np.array([[5.0, 0], [0, 5.0], [1, 0], [0, 1]])
+    dec, _ = choose(_pick_logits(p_pick), logits2, y1, y2, [2, 2], OFF)
+    assert dec.pick_threshold == 0.5  # every t in [0.02, 0.98] is perfect: the tie goes to the plain rule
+    pinned, _ = choose(_pick_logits(p_pick), logits2, y1, y2, [2, 2],
+                       DecideSettings(temperature=False, prior_correction=False, pick_threshold=0.3))
+    assert pinned.pick_threshold == 0.3
+
+
+def test_pick_or_maxprob_declines_flat_task2_rows():
+    # out-of-scope rows: a confident Task1 "Pick" but a flat Task2; only the max-prob rule can catch them
+    n = 200
+    y1 = np.array([1] * 150 + [0] * 50)
+    y2 = np.array(list(np.arange(150) % 4) + [-100] * 50)
+    logits1 = _pick_logits(np.full(n, 0.9))
+    logits2 = np.vstack([np.eye(4)[np.arange(150) % 4] * 4.0, np.zeros((50, 4))])
+    s = DecideSettings(temperature=False, prior_correction=False, rule="pick_or_maxprob")
+    dec, _ = choose(logits1, logits2, y1, y2, [1, 1, 1, 1], s)
+    _, _, _, decline = decided_arrays(dec, logits1, logits2)
+    assert decline[150:].all() and not decline[:150].any()
+    assert 0.25 < dec.maxprob_threshold <= 0.6
+
+
+def test_prior_correction_recovers_the_balanced_rule():
+    # logits = true balanced scores + log prior: the model leans towards frequent classes; tau = 1 removes it
+    rng = np.random.default_rng(3)
+    prior = np.array([0.7, 0.2, 0.07, 0.03])
+    y2 = rng.integers(0, 4, 4000)  # balanced val labels
+    scores = np.eye(4)[y2] * 1.5 + rng.normal(0, 1, (4000, 4))
+    logits2 = scores + np.log(prior)
+    y1 = np.ones(4000, int)
+    s = DecideSettings(temperature=False, prior_correction=True, prior_objective="macro_f1", tau_max=2.0)
+    dec, report = choose(_pick_logits(np.full(4000, 0.9)), logits2, y1, y2, list((prior * 1e4).astype(int)), s)
+    assert 0.7 <= dec.tau <= 1.3
+    curve = {r["tau"]: r["macro_f1"] for r in report["prior_correction"]["curve"]}
+    assert curve[dec.tau] > curve[0.0] + 0.05
+
+
+def test_plain_decision_reproduces_the_plain_metrics():
+    rng = np.random.default_rng(4)
+    logits1, logits2 = rng.normal(size=(300, 2)).astype(np.float32), rng.normal(size=(300, 5)).astype(np.float32)
+    y1 = rng.integers(0, 2, 300)
+    y2 = np.where(y1 == 1, rng.integers(0, 5, 300), -100)
+    e = EvalParams()
+    plain = split_metrics(y1, y2, softmax(logits1), softmax(logits2), 5, e)
+    p1, p2, pred2, decline = decided_arrays(PLAIN, logits1, logits2)
+    decided = split_metrics(y1, y2, p1, p2, 5, e, decline=decline, pred2=pred2)
+    for group in ("task1", "task2", "combined"):
+        for key, value in plain[group].items():
+            if key != "ece":
+                assert decided[group][key] == value, (group, key)
+    assert decided["task2"]["ece"] == pytest.approx(plain["task2"]["ece"], abs=1e-6)
+
+
+def test_constraint_objectives_and_unreachable_targets():
+    y1 = np.array([0, 0, 1, 1])
+    decline = np.array([True, False, True, False])
+    # Decline precision 1/2, recall 1/2
+    assert objective_value("decline_recall_at_precision", 0.5, y1, y1, decline, y1, 2) == 0.5
+    assert objective_value("decline_recall_at_precision", 0.9, y1, y1, decline, y1, 2) == -np.inf
+    p_pick = np.array([0.6, 0.7, 0.8, 0.9])  # Decline rows above Pick rows: no threshold gives precision 1
+    s = DecideSettings(temperature=False, prior_correction=False, objective="decline_recall_at_precision", target=1.0)
+    y1 = np.array([1, 1, 0, 0])
+    with pytest.raises(DataError, match="no threshold on val meets the target"):
+        choose(_pick_logits(p_pick), np.zeros((4, 2)), y1, np.full(4, -100), [1, 1], s)
+
+
+def test_decision_round_trips_and_rejects_bad_files(tmp_path):
+    import json
+
+    from twohead.evaluate.decision import read_decision
+
+    dec = Decision(0.7, 1.4, 0.5, [-0.1, -2.3], "pick_or_maxprob", 0.42, 0.2)
+    (tmp_path / "d.json").write_text(json.dumps({"decision": dec.to_dict()}))
+    assert read_decision(tmp_path / "d.json")[0] == dec
+    (tmp_path / "bad.json").write_text(json.dumps({"decision": {**dec.to_dict(), "rule": "nope"}}))
+    with pytest.raises(DataError, match="rule 'nope'"):
+        read_decision(tmp_path / "bad.json")
+    with pytest.raises(DataError, match="run `dvc repro calibrate`"):
+        read_decision(tmp_path / "missing.json")
