@@ -14,6 +14,15 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO_CSV = ROOT / "data" / "demo" / "news_demo.csv"
 
 
+def committed_text(relpath: str) -> str:
+    """A project file as committed at HEAD (``git show``): tests must not depend on the state of the user's
+    workspace (after `dvc exp run` params.yaml holds the experiment's values). Outside a git checkout: the file."""
+    import subprocess
+
+    proc = subprocess.run(["git", "show", f"HEAD:{relpath}"], cwd=ROOT, capture_output=True, text=True)
+    return proc.stdout if proc.returncode == 0 else (ROOT / relpath).read_text()
+
+
 def dvc_paths() -> dict[str, str]:
     """The pipeline's paths as dvc.yaml names them (``vars: - paths:``), their one home."""
     from twohead.config.layout import dvc_paths as layout

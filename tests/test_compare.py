@@ -213,3 +213,17 @@ def test_group_compare_pairs_by_seed(monkeypatch):
     d = g["differences"][0]["metrics"]["task2_acc"]
     assert d["pairs"] == 3 and d["mean"] == pytest.approx(np.mean([0.2, 0.2, 0.3]))
     assert d["verdict"] == "better" and d["ci_low"] > 0
+
+
+def test_verdicts_follow_each_metrics_direction():
+    from twohead.experiments.stats import verdict
+
+    assert verdict(0.01, 0.03) == "better" and verdict(0.01, 0.03, higher_is_better=False) == "worse"
+    assert verdict(-0.03, -0.01, higher_is_better=False) == "better" and verdict(-0.01, 0.01) == "within noise"
+    # a run whose confidences match its correctness beats one that is over-confident on its errors: lower ECE
+    y, p = _base(n=3000)
+    good, bad = _coded(y, p), _coded(y, p)
+    good.conf2 = np.where(p == y, 0.9, 0.3)
+    bad.conf2 = np.full(len(y), 0.95)
+    r = paired_compare(bad, good, resamples=1000)["task2_ece"]
+    assert r["delta"] < 0 and r["verdict"] == "better"

@@ -144,3 +144,30 @@ def test_decision_round_trips_and_rejects_bad_files(tmp_path):
         read_decision(tmp_path / "bad.json")
     with pytest.raises(DataError, match="run `dvc repro calibrate`"):
         read_decision(tmp_path / "missing.json")
+
+
+def test_the_calibrate_stage_never_reads_test(tiny_data, tmp_path):
+    """Choices on val, results on test: calibrate decides identically without the test split at all, and its DVC
+    deps name the val split only."""
+    import shutil
+
+    import yaml
+
+    from conftest import ROOT, stage_paths, train_in
+    from twohead.pipeline import calibrate
+
+    data_dir, p = tiny_data
+    train_in(tmp_path, data_dir, p)
+    no_test = tmp_path / "tokenized_without_test"
+    shutil.copytree(data_dir / "tokenized", no_test)
+    (no_test / "test.parquet").unlink()
+    decided = []
+    for tokenized, out in ((data_dir / "tokenized", tmp_path / "a"), (no_test, tmp_path / "b")):
+        paths = stage_paths(calibrate.CalibratePaths, out, prepared=data_dir / "prepared", tokenized=tokenized,
+                            stage2_model=tmp_path / "models" / "stage2")
+        calibrate.run(p, paths)
+        decided.append(paths.decision.read_bytes())
+    assert decided[0] == decided[1]
+    deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["calibrate"]["deps"]
+    assert "${paths.tokenized}/val.parquet" in deps and "${paths.tokenized}" not in deps
+    assert not any("test" in str(d) for d in deps)

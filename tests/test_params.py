@@ -3,26 +3,28 @@ import dataclasses
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import committed_text
 from twohead.config.params import ParamsError, load_params, params_from_dict, to_dict
 
 
-def test_project_params_file_loads_strictly():
-    p = load_params(ROOT / "params.yaml")
+def test_project_params_file_loads_strictly(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(committed_text("params.yaml"))  # the committed file, whatever `dvc exp run` left in the workspace
+    p = load_params(path)
     assert p.loss.label_smoothing == pytest.approx(0.1)
     assert p.loss.lambda_task1 == pytest.approx(0.4) and p.loss.lambda_task2 == pytest.approx(1.0)
     assert p.model.stage1_checkpoint == "models/stage1" and p.stage1.base_model == "models/demo_encoder"
 
 
 def test_params_yaml_has_every_key_the_code_knows():
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = yaml.safe_load(committed_text("params.yaml"))
     defaults = to_dict(params_from_dict({}, partial=True))
     for section, keys in defaults.items():
         assert set(raw[section]) == set(keys), section
 
 
 def _raw():
-    return yaml.safe_load((ROOT / "params.yaml").read_text())
+    return yaml.safe_load(committed_text("params.yaml"))
 
 
 def _write(tmp_path, raw):
@@ -69,7 +71,7 @@ def test_wrong_types_and_choices_are_errors(tmp_path):
 
 def test_yaml_exponent_without_dot_is_a_float(tmp_path):
     path = tmp_path / "params.yaml"
-    text = (ROOT / "params.yaml").read_text().replace("lr: 0.001", "lr: 2e-5")
+    text = committed_text("params.yaml").replace("lr: 0.001", "lr: 2e-5")
     path.write_text(text)
     assert yaml.safe_load(text)["train"]["lr"] == "2e-5"  # PyYAML reads it as a string...
     p = load_params(path)
@@ -89,3 +91,17 @@ def test_params_are_frozen():
     p = params_from_dict({}, partial=True)
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.train.lr = 1.0
+
+
+def test_a_moved_key_says_where_it_went(tmp_path):
+    raw = _raw()
+    raw["eval"]["pick_threshold"] = 0.5
+    with pytest.raises(ParamsError, match=r"eval\.pick_threshold has moved to decide\.pick_threshold"):
+        load_params(_write(tmp_path, raw))
+
+
+def test_decide_ranges_are_checked(tmp_path):
+    raw = _raw()
+    raw["decide"]["pick_threshold"] = 1.5
+    with pytest.raises(ParamsError, match=r"decide\.pick_threshold must be 0 \(search\) or in \(0, 1\)"):
+        load_params(_write(tmp_path, raw))

@@ -78,7 +78,7 @@ def test_repro_then_experiment_workflow(shared_project, tmp_path):
 
     # did it help? the experiment by name against the baseline commit, on the same test rows
     cmp = run(["twohead", "compare", "HEAD", exp_name, "--json", "cmp.json", "--resamples", "1000"], proj).stdout
-    assert f"### {exp_name} vs HEAD" in cmp and "the smallest difference two unrelated runs could show" in cmp
+    assert f"### {exp_name} vs HEAD" in cmp and "Noise guide: on these" in cmp
     result = json.loads((proj / "cmp.json").read_text())
     (proj / "cmp.json").unlink()
     acc = result["comparisons"][0]["metrics"]["task2_acc"]

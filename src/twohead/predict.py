@@ -9,8 +9,9 @@ stage does, batched by length and run through the same prediction pass as the ev
 
 Output columns, in input order: ``id``, ``p_pick``, ``pick`` (Pick / Decline under the rule), ``top1`` …
 ``top{k}`` with ``p_top1`` … (Task2 categories by probability) and ``combined`` (the top category, or
-``Decline``). With a decision the probabilities are the calibrated ones (and the Task2 ranking follows the
-prior correction). An empty text gets no prediction: its
+``Decline``). With a decision the probabilities are the calibrated ones; with a prior correction the Task2
+ranking follows the corrected scores and ``p_top*`` are those classes' calibrated probabilities (so they need
+not decrease). An empty text gets no prediction: its
 row is kept (so rows line up with the input) with empty fields, and :attr:`Predictor.skipped` counts it.
 """
 
@@ -103,7 +104,12 @@ class Predictor:
         k = max(1, min(top_k, len(self.names)))
         keep = np.array([not _is_empty(t) for t in texts], dtype=bool)
         self.skipped = int((~keep).sum())
-        probs1, probs2 = self.predict_proba([t for t, ok in zip(texts, keep) if ok])
+        logits1, logits2 = self.logits([t for t, ok in zip(texts, keep) if ok])
+        if self.decision.is_plain():
+            probs1, probs2, ranking = softmax(logits1), softmax(logits2), None
+        else:
+            (probs1, probs2), ranking = self.decision.probabilities(logits1, logits2), \
+                self.decision.task2_scores(logits2)
         out = pd.DataFrame({"id": ids})
         p_pick = np.full(n, np.nan)
         p_pick[keep] = probs1[:, 1]
@@ -113,7 +119,7 @@ class Predictor:
         pick = np.where(declined, "Decline", "Pick").astype(object)
         pick[~keep] = ""
         out["pick"] = pick
-        top_n, top_p = topk_names(probs2, self.names, k)
+        top_n, top_p = topk_names(probs2, self.names, k, order_by=ranking)
         for j in range(k):
             names = np.full(n, "", dtype=object)
             names[keep] = top_n[:, j]

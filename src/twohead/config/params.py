@@ -318,7 +318,7 @@ class DecideParams(Section):
 
     temperature: bool = True          # fit T1, T2 by NLL on val (false: T = 1)
     prior_correction: bool = True     # search τ of the Task2 class-prior correction on val (false: τ = 0)
-    prior_objective: Literal["acc", "macro_f1"] = "macro_f1"   # what τ maximises on val (Task2)
+    prior_objective: Literal["acc", "macro_f1"] = "acc"   # what τ maximises on val (Task2): the user's aim is accuracy
     tau_max: float = 2.0              # τ grid: 0, 0.1, …, tau_max; (0, 5]
     rule: Literal["pick_threshold", "pick_or_maxprob"] = "pick_threshold"
     objective: Literal["combined_acc", "combined_macro_f1", "task1_balanced_acc", "decline_recall_at_precision",

@@ -78,6 +78,12 @@ def compared_metrics(bands: list[str] = ()) -> list[Metric]:
     return out
 
 
+def higher_is_better(name: str) -> bool:
+    """A metric's direction for verdicts (band metrics: higher; an unknown name: higher)."""
+    m = BY_NAME.get(name)
+    return True if m is None or m.higher_is_better is None else m.higher_is_better
+
+
 def label(name: str) -> str:
     """A metric's label (band metrics included); an unknown name is shown as it is."""
     if name in BY_NAME:

@@ -5,10 +5,11 @@ by :func:`choose` (test is never read), each off in :data:`PLAIN` (today's rule:
 P(Pick) < 0.5, the Task2 argmax):
 
 1. **Temperatures** T1, T2 (:mod:`twohead.evaluate.calibration`): p1 = softmax(z1 / T1).
-2. **Task2 class-prior correction** (post-hoc logit adjustment, Menon et al., 2021):
-   p2 = softmax(z2 / T2 − τ · log π), π the train split's class frequencies. τ = 0 is the plain argmax; τ = 1
-   is the Bayes rule for a uniform class prior (balanced error); τ is searched on a grid [0, ``tau_max``] in
-   steps of 0.1 for Task2 accuracy or macro-F1 on val, ties to the smallest τ.
+2. **Task2 class-prior correction** (post-hoc logit adjustment, Menon et al., 2021): the prediction is
+   argmax(z2 / T2 − τ · log π), π the train split's class frequencies. τ = 0 is the plain argmax; τ = 1 is the
+   Bayes rule for a uniform class prior (balanced error); τ is searched on a grid [0, ``tau_max``] in steps of
+   0.1 for Task2 accuracy or macro-F1 on val, ties to the smallest τ. The reported probabilities stay the
+   calibrated softmax(z2 / T2): corrected scores trade calibration for balance.
 3. **The Decline rule**: Decline if P(Pick) < t (``pick_threshold``), or — ``pick_or_maxprob`` — also if the
    Task2 max probability < t2 (out-of-scope rows often get a confident Task1 but a flat Task2). t (and t2) are
    searched on a grid for the named objective on val, or pinned; ties go to the candidate nearest the plain
@@ -49,12 +50,15 @@ class Decision:
     maxprob_threshold: float = 0.0         # pick_or_maxprob only
 
     def probabilities(self, logits1: np.ndarray, logits2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(P(Decline), P(Pick)) and the Task2 probabilities under this decision (float64)."""
-        p1 = calibrated(logits1, self.temperature_task1)
+        """(P(Decline), P(Pick)) and the Task2 probabilities, calibrated (temperatures only; float64). The prior
+        correction changes which class is predicted, not these probabilities: corrected scores are balanced
+        posteriors, not calibrated ones."""
+        return calibrated(logits1, self.temperature_task1), calibrated(logits2, self.temperature_task2)
+
+    def task2_scores(self, logits2: np.ndarray) -> np.ndarray:
+        """The scores whose argmax is the Task2 prediction: z2 / T2 − τ · log prior."""
         z2 = logits2.astype(np.float64) / self.temperature_task2
-        if self.tau:
-            z2 = z2 - self.tau * np.asarray(self.log_prior, dtype=np.float64)
-        return p1, softmax(z2)
+        return z2 - self.tau * np.asarray(self.log_prior, dtype=np.float64) if self.tau else z2
 
     def decline(self, p_pick: np.ndarray, maxprob2: np.ndarray) -> np.ndarray:
         out = p_pick < self.pick_threshold
@@ -164,7 +168,7 @@ class DecideSettings:
 
     temperature: bool = True
     prior_correction: bool = True
-    prior_objective: str = "macro_f1"
+    prior_objective: str = "acc"
     tau_max: float = 2.0
     rule: str = "pick_threshold"
     objective: str = "combined_acc"
@@ -202,7 +206,7 @@ def choose(logits1: np.ndarray, logits2: np.ndarray, y1: np.ndarray, y2: np.ndar
 
     dec = Decision(t1, t2, best_tau, log_prior.tolist() if best_tau else [], s.rule)
     p1, p2 = dec.probabilities(logits1, logits2)
-    p_pick, pred2, maxp = p1[:, 1], p2.argmax(1), p2.max(1)
+    p_pick, pred2, maxp = p1[:, 1], dec.task2_scores(logits2).argmax(1), p2.max(1)
     picks = [s.pick_threshold] if s.pick_threshold > 0 else list(PICK_GRID)
     if s.rule == "pick_or_maxprob":
         maxes = [s.maxprob_threshold] if s.maxprob_threshold >= 0 else list(MAXPROB_GRID)
@@ -236,6 +240,7 @@ def choose(logits1: np.ndarray, logits2: np.ndarray, y1: np.ndarray, y2: np.ndar
 
 
 def decided_arrays(dec: Decision, logits1: np.ndarray, logits2: np.ndarray):
-    """(P(Pick), Task2 probabilities, Task2 prediction, Decline mask) under ``dec``."""
+    """(Task1 probabilities, Task2 probabilities — both calibrated —, Task2 prediction, Decline mask) under
+    ``dec``."""
     p1, p2 = dec.probabilities(logits1, logits2)
-    return p1, p2, p2.argmax(1), dec.decline(p1[:, 1], p2.max(1))
+    return p1, p2, dec.task2_scores(logits2).argmax(1), dec.decline(p1[:, 1], p2.max(1))

@@ -60,8 +60,10 @@ def band_table(y2, pred2, names, bands: dict, per_class: pd.DataFrame) -> dict:
     return out
 
 
-def topk_names(probs2: np.ndarray, names: list[str], k: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(-probs2, axis=1, kind="stable")[:, :k]
+def topk_names(probs2: np.ndarray, names: list[str], k: int = 3,
+               order_by: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The k best classes per row (by ``order_by``, default the probabilities) and their probabilities."""
+    order = np.argsort(-(probs2 if order_by is None else order_by), axis=1, kind="stable")[:, :k]
     return np.asarray(names, dtype=object)[order], np.take_along_axis(probs2, order, axis=1)
 
 

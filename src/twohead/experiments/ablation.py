@@ -17,7 +17,7 @@ import numpy as np
 from ..config import switches
 from ..config.errors import DataError
 from ..config.layout import paths_from_text
-from ..config.schema import label
+from ..config.schema import higher_is_better, label
 from .compare import Run, class_vocabulary, load_run, pts, run_metrics
 from .revisions import WORKSPACE, read_text
 from .stats import t_interval, verdict
@@ -83,7 +83,7 @@ def ablation(runs: list[Run], speeds: list[float], seed_key: str = "train.seed",
         for n in names:
             mean, _, low, high = t_interval([a[n] - b[n] for a, b in pairs], level)
             deltas[n] = {"mean": mean, "ci_low": low, "ci_high": high,
-                         "verdict": verdict(low, high) if len(pairs) >= 2 else "undefined"}
+                         "verdict": verdict(low, high, higher_is_better(n)) if len(pairs) >= 2 else "undefined"}
         sp = float(np.nanmean([x[3] for x in rows])) if rows else float("nan")
         out["rows"].append({"switch": name, "overrides": switches.ABLATION.get(name, {}),
                             "runs": [rev for _, rev, _, _ in rows], "pairs": len(pairs), "metrics": deltas,

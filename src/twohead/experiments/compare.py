@@ -15,7 +15,7 @@ import yaml
 
 from ..config.errors import DataError
 from ..config.layout import paths_from_text
-from ..config.schema import label
+from ..config.schema import higher_is_better, label
 from .revisions import experiments, read_text, resolve
 from .stats import MISSING, Coded, detectable_difference, paired_compare, point_values, t_interval, verdict
 
@@ -145,11 +145,10 @@ def to_markdown(result: dict) -> str:
                          f" [{pts(m['ci_low'])}, {pts(m['ci_high'])}] | {p} | {m['verdict']} |")
         lines.append("")
     half = 100 * result["detectable_task2_acc"]
-    lines.append(f"One run's Task2 accuracy on these rows is uncertain by about ±{half:.1f} points (half-width of its"
-                 " bootstrap 95% interval): the smallest difference two unrelated runs could show. Runs that share"
-                 " most of their errors resolve less when compared paired, as above: "
-                 + "; ".join(f"{c['rev']} ±{_half_width(c['metrics']['task2_acc']):.1f}" for c in result["comparisons"])
-                 + " points.")
+    widths = ", ".join(f"±{_half_width(c['metrics']['task2_acc']):.1f} for {c['rev']}" for c in result["comparisons"])
+    lines.append(f"Noise guide: on these {result['test_rows']} test rows one run's Task2 accuracy alone is uncertain by"
+                 f" about ±{half:.1f} points; a difference counts only when its paired interval above excludes 0"
+                 f" (Task2 accuracy: {widths} points).")
     return "\n".join(lines) + "\n"
 
 
@@ -194,7 +193,8 @@ def group_compare(revs: list[str], key: str, root=".", seed_key: str = "train.se
         for n in names:
             mean, sd, low, high = t_interval([a[n] - b[n] for a, b in paired], level)
             diff[n] = {"mean": mean, "ci_low": low, "ci_high": high, "pairs": len(paired),
-                       "verdict": verdict(low, high) if len(paired) >= 2 else "undefined (fewer than 2 seed pairs)"}
+                       "verdict": verdict(low, high, higher_is_better(n)) if len(paired) >= 2
+                       else "undefined (fewer than 2 seed pairs)"}
         out["differences"].append({"value": v, "vs": values[0], "metrics": diff})
     return out
 

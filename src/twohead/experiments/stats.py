@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 from scipy import stats as sps
 
-from ..config.schema import compared_metrics
+from ..config.schema import compared_metrics, higher_is_better
 from ..evaluate.calibration import ECE_BINS, bin_of
 
 MISSING = -1  # "no label" in the integer-coded arrays below
@@ -184,13 +184,15 @@ def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
     return float(sps.binomtest(b, b + c, 0.5, alternative="two-sided").pvalue)
 
 
-def verdict(low: float, high: float) -> str:
+def verdict(low: float, high: float, higher_is_better: bool = True) -> str:
+    """``better`` / ``worse`` when the interval of the difference (other − base) excludes 0, in the metric's
+    direction (a lower ECE is better); else ``within noise``."""
     if np.isnan(low) or np.isnan(high):
         return "undefined"
     if low > 0:
-        return "better"
+        return "better" if higher_is_better else "worse"
     if high < 0:
-        return "worse"
+        return "worse" if higher_is_better else "better"
     return "within noise"
 
 
@@ -229,7 +231,8 @@ def paired_compare(base: Coded, other: Coded, bands: dict[str, list[int]] | None
             valid = gold_b != MISSING
             p = mcnemar_p((getattr(base, pred_attr) == gold_b)[valid], (getattr(other, pred_attr) == gold_b)[valid])
         out[name] = {"base": b_full[name], "other": o_full[name], "delta": o_full[name] - b_full[name],
-                     "ci_low": low, "ci_high": high, "p_value": p, "verdict": verdict(low, high)}
+                     "ci_low": low, "ci_high": high, "p_value": p,
+                     "verdict": verdict(low, high, higher_is_better(name))}
     return out
 
 

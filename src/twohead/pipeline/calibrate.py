@@ -53,8 +53,7 @@ def run(p: Params, paths: CalibratePaths) -> dict:
     dec, report = choose(logits1, logits2, y1, y2, info.class_weights["task2"]["support"], settings(p))
 
     bands = info.bands
-    p1, p2 = dec.probabilities(logits1, logits2)
-    raw_pred, dec_pred = logits2.argmax(1), p2.argmax(1)
+    raw_pred, dec_pred = logits2.argmax(1), dec.task2_scores(logits2).argmax(1)
     band_rows = {"plain": band_recall(y2, raw_pred, bands["class_band"], names, bands["names"]),
                  "decided": band_recall(y2, dec_pred, bands["class_band"], names, bands["names"])}
     rule = report["decline_rule"]
