@@ -38,7 +38,10 @@ from twohead.experiments.stats import paired_compare, t_interval  # noqa: E402
 
 VARIANTS = {
     "temperature only": dict(temperature=True, prior_correction=False, fixed_threshold=True),
-    "prior correction only": dict(temperature=False, prior_correction=True, fixed_threshold=True),
+    "prior correction only (for accuracy, the default)": dict(temperature=False, prior_correction=True,
+                                                               fixed_threshold=True),
+    "prior correction only (for macro-F1)": dict(temperature=False, prior_correction=True, fixed_threshold=True,
+                                                 prior_objective="macro_f1"),
     "Decline threshold only": dict(temperature=False, prior_correction=False, fixed_threshold=False),
     "all three (the calibrate stage)": dict(temperature=True, prior_correction=True, fixed_threshold=False),
 }
@@ -91,10 +94,12 @@ def effects(folder: Path, p) -> dict:
     out = {}
     for name, v in VARIANTS.items():
         s = DecideSettings(temperature=v["temperature"], prior_correction=v["prior_correction"],
+                           prior_objective=v.get("prior_objective", "acc"),
                            pick_threshold=0.5 if v["fixed_threshold"] else 0.0)
         dec, _ = choose(v1, v2, val.labels_binary, val.labels_category, info.class_weights["task2"]["support"], s)
         _, d2, dpred2, ddecline = decided_arrays(dec, t1, t2)
-        other = coded(test.labels_binary, ddecline, test.labels_category, dpred2, d2.max(1), len(names))
+        other = coded(test.labels_binary, ddecline, test.labels_category, dpred2,
+                      d2[np.arange(len(dpred2)), dpred2], len(names))
         out[name] = {"decision": {k: val_ for k, val_ in dec.to_dict().items() if k != "log_prior"},
                      "metrics": paired_compare(plain, other, members, resamples=2000, seed=0)}
     return out

@@ -4,8 +4,9 @@
   mean negative log-likelihood of the gold labels on the rows that have one (val only). A 1-D bounded search
   over log T (``scipy.optimize.minimize_scalar``, T in [0.05, 20]); T < 1 sharpens (the model was
   under-confident, e.g. after label smoothing), T > 1 softens. The argmax never changes.
-* **ECE** (Naeini et al., 2015; Guo et al.): confidence = the max probability, ``bins`` equal-width bins on
-  [0, 1]; ECE = Σ_b (n_b / n) · |accuracy_b − mean confidence_b|, over the rows with a gold label.
+* **ECE** (Naeini et al., 2015; Guo et al.): confidence = the probability of the predicted class (the max
+  probability, unless a prior correction predicts another class), ``bins`` equal-width bins on [0, 1];
+  ECE = Σ_b (n_b / n) · |accuracy_b − mean confidence_b|, over the rows with a gold label.
 """
 
 from __future__ import annotations
@@ -48,10 +49,13 @@ def bin_of(confidence: np.ndarray, bins: int = ECE_BINS) -> np.ndarray:
     return np.minimum((np.asarray(confidence) * bins).astype(np.int64), bins - 1)
 
 
-def reliability(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
-    """Per bin: rows, mean confidence, accuracy (rows with a gold label only; empty bins included, NaN)."""
+def reliability(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS, pred: np.ndarray | None = None) -> list[dict]:
+    """Per bin: rows, mean confidence, accuracy (rows with a gold label only; empty bins included, NaN). The
+    confidence is the probability of the predicted class: the argmax, or ``pred`` when a decision chose
+    another (a prior correction)."""
     m = y != IGNORE
-    conf, correct = probs[m].max(1), probs[m].argmax(1) == y[m]
+    pred = probs.argmax(1) if pred is None else np.asarray(pred)
+    conf, correct = probs[m][np.arange(int(m.sum())), pred[m]], pred[m] == y[m]
     b = bin_of(conf, bins)
     rows = []
     for i in range(bins):
@@ -63,9 +67,9 @@ def reliability(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> list[
     return rows
 
 
-def ece(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> float:
-    """Expected calibration error of the max probability (NaN when no row has a label)."""
-    rows = reliability(probs, y, bins)
+def ece(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS, pred: np.ndarray | None = None) -> float:
+    """Expected calibration error of the predicted class's probability (NaN when no row has a label)."""
+    rows = reliability(probs, y, bins, pred)
     n = sum(r["rows"] for r in rows)
     if not n:
         return float("nan")

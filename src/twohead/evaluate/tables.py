@@ -25,7 +25,7 @@ def split_metrics(y1, y2, probs1, probs2, n_classes: int, e, decline=None, pred2
     pred1 = (~decline).astype(int)
     combined = combined_view(y1, y2, decline, pred2, n_classes)
     values = {**task1_metrics(y1, pred1), **task2_metrics(y2, pred2), **combined,
-              "task1_ece": ece(probs1, y1), "task2_ece": ece(probs2, y2),
+              "task1_ece": ece(probs1, y1, pred=pred1), "task2_ece": ece(probs2, y2, pred=pred2),
               **consistency(y1, decline, probs2.max(1), e.low_confidence, e.high_confidence)}
     tree = report_tree(values, ("task1", "task2", "combined", "consistency"))
     tree["task1"]["rows"] = int((y1 != IGNORE).sum())

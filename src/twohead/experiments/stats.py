@@ -49,7 +49,7 @@ class Coded:
     yc: np.ndarray       # combined gold (class id, Decline = n_classes), -1 not scorable
     pc: np.ndarray       # combined predicted
     n_classes: int       # Task2 classes (the combined view has n_classes + 1)
-    conf2: np.ndarray | None = None   # Task2 max probability per row (for the ECE; None: ECE undefined)
+    conf2: np.ndarray | None = None   # probability of the predicted Task2 class (for the ECE; None: undefined)
 
 
 def _onehot(ids: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:

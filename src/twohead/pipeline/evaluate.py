@@ -68,7 +68,7 @@ def run(p: Params, paths: EvaluatePaths) -> dict:
     pred2 = probs2.argmax(1)
     members = {b: [i for i, n in enumerate(names) if bands["class_band"][n] == b] for b in bands["names"]}
     plain = coded(y1, probs1[:, 1] < 0.5, y2, pred2, probs2.max(1), len(names))
-    chosen = coded(y1, ddecline, y2, dpred2, d2.max(1), len(names))
+    chosen = coded(y1, ddecline, y2, dpred2, d2[np.arange(len(dpred2)), dpred2], len(names))
     results["decided_vs_plain"] = {"rows": int(len(y1)), "resamples": 2000, "seed": 0,
                                    "metrics": paired_compare(plain, chosen, members, resamples=2000, seed=0)}
     per_class = per_class_table(y2, pred2, names, bands["class_band"], train_support)
