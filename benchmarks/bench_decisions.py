@@ -34,7 +34,7 @@ from twohead.config.params import load_params  # noqa: E402
 from twohead.config.schema import label  # noqa: E402
 from twohead.evaluate.decision import DecideSettings, choose, decided_arrays  # noqa: E402
 from twohead.evaluate.metrics import softmax  # noqa: E402
-from twohead.experiments.stats import paired_compare, t_interval  # noqa: E402
+from twohead.experiments.stats import Coded, paired_compare, t_interval  # noqa: E402
 
 VARIANTS = {
     "temperature only": dict(temperature=True, prior_correction=False, fixed_threshold=True),
@@ -78,7 +78,6 @@ def train_one(seed: int, out: Path, sets: dict, checkpoint: str | None) -> tuple
 
 
 def effects(folder: Path, p) -> dict:
-    from twohead.pipeline.evaluate import coded
     from twohead.pipeline.prepared import read_label_info
     from twohead.pipeline.scoring import Scorer
 
@@ -90,7 +89,8 @@ def effects(folder: Path, p) -> dict:
     test, t1, t2 = scorer.split(folder / layout["tokenized"], "test")
     members = {b: [i for i, n in enumerate(names) if bands["class_band"][n] == b] for b in bands["names"]}
     p1, p2 = softmax(t1), softmax(t2)
-    plain = coded(test.labels_binary, p1[:, 1] < 0.5, test.labels_category, p2.argmax(1), p2.max(1), len(names))
+    plain = Coded.from_arrays(test.labels_binary, p1[:, 1] < 0.5, test.labels_category, p2.argmax(1), p2.max(1),
+                              len(names))
     out = {}
     for name, v in VARIANTS.items():
         s = DecideSettings(temperature=v["temperature"], prior_correction=v["prior_correction"],
@@ -98,8 +98,8 @@ def effects(folder: Path, p) -> dict:
                            pick_threshold=0.5 if v["fixed_threshold"] else 0.0)
         dec, _ = choose(v1, v2, val.labels_binary, val.labels_category, info.class_weights["task2"]["support"], s)
         _, d2, dpred2, ddecline = decided_arrays(dec, t1, t2)
-        other = coded(test.labels_binary, ddecline, test.labels_category, dpred2,
-                      d2[np.arange(len(dpred2)), dpred2], len(names))
+        other = Coded.from_arrays(test.labels_binary, ddecline, test.labels_category, dpred2,
+                                  d2[np.arange(len(dpred2)), dpred2], len(names))
         out[name] = {"decision": {k: val_ for k, val_ in dec.to_dict().items() if k != "log_prior"},
                      "metrics": paired_compare(plain, other, members, resamples=2000, seed=0)}
     return out

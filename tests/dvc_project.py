@@ -54,7 +54,7 @@ def make_project(dest: Path, rows: int = 600, overrides: dict | None = None) -> 
     """Copy dvc.yaml, params.yaml, stages/ and src/ into ``dest``, shrink the demo data to ``rows`` rows
     (every category kept), apply the tiny params, and make it a committed git + DVC repo."""
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("dvc.yaml", "params.yaml"):
+    for name in ("dvc.yaml", "params.yaml", ".gitignore"):  # .gitignore: what git must not hold, as in the project
         shutil.copy(ROOT / name, dest / name)
     for name in ("stages", "src"):
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))

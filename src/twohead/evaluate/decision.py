@@ -28,9 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from ..config.errors import DataError
-from ..data.labels import IGNORE
 from .calibration import ECE_BINS, calibrated, ece, fit_temperature, nll
-from .metrics import softmax
+from .metrics import combined_view, softmax, task1_metrics, task2_metrics
 
 RULES = ("pick_threshold", "pick_or_maxprob")
 OBJECTIVES = ("combined_acc", "combined_macro_f1", "task1_balanced_acc", "decline_recall_at_precision",
@@ -105,44 +104,19 @@ def read_decision(path: str | Path) -> tuple[Decision, dict]:
 
 # --- objectives on val ---------------------------------------------------------------------------------------
 
-def _combined(y1, y2, k):
-    return np.where(y1 == 0, k, np.where((y1 == 1) & (y2 != IGNORE), y2, IGNORE))
-
-
-def _macro_f1(gold: np.ndarray, pred: np.ndarray, k: int) -> float:
-    m = gold != IGNORE
-    g, p = gold[m], pred[m]
-    if not len(g):
-        return float("nan")
-    tp = np.bincount(g[g == p], minlength=k)
-    gold_n, pred_n = np.bincount(g, minlength=k), np.bincount(p, minlength=k)
-    present = gold_n > 0
-    return float((2 * tp[present] / np.maximum(gold_n[present] + pred_n[present], 1)).mean())
-
-
 def decline_scores(y1: np.ndarray, decline: np.ndarray) -> dict[str, float]:
-    """Decline precision / recall and Task1 balanced accuracy over rows with a Pick/Decline label."""
-    m = y1 != IGNORE
-    gold_dec, pred_dec = (y1[m] == 0), decline[m]
-    tp = int((gold_dec & pred_dec).sum())
-    prec = tp / int(pred_dec.sum()) if pred_dec.any() else float("nan")
-    rec = tp / int(gold_dec.sum()) if gold_dec.any() else float("nan")
-    pick_rec = float((~pred_dec & ~gold_dec).sum() / max(int((~gold_dec).sum()), 1))
-    return {"decline_precision": prec, "decline_recall": rec,
-            "task1_balanced_acc": (pick_rec + rec) / 2 if gold_dec.any() else float("nan")}
+    """Decline precision / recall and Task1 balanced accuracy over the rows with a Pick/Decline label
+    (:func:`~twohead.evaluate.metrics.task1_metrics`; 0 where nothing is predicted Decline)."""
+    m = task1_metrics(y1, (~np.asarray(decline, dtype=bool)).astype(int))
+    return {"decline_precision": m["decline_precision"], "decline_recall": m["decline_recall"],
+            "task1_balanced_acc": (m["pick_recall"] + m["decline_recall"]) / 2}
 
 
 def objective_value(objective: str, target: float, y1, y2, decline, pred2, k: int) -> float:
-    """The value of ``objective`` for one Decline mask (higher is better; -inf when a constraint fails)."""
+    """The value of ``objective`` for one Decline mask (higher is better; -inf when a constraint fails), from the
+    project's metrics (:mod:`twohead.evaluate.metrics`)."""
     if objective in ("combined_acc", "combined_macro_f1"):
-        gold = _combined(y1, y2, k)
-        pred = np.where(decline, k, pred2)
-        m = gold != IGNORE
-        if not m.any():
-            return float("nan")
-        if objective == "combined_acc":
-            return float((gold[m] == pred[m]).mean())
-        return _macro_f1(gold, pred, k + 1)
+        return combined_view(y1, y2, decline, pred2, k)[objective]
     s = decline_scores(y1, decline)
     if objective == "task1_balanced_acc":
         return s["task1_balanced_acc"]
@@ -151,13 +125,6 @@ def objective_value(objective: str, target: float, y1, y2, decline, pred2, k: in
     if objective == "decline_precision_at_recall":
         return s["decline_precision"] if s["decline_recall"] >= target else -np.inf
     raise ValueError(objective)
-
-
-def _task2_score(objective: str, y2: np.ndarray, pred2: np.ndarray, k: int) -> float:
-    m = y2 != IGNORE
-    if not m.any():
-        return float("nan")
-    return float((y2[m] == pred2[m]).mean()) if objective == "acc" else _macro_f1(y2, pred2, k)
 
 
 # --- choosing ------------------------------------------------------------------------------------------------
@@ -198,7 +165,7 @@ def choose(logits1: np.ndarray, logits2: np.ndarray, y1: np.ndarray, y2: np.ndar
     best_tau, best = 0.0, -np.inf
     z2 = logits2.astype(np.float64) / t2
     for tau in taus:
-        score = _task2_score(s.prior_objective, y2, (z2 - tau * log_prior).argmax(1), k)
+        score = task2_metrics(y2, (z2 - tau * log_prior).argmax(1))[f"task2_{s.prior_objective}"]
         curve.append({"tau": float(tau), s.prior_objective: score})
         if score > best + 1e-12:  # ties keep the smaller tau
             best_tau, best = float(tau), score

@@ -73,12 +73,11 @@ def code(run: Run, vocab: list[str], order: pd.Index | None = None) -> Coded:
                         dtype=np.int64)
 
     y1 = np.select([df["gold_pick"] == "Pick", df["gold_pick"] == "Decline"], [1, 0], MISSING).astype(np.int64)
-    p1 = (df["pred_pick"] == "Pick").to_numpy().astype(np.int64)
-    y2, p2 = ids("gold_category"), ids("pred_category")
-    yc = np.where(y1 == 0, k, np.where((y1 == 1) & (y2 != MISSING), y2, MISSING))
-    pc = ids("combined_pred", decline=k)
     conf2 = pd.to_numeric(df["p_top1"], errors="coerce").to_numpy() if "p_top1" in df else None
-    return Coded(y1, p1, y2, p2, yc, pc, k, conf2)
+    c = Coded.from_arrays(y1, (df["pred_pick"] != "Pick").to_numpy(), ids("gold_category"), ids("pred_category"),
+                          conf2, k)
+    c.pc = ids("combined_pred", decline=k)  # as the run wrote it
+    return c
 
 
 def check_same_rows(base: Run, other: Run) -> None:

@@ -51,6 +51,16 @@ class Coded:
     n_classes: int       # Task2 classes (the combined view has n_classes + 1)
     conf2: np.ndarray | None = None   # probability of the predicted Task2 class (for the ECE; None: undefined)
 
+    @classmethod
+    def from_arrays(cls, y1, decline, y2, pred2, conf2, k: int) -> Coded:
+        """One rule's answers from label arrays (-100 or -1 = no label), its Decline mask and Task2 predictions."""
+        y1c = np.where(np.asarray(y1) < 0, MISSING, y1).astype(np.int64)
+        y2c = np.where(np.asarray(y2) < 0, MISSING, y2).astype(np.int64)
+        yc = np.where(y1c == 0, k, np.where((y1c == 1) & (y2c != MISSING), y2c, MISSING))
+        decline = np.asarray(decline, dtype=bool)
+        return cls(y1c, (~decline).astype(np.int64), y2c, np.asarray(pred2, dtype=np.int64), yc,
+                   np.where(decline, k, pred2).astype(np.int64), k, conf2)
+
 
 def _onehot(ids: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
     out = np.zeros((len(ids), k), dtype=np.float32)

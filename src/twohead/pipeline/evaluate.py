@@ -21,7 +21,7 @@ from ..data.io import write_csv, write_json
 from ..evaluate.decision import decided_arrays, read_decision
 from ..evaluate.metrics import IGNORE, softmax
 from ..evaluate.tables import band_table, per_class_table, predictions_table, split_metrics, worst_k_table
-from ..experiments.stats import MISSING, Coded, paired_compare
+from ..experiments.stats import Coded, paired_compare
 from .prepared import read_label_info, texts_by_id
 from .scoring import Scorer
 
@@ -67,8 +67,8 @@ def run(p: Params, paths: EvaluatePaths) -> dict:
     y1, y2, ids = ds.labels_binary, ds.labels_category, ds.ids
     pred2 = probs2.argmax(1)
     members = {b: [i for i, n in enumerate(names) if bands["class_band"][n] == b] for b in bands["names"]}
-    plain = coded(y1, probs1[:, 1] < 0.5, y2, pred2, probs2.max(1), len(names))
-    chosen = coded(y1, ddecline, y2, dpred2, d2[np.arange(len(dpred2)), dpred2], len(names))
+    plain = Coded.from_arrays(y1, probs1[:, 1] < 0.5, y2, pred2, probs2.max(1), len(names))
+    chosen = Coded.from_arrays(y1, ddecline, y2, dpred2, d2[np.arange(len(dpred2)), dpred2], len(names))
     results["decided_vs_plain"] = {"rows": int(len(y1)), "resamples": 2000, "seed": 0,
                                    "metrics": paired_compare(plain, chosen, members, resamples=2000, seed=0)}
     per_class = per_class_table(y2, pred2, names, bands["class_band"], train_support)
@@ -83,12 +83,3 @@ def run(p: Params, paths: EvaluatePaths) -> dict:
         write_csv(paths.predictions, predictions_table(ids, y1, y2, probs1, probs2, names))
         write_json(paths.test_metrics, results)  # last: a failed run leaves no metrics file
     return results
-
-
-def coded(y1, decline, y2, pred2, conf2, k: int) -> Coded:
-    """One rule's test answers as the integer codes of the paired bootstrap."""
-    y1c = np.where(y1 == IGNORE, MISSING, y1)
-    y2c = np.where(y2 == IGNORE, MISSING, y2)
-    yc = np.where(y1c == 0, k, np.where((y1c == 1) & (y2c != MISSING), y2c, MISSING))
-    pc = np.where(decline, k, pred2)
-    return Coded(y1c, (~decline).astype(np.int64), y2c, pred2, yc, pc, k, conf2)
