@@ -7,7 +7,8 @@
     twohead check [--params params.yaml]
     twohead ablation queue [--seeds 1 2 3] [--only rdrop,msd] [--dry-run]
     twohead ablation report [EXP ...] [--runs-dir DIR] [--md F] [--json F]
-    twohead lr-find [--stage stage2|stage1] [--steps 200] [--min-lr 1e-7] [--max-lr 1] [--rows N]
+    twohead lr-find [--stage stage2|stage1] [--lrs 1e-5 3e-5 …] [--budget 0.08] [--eta 3] [--val-rows 512]
+    twohead lr-find --method range [--stage …] [--steps 200] [--min-lr 1e-7] [--max-lr 1] [--rows N]
 
 A user-facing error (:class:`~twohead.config.errors.TwoheadError`) prints one line and exits with status 2;
 nothing is half-written (outputs go to a temporary file that is renamed into place when complete).
@@ -103,13 +104,35 @@ def cmd_lr_find(args) -> int:
 
     from .config.layout import dvc_paths
     from .config.params import load_params
-    from .experiments.lr_find import RangeTestConfig
-    from .pipeline.lr_find import LrFindPaths, run
+    from .pipeline.lr_find import LrFindPaths
 
     hf_logging.disable_progress_bar()
     p = load_params(args.params)
     layout = dvc_paths(".")
     paths = LrFindPaths(**{k: Path(layout[k]) for k in LrFindPaths.__dataclass_fields__})
+    if args.method == "range":
+        return _range_test(p, paths, args)
+    from .experiments.lr_sweep import DEFAULT_LRS, SweepConfig
+    from .pipeline.lr_sweep import run
+
+    cfg = SweepConfig(lrs=tuple(args.lrs or DEFAULT_LRS), budget=args.budget, eta=args.eta, val_rows=args.val_rows)
+    r = run(p, paths, cfg, stage=args.stage)
+    print(f"  {r['seconds']:.0f}s in all ≈ {r['cost_share_of_run']:.0%} of one {r['run_seconds_estimate']:.0f}s run"
+          f" at the throughput measured here ({r['device']})")
+    if r["suggested_lr"] is None:
+        print("  no suggestion: every candidate of the last rung diverged; try smaller --lrs")
+        return 1
+    print(f"  best {r['best_lr']:.2g} ({r['best_score']:.3f} ± {r['standard_error']:.3f});"
+          f" suggested {r['lr_key']} = {r['suggested_lr']:.2g} ({r['rule']}; {r['lr_key']} now {r['current_lr']:g})")
+    print(f"  try it:  {r['command']}")
+    print(f"  curve: {paths.lr_find_plot}, figures: {paths.lr_find}")
+    return 0
+
+
+def _range_test(p, paths, args) -> int:
+    from .experiments.lr_find import RangeTestConfig
+    from .pipeline.lr_find import run
+
     cfg = RangeTestConfig(steps=args.steps, min_lr=args.min_lr, max_lr=args.max_lr, stop_factor=args.stop_factor)
     r = run(p, paths, cfg, stage=args.stage, rows=args.rows)
     stop = f"stopped early ({r['stop_reason']})" if r["stopped_early"] else "ran every step"
@@ -220,13 +243,24 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--md", metavar="FILE")
     a.set_defaults(func=cmd_ablation)
 
-    f = sub.add_parser("lr-find", help="LR range test: the learning rate for this encoder, in minutes",
-                       description="Exponentially growing LR over --steps batches on a fresh copy of the stage's"
-                                   " model (same loss, LLRD groups, batch size, precision, device); suggests an LR,"
-                                   " writes metrics/lr_find.json and plots/lr_find.png. Nothing else is touched.")
+    f = sub.add_parser("lr-find", help="the learning rate for this encoder, chosen by short training runs",
+                       description="sweep (default): each candidate LR trains a fresh copy of the stage's model"
+                                   " (same start, loss, LLRD groups, batch size, precision, device, schedule shape)"
+                                   " for a share of one run, by successive halving, scored on a val subsample;"
+                                   " suggests the smallest LR within one standard error of the best. range: the"
+                                   " LR range test (Smith 2017), a 200-step exponential ramp. Both write"
+                                   " metrics/lr_find.json and plots/lr_find.png; nothing else is touched.")
     f.add_argument("--stage", choices=["stage2", "stage1"], default="stage2",
                    help="stage2: model.stage1_checkpoint on data/tokenized (train.*); stage1: stage1.base_model")
-    f.add_argument("--steps", type=int, default=200)
+    f.add_argument("--method", choices=["sweep", "range"], default="sweep")
+    f.add_argument("--lrs", type=float, nargs="+", help="sweep: the candidate LRs (default 1e-5 3e-5 1e-4 3e-4"
+                                                         " 1e-3 3e-3)")
+    f.add_argument("--budget", type=float, default=0.08, help="sweep: training steps in all, as a share of one"
+                                                              " run's (default 0.08)")
+    f.add_argument("--eta", type=int, default=3, help="sweep: keep the best 1/eta of each rung (default 3)")
+    f.add_argument("--val-rows", type=int, default=512, help="sweep: val rows every candidate is scored on"
+                                                             " (0 = all)")
+    f.add_argument("--steps", type=int, default=200, help="range: steps of the ramp")
     f.add_argument("--min-lr", type=float, default=1e-7)
     f.add_argument("--max-lr", type=float, default=1.0)
     f.add_argument("--rows", type=int, default=0, help="a seeded subsample of the training rows (0 = all)")

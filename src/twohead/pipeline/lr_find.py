@@ -35,40 +35,54 @@ class LrFindPaths:
     lr_find_plot: Path
 
 
-def _checkpoint(path: str | Path, what: str, built_by: str | None, max_length: int):
+def checkpoint_tokenizer(path: str | Path, what: str, built_by: str | None, max_length: int):
     if not Path(path).exists():
         hint = f"run `dvc repro {built_by}` first" if built_by else "check the path"
         raise MissingInputError(f"{what} {path}: not found; {hint}")
     return validate_checkpoint(path, max_length=max_length)[0]
 
 
-def _setup(p: Params, paths: LrFindPaths, stage: str, rows: int):
-    """(run config, dataset, fresh model, tokenizer, Task1 / Task2 weights, LR key)."""
+def stage_setup(p: Params, paths: LrFindPaths, stage: str, rows: int | None, with_val: bool = False):
+    """(run config, train rows, val rows or None, a builder of the fresh model, tokenizer, Task1 / Task2 weights,
+    LR key). ``rows``: a seeded subsample of the training rows (0 = all; None = the run's own,
+    ``max_train_rows``)."""
     info = read_label_info(paths.prepared)
     if stage == "stage1":
         run_cfg = stage1_run(p)
         base = Path(p.stage1.base_model)
         built = "build_demo_encoder" if base.resolve() == Path(paths.demo_encoder).resolve() else None
-        tokenizer = _checkpoint(base, "stage1.base_model", built, p.tokenize.max_length)
+        tokenizer = checkpoint_tokenizer(base, "stage1.base_model", built, p.tokenize.max_length)
         df = read_split(paths.prepared, "train")
-        if rows and rows < len(df):  # tokenize only what the test can use
-            df = df.sample(n=rows, random_state=run_cfg.train.seed).sort_index()
+        n = run_cfg.train.max_train_rows if rows is None else rows
+        if n and n < len(df):  # tokenize only what the test can use
+            df = df.sample(n=n, random_state=run_cfg.train.seed).sort_index()
         ds = pick_rows_dataset(df, tokenizer, p.tokenize.max_length, p.tokenize.batch_size)
-        model = TwoHeadModel(load_encoder(base), 1, p.model.pooling, p.model.head_dropout)
+        val = pick_rows_dataset(read_split(paths.prepared, "val"), tokenizer, p.tokenize.max_length,
+                                p.tokenize.batch_size) if with_val else None
+
+        def build():
+            return TwoHeadModel(load_encoder(base), 1, p.model.pooling, p.model.head_dropout)
+
         weights2, key = [1.0], "stage1.lr"
     else:
         run_cfg = RunConfig(p.train, p.loss, p.hier, p.reg)
         ckpt = Path(p.model.stage1_checkpoint)
         built = "pretrain_stage1" if ckpt.resolve() == Path(paths.stage1_model).resolve() else None
-        tokenizer = _checkpoint(ckpt, "model.stage1_checkpoint", built, p.tokenize.max_length)
-        f = paths.tokenized / "train.parquet"
-        if not f.is_file():
-            raise MissingInputError(f"{f}: not found; run `dvc repro tokenize` first")
-        ds = TokenizedDataset(f, tokenizer.pad_token_id).subsample(rows, run_cfg.train.seed)
-        model = TwoHeadModel(load_encoder(ckpt), len(info.names), p.model.pooling, p.model.head_dropout,
-                             p.model.msd_samples)
+        tokenizer = checkpoint_tokenizer(ckpt, "model.stage1_checkpoint", built, p.tokenize.max_length)
+        files = [paths.tokenized / f"{split}.parquet" for split in (("train", "val") if with_val else ("train",))]
+        for f in files:
+            if not f.is_file():
+                raise MissingInputError(f"{f}: not found; run `dvc repro tokenize` first")
+        n = run_cfg.train.max_train_rows if rows is None else rows
+        ds = TokenizedDataset(files[0], tokenizer.pad_token_id).subsample(n, run_cfg.train.seed)
+        val = TokenizedDataset(files[1], tokenizer.pad_token_id) if with_val else None
+
+        def build():
+            return TwoHeadModel(load_encoder(ckpt), len(info.names), p.model.pooling, p.model.head_dropout,
+                                p.model.msd_samples)
+
         weights2, key = info.class_weights["task2"]["weights"], "train.lr"
-    return run_cfg, ds, model, tokenizer, info.class_weights["task1"]["weights"], weights2, key
+    return run_cfg, ds, val, build, tokenizer, info.class_weights["task1"]["weights"], weights2, key
 
 
 def run(p: Params, paths: LrFindPaths, cfg: RangeTestConfig, stage: str = "stage2", rows: int = 0,
@@ -76,8 +90,9 @@ def run(p: Params, paths: LrFindPaths, cfg: RangeTestConfig, stage: str = "stage
     from accelerate.utils import set_seed
 
     cfg.validate()
-    set_seed(p.stage1.seed if stage == "stage1" else p.train.seed)  # before the heads are initialised
-    run_cfg, ds, model, tokenizer, w1, w2, key = _setup(p, paths, stage, rows)
+    run_cfg, ds, _, build, tokenizer, w1, w2, key = stage_setup(p, paths, stage, rows)
+    set_seed(run_cfg.train.seed)  # before the heads are initialised
+    model = build()
     t = run_cfg.train
     if len(ds) == 0:
         raise MissingInputError(f"{paths.tokenized if stage == 'stage2' else paths.prepared}: no training rows")

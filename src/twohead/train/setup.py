@@ -40,10 +40,12 @@ class Setup:
 
 
 def prepare_training(model, data: FitData, run: RunConfig, *, base_lr: float | None = None, schedule: bool = True,
-                     validate: bool = True) -> Setup:
+                     validate: bool = True, schedule_steps: int | None = None) -> Setup:
     """Everything a run needs, prepared by Accelerate. ``base_lr`` replaces ``train.lr`` (the range test uses 1,
     so each group's lr is its LLRD ratio); ``schedule=False`` builds no scheduler and ``validate=False`` no val
-    loader (the range test has neither; it also never accumulates gradients)."""
+    loader (the range test has neither; it also never accumulates gradients); ``schedule_steps`` compresses the
+    schedule (warmup share, then decay to 0) into that many optimiser steps instead of the run's (the LR
+    sweep)."""
     t = run.train
     accelerator = make_accelerator(t.device, t.precision, t.grad_accum if schedule else 1)
     collate = make_collate(data.pad_id)
@@ -57,8 +59,8 @@ def prepare_training(model, data: FitData, run: RunConfig, *, base_lr: float | N
     initial_lrs = [g["lr"] for g in groups]
     optimizer = make_optimizer(groups, lr, accelerator.device.type)
     steps_per_epoch = math.ceil(len(train_loader) / t.grad_accum)
-    scheduler = make_scheduler(optimizer, t.scheduler, steps_per_epoch * t.epochs, t.warmup_ratio) if schedule \
-        else None
+    total = schedule_steps if schedule_steps is not None else steps_per_epoch * t.epochs
+    scheduler = make_scheduler(optimizer, t.scheduler, total, t.warmup_ratio) if schedule else None
     parts = [model, optimizer, train_loader, *([val_loader] if validate else []), *([scheduler] if schedule else [])]
     prepared = list(accelerator.prepare(*parts))
     model, optimizer, train_loader = prepared[:3]

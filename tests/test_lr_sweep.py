@@ -1,0 +1,137 @@
+"""twohead lr-find's sweep: the successive-halving plan fits its budget, the 1-SE rule picks the smaller of two LRs
+it cannot tell apart, diverged candidates never win, every candidate starts from the same state, and the command
+on the tiny pipeline data writes only its JSON and PNG."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from conftest import replace, stage_paths
+from twohead.config.errors import ParamsError
+from twohead.experiments.lr_sweep import SweepConfig, Trial, choose, plan, plan_steps, survivors
+
+
+def test_plan_fits_the_budget_and_halves_by_eta():
+    rungs = plan(6, 1255, SweepConfig(budget=0.08, eta=3))
+    assert [(r.candidates, r.steps) for r in rungs] == [(6, 8), (2, 24)]
+    assert plan_steps(rungs) == 96 <= 0.08 * 1255
+    big = plan(9, 100_000, SweepConfig(budget=0.1, eta=3))
+    assert [r.candidates for r in big] == [9, 3] and big[1].steps == 3 * big[0].steps
+    assert plan_steps(big) <= 0.1 * 100_000 and plan_steps(big) > 0.09 * 100_000  # the budget is used, not wasted
+    assert [r.candidates for r in plan(6, 1000, SweepConfig(eta=2))] == [6, 3, 2]
+    tiny = plan(6, 10, SweepConfig(min_steps=5))  # a tiny data set: the floor wins over the budget
+    assert tiny[0].steps == 5 and tiny[1].steps == 15
+
+
+def _trial(lr, score, loss=1.0, diverged=False, rung=1):
+    return Trial(lr=lr, rung=rung, steps=10, score=score, loss=loss, diverged=diverged)
+
+
+def test_one_standard_error_rule_prefers_the_smaller_lr_it_cannot_tell_apart():
+    # SE of 0.81 on 512 rows = 0.0173: 0.80 is within it, so the smaller LR wins
+    c = choose([_trial(3e-4, 0.81), _trial(1e-4, 0.80)], 512)
+    assert c["best_lr"] == 3e-4 and c["se"] == pytest.approx(math.sqrt(0.81 * 0.19 / 512))
+    assert c["suggested_lr"] == 1e-4
+    # 0.70 is not: the best stands
+    assert choose([_trial(3e-4, 0.81), _trial(1e-4, 0.70)], 512)["suggested_lr"] == 3e-4
+    # more rows, a smaller SE: 0.80 is no longer within it
+    assert choose([_trial(3e-4, 0.81), _trial(1e-4, 0.80)], 20_000)["suggested_lr"] == 3e-4
+    # a diverged candidate never wins, whatever its (NaN) score
+    c = choose([_trial(3e-3, math.nan, math.nan, diverged=True), _trial(1e-3, 0.5)], 512)
+    assert c["best_lr"] == 1e-3 and c["suggested_lr"] == 1e-3
+    assert choose([_trial(3e-3, math.nan, diverged=True)], 512)["suggested_lr"] is None
+
+
+def test_survivors_rank_by_score_then_loss_and_skip_diverged():
+    trials = [_trial(1e-5, 0.3), _trial(1e-4, 0.6, loss=1.2), _trial(3e-4, 0.6, loss=0.9),
+              _trial(1e-2, math.nan, math.nan, diverged=True)]
+    assert survivors(trials, 2) == [3e-4, 1e-4]
+    assert survivors(trials, 4) == [3e-4, 1e-4, 1e-5]
+
+
+def test_config_is_checked():
+    for bad in (dict(lrs=(1e-4,)), dict(lrs=(1e-4, 1e-4)), dict(lrs=(1e-4, 2.0)), dict(budget=0), dict(eta=1),
+                dict(val_rows=-1)):
+        with pytest.raises(ParamsError):
+            SweepConfig(**bad).validate()
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(root.rglob("*")) if f.is_file()}
+
+
+def test_sweep_on_the_tiny_data_writes_only_its_json_and_png(tiny_data, tmp_path):
+    from twohead.pipeline.lr_find import LrFindPaths
+    from twohead.pipeline.lr_sweep import run
+
+    data_dir, p = tiny_data
+    before = _digest(data_dir)
+    paths = stage_paths(LrFindPaths, tmp_path, prepared=data_dir / "prepared", tokenized=data_dir / "tokenized")
+    cfg = SweepConfig(lrs=(1e-4, 3e-3, 0.5), budget=0.01, eta=2, val_rows=0, min_steps=3)  # 3·3 + 2·6 steps
+    r = run(p, paths, cfg, progress=False, log=lambda *_: None)
+    saved = json.loads(paths.lr_find.read_text())
+    assert saved["method"] == "sweep" and saved["lr_key"] == "train.lr" and saved["score"] == "val_acc_task2"
+    assert [(g["candidates"]) for g in saved["rungs"]] == [3, 2]
+    first = [t for t in saved["trials"] if t["rung"] == 1]
+    second = [t for t in saved["trials"] if t["rung"] == 2]
+    assert sorted(t["lr"] for t in first) == sorted(cfg.lrs) and len(second) == 2
+    assert {t["lr"] for t in second} == set(survivors([Trial(t["lr"], 0, t["steps"], t["score"], t["val_loss"],
+                                                             diverged=t["diverged"]) for t in first], 2))
+    assert r["suggested_lr"] in {t["lr"] for t in second}
+    assert saved["command"] == f"dvc exp run -S train.lr={r['suggested_lr']:.2g}"
+    assert saved["steps_trained"] == sum(g["candidates"] * g["steps"] for g in saved["rungs"])
+    assert 0 < saved["cost_share_of_run"] and saved["run_seconds_estimate"] > 0
+    assert saved["val_rows"] == len(__import__("pandas").read_parquet(data_dir / "tokenized" / "val.parquet"))
+    assert paths.lr_find_plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(f.relative_to(tmp_path).as_posix() for f in tmp_path.rglob("*") if f.is_file()) == sorted(
+        [paths.lr_find.relative_to(tmp_path).as_posix(), paths.lr_find_plot.relative_to(tmp_path).as_posix()])
+    assert _digest(data_dir) == before
+
+
+def test_every_candidate_starts_from_the_same_state(tiny_data):
+    """Two trainings of one LR give the same val figures to the last bit (same head init, same batches), and a
+    survivor retrained to a longer horizon is another trajectory only through its schedule."""
+    from twohead.data.batching import TokenizedDataset
+    from twohead.model.checkpoint import load_encoder
+    from twohead.model.two_head import TwoHeadModel
+    from twohead.pipeline.prepared import read_label_info
+    from twohead.pipeline.lr_sweep import train_trial
+    from twohead.train.run import FitData, RunConfig
+
+    data_dir, p = tiny_data
+    info = read_label_info(data_dir / "prepared")
+    train = TokenizedDataset(data_dir / "tokenized" / "train.parquet", 0)
+    val = TokenizedDataset(data_dir / "tokenized" / "val.parquet", 0)
+    data = FitData(train, val, info.class_weights["task1"]["weights"], info.class_weights["task2"]["weights"], 0)
+
+    def build():
+        return TwoHeadModel(load_encoder(p.model.stage1_checkpoint), len(info.names), p.model.pooling,
+                            p.model.head_dropout)
+
+    run_cfg = RunConfig(p.train, p.loss, p.hier, p.reg)
+    a, _ = train_trial(build, data, run_cfg, 1e-3, 4, 8, 0, progress=False)
+    b, _ = train_trial(build, data, run_cfg, 1e-3, 4, 8, 0, progress=False)
+    assert a.metrics == b.metrics and math.isfinite(a.loss)
+    c, _ = train_trial(build, data, run_cfg, 3e-3, 4, 8, 0, progress=False)
+    assert c.metrics != a.metrics  # the LR is what differs
+    blown, _ = train_trial(build, data, run_cfg, 1e9, 4, 8, 0, progress=False)
+    assert blown.diverged or blown.loss > a.loss
+
+
+def test_stage1_sweep_scores_task1(tiny_data, tmp_path):
+    from twohead.pipeline.lr_find import LrFindPaths
+    from twohead.pipeline.lr_sweep import run
+
+    data_dir, p = tiny_data
+    paths = stage_paths(LrFindPaths, tmp_path, prepared=data_dir / "prepared", tokenized=data_dir / "tokenized")
+    p = replace(p, "stage1", base_model=p.model.stage1_checkpoint)
+    r = run(p, paths, SweepConfig(lrs=(1e-4, 1e-3), budget=0.01, min_steps=2), stage="stage1", progress=False,
+            log=lambda *_: None)
+    assert r["lr_key"] == "stage1.lr" and r["score"] == "val_acc_task1"
+    assert all(t["metrics"]["val_acc_task1"] == t["score"] for t in r["trials"])
