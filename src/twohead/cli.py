@@ -8,6 +8,7 @@
     twohead ablation queue [--seeds 1 2 3] [--only rdrop,msd] [--dry-run]
     twohead ablation report [EXP ...] [--runs-dir DIR] [--md F] [--json F]
     twohead lr-find [--stage stage2|stage1] [--lrs 1e-5 3e-5 …] [--budget 0.08] [--eta 3] [--val-rows 512]
+    twohead speed [--stage stage2|stage1] [--seconds 120] [--batch-sizes 16 64 …] [--compile] [--json F]
     twohead lr-find --method range [--stage …] [--steps 200] [--min-lr 1e-7] [--max-lr 1] [--rows N]
 
 A user-facing error (:class:`~twohead.config.errors.TwoheadError`) prints one line and exits with status 2;
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -151,6 +153,51 @@ def _range_test(p, paths, args) -> int:
     return 0
 
 
+def cmd_speed(args) -> int:
+    from transformers.utils import logging as hf_logging
+
+    from .config.layout import dvc_paths
+    from .config.params import load_params
+    from .pipeline.speed import SpeedPaths, run
+
+    hf_logging.disable_progress_bar()
+    p = load_params(args.params)
+    layout = dvc_paths(".")
+    paths = SpeedPaths(**{k: Path(layout[k]) for k in SpeedPaths.__dataclass_fields__})
+    if args.json:
+        paths = replace(paths, speed=Path(args.json))
+    if args.plot:
+        paths = replace(paths, speed_plot=Path(args.plot))
+    r = run(p, paths, stage=args.stage, seconds=args.seconds, batch_sizes=args.batch_sizes,
+            try_compile=True if args.compile else None)
+    print()
+    print(r["table"])
+    evals = ", ".join(f"batch {k}: {v:.0f} rows/s" for k, v in r["eval_rows_per_s"].items())
+    print(f"\n  eval ({r['eval_precision']}): {evals}")
+    tr = r["truncation"]
+    if tr:
+        shorter = ", ".join(f"{k}: {v:.1%}" for k, v in tr["at"].items())
+        print(f"  tokenize.max_length={tr['max_length']} cuts {tr['cut_share']:.1%} of the training rows"
+              + (f" (a shorter one would cut — {shorter})" if shorter else ""))
+    base = next((s for s in r["settings"] if s["axis"] == "baseline" and s["status"] == "ok"), None)
+    if base:
+        print(f"  the configured run ({r['configured']}): ≈ {base['projected_run_seconds'] / 60:.1f} min for"
+              f" {r['epochs']} epochs of {r['train_rows']} rows")
+    for key, what in (("safe", "fastest with the same results"), ("fastest", "fastest of all")):
+        rec = r["recommendation"].get(key)
+        if not rec:
+            continue
+        cmd = rec["command"] or "keep the configured settings"
+        kept = (f" (best measured: {rec['best_measured']['setting']}, ×{rec['best_measured']['speedup']:.2f} —"
+                f" within the ±{r['recommendation']['noise']:.0%} noise)") if rec["kept_configured"] else ""
+        print(f"  {what}: {rec['setting']} — {rec['samples_per_s']:.1f} samples/s, ×{rec['speedup']:.2f}{kept}")
+        print(f"    {cmd}")
+        for flag in rec["flags"]:
+            print(f"    note: {flag}")
+    print(f"  table: {paths.speed}, chart: {paths.speed_plot} ({r['seconds']:.0f}s)")
+    return 0
+
+
 def cmd_ablation(args) -> int:
     import shlex
     import subprocess
@@ -268,6 +315,23 @@ def build_parser() -> argparse.ArgumentParser:
                                                                    " minimum")
     f.add_argument("--params", default="params.yaml")
     f.set_defaults(func=cmd_lr_find)
+
+    v = sub.add_parser("speed", help="the fastest safe training settings for this machine, measured in ~2 minutes",
+                       description="Times real training steps (the stage's model, loss, LLRD AdamW, length-grouped"
+                                   " batches) for the configured settings and one change at a time: precision,"
+                                   " train.fast_attention, train.compile, batch size (until one does not fit), then"
+                                   " the winners together; projects the configured run's wall-clock and prints the"
+                                   " dvc exp run line, flagging what changes results. Writes metrics/speed.json and"
+                                   " plots/speed.png; nothing else is touched.")
+    v.add_argument("--stage", choices=["stage2", "stage1"], default="stage2")
+    v.add_argument("--seconds", type=float, default=120.0, help="measurement budget (default 120)")
+    v.add_argument("--batch-sizes", type=int, nargs="+", help="batch sizes to try (default: configured ÷2, ×2,"
+                                                              " ×4, ×8)")
+    v.add_argument("--compile", action="store_true", help="also try train.compile (tried by default on CUDA only)")
+    v.add_argument("--json", help="write the table here instead of metrics/speed.json")
+    v.add_argument("--plot", help="write the chart here instead of plots/speed.png")
+    v.add_argument("--params", default="params.yaml")
+    v.set_defaults(func=cmd_speed)
     return ap
 
 

@@ -40,3 +40,13 @@ def make_accelerator(device: str, precision: str, grad_accum: int):
     if acc.device.type != kind and acc.num_processes == 1:
         raise DeviceError(f"asked for {kind} but Accelerate chose {acc.device}; set train.device explicitly")
     return acc
+
+
+def reset_accelerator_state() -> None:
+    """Forget Accelerate's process-wide state (a Borg singleton that fixes the mixed precision of the first
+    Accelerator), so that the next Accelerator may use another precision. For single-process tools that try
+    several precisions in one process (``twohead speed``); never under ``accelerate launch``."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
