@@ -103,3 +103,33 @@ def test_failed_run_leaves_no_metrics(tiny_data, tmp_path):
     with pytest.raises(Exception, match="checkpoint directory not found"):
         train_in(tmp_path, data_dir, bad)
     assert not (tmp_path / "metrics" / "train.json").exists() and not (tmp_path / "models").exists()
+
+
+def test_progress_line_in_a_log_says_where_the_run_stands():
+    """Non-TTY runs (dvc repro > log) print one line every ~30 s instead of minutes of silence."""
+    from twohead.train.report import ProgressLine
+
+    lines, now = [], [0.0]
+    p = ProgressLine("train_stage2", epochs=5, steps_per_epoch=100, every=30, log=lines.append, enabled=True,
+                     clock=lambda: now[0])
+    now[0] = 10.0
+    p(1, 20, 640, 10.0)      # too soon: nothing
+    now[0] = 31.0
+    p(2, 150, 1600, 25.0)    # epoch 2, 50 of 100 steps in 25 s: 0.5 s/step
+    assert lines == ["[train_stage2] epoch 2/5 step 50/100 | 64 samples/s | epoch ETA 0:25 | run ETA 2:55"]
+    off = ProgressLine("t", 5, 100, every=0, log=lines.append, enabled=False)
+    off(1, 10, 320, 5.0)
+    assert len(lines) == 1
+
+
+def test_stage1_epoch_line_leaves_out_task2():
+    from twohead.train.report import epoch_line
+
+    f = {"train_loss_total": 0.5, "train_loss_task1": 0.5, "train_loss_task2": float("nan"), "val_loss_task1": 0.4,
+         "val_loss_task2": float("nan"), "val_acc_task1": 0.9, "val_acc_task2": float("nan"),
+         "val_macro_f1_task2": float("nan")}
+    speed = {"train_samples_per_second": 100.0, "epoch_seconds": 12.0}
+    assert "nan" not in epoch_line("pretrain_stage1", 1, 2, f, speed, task2=False)
+    assert "t2 macro-F1" in epoch_line("train_stage2", 1, 2, {**f, "val_macro_f1_task2": 0.3,
+                                                                "train_loss_task2": 1.0, "val_loss_task2": 1.0,
+                                                                "val_acc_task2": 0.5}, speed)

@@ -117,7 +117,8 @@ def cmd_lr_find(args) -> int:
     from .experiments.lr_sweep import DEFAULT_LRS, SweepConfig
     from .pipeline.lr_sweep import run
 
-    cfg = SweepConfig(lrs=tuple(args.lrs or DEFAULT_LRS), budget=args.budget, eta=args.eta, val_rows=args.val_rows)
+    cfg = SweepConfig(lrs=tuple(args.lrs or DEFAULT_LRS), budget=args.budget, eta=args.eta, val_rows=args.val_rows,
+                      head_rows=args.head_rows)
     r = run(p, paths, cfg, stage=args.stage)
     print(f"  {r['seconds']:.0f}s in all ≈ {r['cost_share_of_run']:.0%} of one {r['run_seconds_estimate']:.0f}s run"
           f" at the throughput measured here ({r['device']})")
@@ -307,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--eta", type=int, default=3, help="sweep: keep the best 1/eta of each rung (default 3)")
     f.add_argument("--val-rows", type=int, default=512, help="sweep: val rows every candidate is scored on"
                                                              " (0 = all)")
+    f.add_argument("--head-rows", type=int, help="sweep: rows the heads are first fitted on, encoder frozen (default:"
+                                                 " 2 x the last rung's rows; 0 = none: every candidate from fresh heads)")
     f.add_argument("--steps", type=int, default=200, help="range: steps of the ramp")
     f.add_argument("--min-lr", type=float, default=1e-7)
     f.add_argument("--max-lr", type=float, default=1.0)

@@ -7,6 +7,7 @@ epoch by design); the other Stage-2 switches do.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import itertools
 import math
@@ -36,35 +37,28 @@ def _free(device_type: str) -> None:
         torch.mps.empty_cache()
 
 
-def train_trial(build, data: FitData, run_cfg: RunConfig, lr: float, steps: int, horizon: int, rung: int,
-                progress: bool = True) -> tuple[Trial, dict]:
-    """One candidate: a fresh model (seeded: the same start for every LR), ``steps`` optimiser steps of the
-    schedule compressed to ``horizon`` steps, then the val subsample. Returns the trial and its timings."""
-    from accelerate.utils import set_seed
+def _train_steps(s, max_grad_norm: float, steps: int, desc: str, progress: bool) -> tuple[int, bool]:
+    """``steps`` optimiser steps of a prepared run on its (endlessly repeated, reshuffled) batches; (rows seen,
+    whether the loss went non-finite — the loop stops there)."""
     from tqdm.auto import tqdm
-
-    t = run_cfg.train
-    t0 = time.perf_counter()
-    set_seed(t.seed)
-    s = prepare_training(build(), data, run_cfg, base_lr=lr, schedule_steps=horizon)
-    acc, model = s.accelerator, s.model
-    setup_s = time.perf_counter() - t0
 
     def batches():
         for n in itertools.count():  # as many passes as the steps need, reshuffled each pass (as in the run)
             s.sampler.passes = n
             yield from s.train_loader
 
-    t1 = time.perf_counter()
+    acc, model = s.accelerator, s.model
     done, rows, diverged = 0, 0, False
+    if steps <= 0:
+        return rows, diverged
     model.train()
-    bar = tqdm(total=steps, desc=f"lr {lr:.0e}", unit="step", leave=False, disable=None if progress else True)
+    bar = tqdm(total=steps, desc=desc, unit="step", leave=False, disable=None if progress else True)
     for batch in batches():
         with acc.accumulate(model):
             out = s.step.objective(model, batch)[2]
             acc.backward(out["total"])
             if acc.sync_gradients:
-                acc.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+                acc.clip_grad_norm_(model.parameters(), max_grad_norm)
             s.optimizer.step()
             s.scheduler.step()
             s.optimizer.zero_grad(set_to_none=True)
@@ -78,6 +72,87 @@ def train_trial(build, data: FitData, run_cfg: RunConfig, lr: float, steps: int,
             if done >= steps:
                 break
     bar.close()
+    return rows, diverged
+
+
+def _cpu_state(model) -> dict:
+    """The unwrapped model's weights on the CPU (``torch.compile``'s ``_orig_mod.`` prefix dropped)."""
+    return {k.replace("_orig_mod.", ""): v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def head_start(build, data: FitData, run_cfg: RunConfig, rows: int, steps: int, lr: float) -> tuple[dict, dict]:
+    """The shared start of every candidate: the fresh model with its new heads fitted to the *frozen* encoder
+    (linear probing first, as in LP-FT, Kumar et al. 2022). The pooled vectors of ``rows`` seeded training rows
+    are computed once (eval mode, no gradient), then both heads are trained on them alone — ``steps`` full-batch
+    AdamW steps at ``lr`` with the run's loss (class weights, smoothing, λs): milliseconds, not training steps.
+    Without it, the candidates race a randomly initialised head, which a high LR wins in a short run whatever
+    it does to a pretrained body. Returns the weights (CPU) and what it did."""
+    from accelerate.utils import set_seed
+    from torch.utils.data import DataLoader
+
+    from ..data.batching import SortedBatchSampler, make_collate
+    from ..train.device import resolve_device
+    from ..train.losses import TwoTaskLoss
+
+    t0 = time.perf_counter()
+    t = run_cfg.train
+    set_seed(t.seed)
+    device = torch.device(resolve_device(t.device))
+    model = build().to(device).eval()
+    sub = data.train.subsample(rows, t.seed)
+    loader = DataLoader(sub, batch_sampler=SortedBatchSampler(sub.lengths, t.eval_batch_size),
+                        collate_fn=make_collate(data.pad_id))
+    feats, y1, y2 = [], [], []
+    with torch.no_grad():
+        for batch in loader:
+            ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+            feats.append(model.pool(model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask).float())
+            y1.append(batch["labels_binary"].to(device))
+            y2.append(batch["labels_category"].to(device))
+    x, y1, y2 = torch.cat(feats), torch.cat(y1), torch.cat(y2)
+    features_s = time.perf_counter() - t0
+    weights = [torch.tensor(w, dtype=torch.float32, device=device) for w in (data.weights_task1, data.weights_task2)]
+    # the run's loss on the heads alone; learned task weights (uncertainty weighting) are the run's to learn: fixed λs
+    loss_fn = TwoTaskLoss.from_params(*weights, dataclasses.replace(run_cfg.loss, weighting="fixed"), run_cfg.hier,
+                                      run_cfg.reg)
+    heads = [model.head_task1, model.head_task2]
+    opt = torch.optim.AdamW([q for h in heads for q in h.parameters()], lr=lr, weight_decay=t.weight_decay)
+    first = last = math.nan
+    for i in range(steps):
+        total = loss_fn.terms(model.head_task1(x), model.head_task2(x), y1, y2)["total"]
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        first = float(total.detach()) if i == 0 else first
+    with torch.no_grad():
+        last = float(loss_fn.terms(model.head_task1(x), model.head_task2(x), y1, y2)["total"])
+    state = _cpu_state(model)
+    del model, x, feats
+    _free(device.type)
+    return state, {"rows": len(sub), "steps": steps, "lr": lr, "features_seconds": round(features_s, 2),
+                   "seconds": round(time.perf_counter() - t0, 2), "train_loss_first": first,
+                   "train_loss_last": last}
+
+
+def train_trial(build, data: FitData, run_cfg: RunConfig, lr: float, steps: int, horizon: int, rung: int,
+                progress: bool = True, start: dict | None = None) -> tuple[Trial, dict]:
+    """One candidate: a fresh model (seeded, or ``start``'s weights: the same start for every LR), ``steps``
+    optimiser steps of the schedule compressed to ``horizon`` steps, then the val subsample. Returns the trial
+    and its timings."""
+    from accelerate.utils import set_seed
+
+    t = run_cfg.train
+    t0 = time.perf_counter()
+    set_seed(t.seed)
+    model = build()
+    if start is not None:
+        model.load_state_dict(start)
+    s = prepare_training(model, data, run_cfg, base_lr=lr, schedule_steps=horizon)
+    acc, model = s.accelerator, s.model
+    setup_s = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    rows, diverged = _train_steps(s, t.max_grad_norm, steps, f"lr {lr:.0e}", progress)
     train_s = time.perf_counter() - t1
     t2 = time.perf_counter()
     if diverged:
@@ -117,13 +192,22 @@ def run(p: Params, paths: LrFindPaths, cfg: SweepConfig, stage: str = "stage2", 
         + " → ".join(f"{r.candidates} × {r.steps} steps" for r in rungs)
         + f" = {plan_steps(rungs)} steps ({plan_steps(rungs) / run_steps:.0%} of the run's {run_steps});"
           f" scored on {len(val_sub)} val rows")
+    start, head = None, {"rows": 0}
+    head_rows = 2 * horizon * t.batch_size if cfg.head_rows is None else cfg.head_rows
+    if head_rows:
+        start, head = head_start(build, data, run_cfg, head_rows, cfg.head_steps, cfg.head_lr)
+        ref, _ = train_trial(build, data, run_cfg, min(cfg.lrs), 0, horizon, -1, progress, start)
+        head.update(score=ref.score, val_loss=ref.loss)
+        log(f"  shared start: heads fitted to the frozen encoder on {head['rows']} rows ({head['seconds']:.0f}s;"
+            f" train loss {head['train_loss_first']:.3f} → {head['train_loss_last']:.3f}); val {ref.score:.3f}"
+            f" (val loss {ref.loss:.3f})")
     trials: list[Trial] = []
     timing = {"setup_s": 0.0, "train_s": 0.0, "train_rows": 0, "eval_s": 0.0, "eval_rows": 0}
     alive = sorted(cfg.lrs)
     for r, rung in enumerate(rungs):
         this = []
         for lr in alive:
-            trial, tm = train_trial(build, data, run_cfg, lr, rung.steps, horizon, r, progress)
+            trial, tm = train_trial(build, data, run_cfg, lr, rung.steps, horizon, r, progress, start)
             this.append(trial)
             for k in timing:
                 timing[k] += tm[k]
@@ -147,7 +231,7 @@ def run(p: Params, paths: LrFindPaths, cfg: SweepConfig, stage: str = "stage2", 
         "best_lr": choice["best_lr"], "best_score": choice["best_score"], "standard_error": choice["se"],
         "score": run_cfg.select,
         "command": None if suggested is None else f"dvc exp run -S {key}={suggested:.2g}",
-        "candidates": list(cfg.lrs), "eta": cfg.eta, "budget": cfg.budget,
+        "candidates": list(cfg.lrs), "eta": cfg.eta, "budget": cfg.budget, "head_start": head,
         "rungs": [{"candidates": r.candidates, "steps": r.steps} for r in rungs],
         "steps_trained": plan_steps(rungs), "run_steps": run_steps, "val_rows": len(val_sub),
         "rows": len(train_ds), "batch_size": t.batch_size, "device": str(_device(t.device)),
@@ -162,7 +246,7 @@ def run(p: Params, paths: LrFindPaths, cfg: SweepConfig, stage: str = "stage2", 
     caption = (f"checkpoint {ckpt} | {stage} | {len(train_ds)} train rows, batch {t.batch_size}, LLRD {t.llrd:g},"
                f" {t.precision}, {result['device']} | {len(val_sub)} val rows, seed {t.seed} |"
                f" {seconds:.0f}s ≈ {result['cost_share_of_run'] or math.nan:.0%} of one run")
-    plot(trials, choice, label(score_name), paths.lr_find_plot,
+    plot(trials, choice, label(score_name), paths.lr_find_plot, head.get("score"), head.get("val_loss"),
          f"LR sweep ({key} now {result['current_lr']:g})", caption)
     write_json(paths.lr_find, result)
     return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
@@ -32,6 +33,8 @@ def run_stage(name: str, main: Callable[[Params, P], None], paths_cls: type[P], 
     """Parse the stage's paths, load params strictly, run ``main(params, paths)``; a user-facing error ends
     with ``[stage] error: …`` on stderr and exit status 2 (no traceback, no half-written output)."""
     paths = parse_paths(paths_cls, argv, prog=f"stages/{name}.py")
+    # no "Loading weights" / "Writing model shards" bars from transformers in a stage's log (read at its import)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         main(load_params(params_path), paths)
     except TwoheadError as exc:

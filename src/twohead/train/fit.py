@@ -23,7 +23,7 @@ from ..data.batching import make_collate
 from ..model.two_head import TwoHeadModel
 from .callbacks import Callback
 from .loop import EpochAccum, NonFinite, predict, train_one_epoch
-from .report import epoch_line, start_lines
+from .report import ProgressLine, epoch_line, start_lines
 from .resume import StateStore, rng_restore, rng_snapshot
 from .run import FitData, RunConfig
 from .setup import Setup, prepare_training, smoke_check
@@ -156,9 +156,11 @@ def fit(model: TwoHeadModel, data: FitData, run: RunConfig, callbacks: Sequence[
             " saves none")
         store = None
     state = _resume(store, s, callbacks, log, run.tag)
+    progress = ProgressLine(run.tag, t.epochs, s.steps_per_epoch, log=log,
+                            enabled=None if s.accelerator.is_main_process else False)
     with Saves(store, s.accelerator, state, callbacks) as saves:
         for epoch in range(state.start_epoch, t.epochs + 1):
-            train_metrics = _train_epoch(s, state, saves, epoch, callbacks, data, run)
+            train_metrics = _train_epoch(s, state, saves, epoch, callbacks, data, run, progress)
             logits1, logits2 = predict(s.accelerator, s.model, s.val_loader, len(data.val), desc=f"val {epoch}")
             row = {**train_metrics, **val_metrics(logits1, logits2, data.val.labels_binary,
                                                       data.val.labels_category, s.loss_fn,
@@ -169,15 +171,23 @@ def fit(model: TwoHeadModel, data: FitData, run: RunConfig, callbacks: Sequence[
             state.speed.append({"epoch": epoch, **{k: row[k] for k in SPEED_KEYS}})
             for cb in callbacks:
                 cb.on_epoch_end(epoch, (logits1, logits2), state.history[-1])
-            log(epoch_line(run.tag, epoch, t.epochs, state.history[-1], state.speed[-1]))
+            log(epoch_line(run.tag, epoch, t.epochs, state.history[-1], state.speed[-1],
+                           task2=run.loss.lambda_task2 > 0 or run.loss.weighting == "uncertainty"))
             state.keep_if_best(epoch, state.history[-1][run.select], s.raw_model, t.keep)
             saves.save(epoch, None)
             saves.stop_if_signalled(f"after epoch {epoch} (step {state.step})")
     return _result(s, state, store, t.keep, t.epochs)
 
 
+def _after_step(saves: Saves, progress: ProgressLine | None, epoch: int, processes: int, step: int,
+                acc: EpochAccum) -> None:
+    if progress is not None:
+        progress(epoch, step, acc.n_rows * processes, acc.seconds)
+    saves.after_step(epoch, step, acc)
+
+
 def _train_epoch(s: Setup, state: RunState, saves: Saves, epoch: int, callbacks, data: FitData,
-                 run: RunConfig) -> dict:
+                 run: RunConfig, progress: ProgressLine | None = None) -> dict:
     """One training epoch (or the rest of a resumed one); returns its training metrics and timings."""
     s.sampler.passes = epoch - 1
     s.sampler.skip = state.accum.batches * s.accelerator.num_processes if state.accum else 0
@@ -185,7 +195,8 @@ def _train_epoch(s: Setup, state: RunState, saves: Saves, epoch: int, callbacks,
     try:
         out = train_one_epoch(s.step, s.train_loader, epoch, state.step, callbacks, accum=state.accum,
                               on_nonfinite=run.train.on_nonfinite,
-                              on_step=functools.partial(saves.after_step, epoch),
+                              on_step=functools.partial(_after_step, saves, progress, epoch,
+                                                        s.accelerator.num_processes),
                               on_first_batch=(lambda: rng_restore(rng)) if rng is not None else None)
     except NonFinite as exc:
         raise _diverged(exc.info, data, run.tag, state.step_log, saves.store) from None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import time
+
 import numpy as np
 
 from ..data.batching import pad_share
@@ -21,12 +24,49 @@ def start_lines(tag: str, s, data, precision: str) -> list[str]:
     return lines
 
 
-def epoch_line(tag: str, epoch: int, epochs: int, f: dict, speed: dict) -> str:
-    return (f"[{tag}] epoch {epoch}/{epochs} | train loss {f['train_loss_total']:.4f} (t1 {f['train_loss_task1']:.4f},"
-            f" t2 {f['train_loss_task2']:.4f}) | val loss t1 {f['val_loss_task1']:.4f} t2 {f['val_loss_task2']:.4f} |"
-            f" val acc t1 {f['val_acc_task1']:.4f} t2 {f['val_acc_task2']:.4f} | t2 macro-F1"
-            f" {f['val_macro_f1_task2']:.4f} | {speed['train_samples_per_second']:.1f} samples/s,"
+def epoch_line(tag: str, epoch: int, epochs: int, f: dict, speed: dict, task2: bool = True) -> str:
+    """One line per epoch; ``task2=False`` (Stage 1 trains no Task2) leaves out the Task2 figures."""
+    t2_loss = f", t2 {f['train_loss_task2']:.4f}" if task2 else ""
+    val_loss = f"val loss t1 {f['val_loss_task1']:.4f}" + (f" t2 {f['val_loss_task2']:.4f}" if task2 else "")
+    val_acc = f"val acc t1 {f['val_acc_task1']:.4f}" + (f" t2 {f['val_acc_task2']:.4f}" if task2 else "")
+    f1 = f" | t2 macro-F1 {f['val_macro_f1_task2']:.4f}" if task2 else ""
+    return (f"[{tag}] epoch {epoch}/{epochs} | train loss {f['train_loss_total']:.4f} (t1 {f['train_loss_task1']:.4f}"
+            f"{t2_loss}) | {val_loss} | {val_acc}{f1} | {speed['train_samples_per_second']:.1f} samples/s,"
             f" {speed['epoch_seconds']:.1f}s")
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(int(round(seconds)), 0)
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+class ProgressLine:
+    """Where a run stands, one line every ``every`` seconds — only when stdout is not a terminal (``dvc repro >
+    log``, the experiment queue), where tqdm's bar is off and an epoch can otherwise pass in silence:
+    ``[tag] epoch 2/5 step 130/251 | 415 samples/s | epoch ETA 0:18 | run ETA 1:53``. The run's ETA counts the
+    training steps left at the rate so far (validation not included)."""
+
+    def __init__(self, tag: str, epochs: int, steps_per_epoch: int, every: float = 30.0, log=print,
+                 enabled: bool | None = None, clock=time.perf_counter):
+        self.tag, self.epochs, self.steps_per_epoch, self.every, self.log = tag, epochs, steps_per_epoch, every, log
+        self.enabled = (not sys.stdout.isatty()) if enabled is None else enabled
+        self.clock = clock
+        self.last = clock()
+
+    def __call__(self, epoch: int, step: int, rows: int, seconds: float) -> None:
+        """After an optimiser step: ``step`` counted from the start of the run, ``rows`` / ``seconds`` of this
+        epoch so far."""
+        now = self.clock()
+        if not self.enabled or now - self.last < self.every or seconds <= 0 or rows <= 0:
+            return
+        self.last = now
+        in_epoch = step - (epoch - 1) * self.steps_per_epoch
+        per_step = seconds / max(in_epoch, 1)
+        left_epoch = max(self.steps_per_epoch - in_epoch, 0) * per_step
+        left_run = left_epoch + (self.epochs - epoch) * self.steps_per_epoch * per_step
+        self.log(f"[{self.tag}] epoch {epoch}/{self.epochs} step {in_epoch}/{self.steps_per_epoch} |"
+                 f" {rows / seconds:.0f} samples/s | epoch ETA {_clock(left_epoch)} | run ETA {_clock(left_run)}")
 
 
 def speed_summary(res, precision: str) -> dict:
