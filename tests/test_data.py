@@ -206,3 +206,21 @@ def test_demo_table_follows_its_rules():
     share = (df.loc[pick_rows, "pick"] == "").mean()
     assert 0.13 < share < 0.17  # the documented ~15% category-only rows
     assert (df.loc[pick_rows, "category"] != "").all()
+
+
+def test_metrics_files_round_to_six_significant_digits(tmp_path):
+    """Float noise in the 7th digit (another machine) must not change a committed metrics file; exact JSON stays
+    exact where later code computes with it."""
+    import json
+
+    from twohead.data.io import write_json
+
+    obj = {"acc": 0.7421052631578947, "n": 950, "nested": [1.23456789e-7, float("nan")], "name": "x"}
+    write_json(tmp_path / "m.json", obj, digits=6)
+    assert json.loads((tmp_path / "m.json").read_text()) == {"acc": 0.742105, "n": 950,
+                                                            "nested": [1.23457e-07, None], "name": "x"}
+    noisy = {**obj, "acc": 0.7421052631578947 + 3e-12}
+    write_json(tmp_path / "n.json", noisy, digits=6)
+    assert (tmp_path / "n.json").read_bytes() == (tmp_path / "m.json").read_bytes()
+    write_json(tmp_path / "exact.json", obj)
+    assert json.loads((tmp_path / "exact.json").read_text())["acc"] == 0.7421052631578947

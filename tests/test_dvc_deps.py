@@ -129,3 +129,19 @@ def test_stage_scripts_import_the_code_beside_them(tmp_path):
     init.write_text(init.read_text() + "\nprint('the copy beside the script')\n")
     out = run([sys.executable, "stages/prepare_labels.py", "--help"], proj).stdout
     assert "the copy beside the script" in out
+
+
+def test_dvc_plots_render_offline():
+    """`dvc plots show/diff` use the project's page with the Vega libraries inlined: nothing is fetched from a
+    CDN, so the charts render on a laptop without the internet."""
+    import configparser
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = configparser.ConfigParser()
+    cfg.read(root / ".dvc" / "config")
+    page = (root / ".dvc" / cfg["plots"]["html_template"]).read_text(encoding="utf-8")
+    assert "{plot_divs}" in page and "{scripts}" not in page  # DVC's CDN <script src> tags are never inserted
+    assert "http://" not in page.split("<body>")[0].split("<script>")[0] and 'src="http' not in page
+    for lib in ("vega@5.20.2", "vega-lite@5.2.0", "vega-embed@6.18.2"):
+        assert lib.split("@")[1] in page.split("<title>")[1].split("</title>")[0]
+    assert page.count("<script>") == 3

@@ -71,8 +71,26 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-def write_json(path: str | Path, obj: Any) -> None:
-    text = json.dumps(_finite(json.loads(json.dumps(obj, default=_json_default))), indent=2, ensure_ascii=False)
+#: significant digits of the figures in metrics files and CSV tables: float noise between machines (the 7th
+#: digit and beyond) then leaves committed files unchanged, so `git status` / `dvc metrics diff` show real changes
+METRIC_DIGITS = 6
+
+
+def _rounded(obj: Any, digits: int) -> Any:
+    if isinstance(obj, float):
+        return float(f"{obj:.{digits}g}")
+    if isinstance(obj, dict):
+        return {k: _rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rounded(v, digits) for v in obj]
+    return obj
+
+
+def write_json(path: str | Path, obj: Any, digits: int | None = None) -> None:
+    """``obj`` as indented JSON, written atomically; NaN/inf as null; floats to ``digits`` significant digits
+    (metrics files: :data:`METRIC_DIGITS`; None = exact, for what later code computes with)."""
+    plain = _finite(json.loads(json.dumps(obj, default=_json_default)))
+    text = json.dumps(plain if digits is None else _rounded(plain, digits), indent=2, ensure_ascii=False)
     with atomic_path(path) as tmp:
         tmp.write_text(text + "\n", encoding="utf-8")
 
@@ -86,7 +104,7 @@ def read_json(path: str | Path) -> Any:
 
 def write_csv(path: str | Path, df: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False, float_format="%.8g")
+        df.to_csv(tmp, index=False, float_format=f"%.{METRIC_DIGITS}g")
 
 
 def write_parquet(path: str | Path, df: pd.DataFrame) -> None:

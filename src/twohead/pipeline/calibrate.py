@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..config.params import Params
-from ..data.io import write_csv, write_json
+from ..data.io import METRIC_DIGITS, write_csv, write_json
 from ..evaluate.calibration import calibrated, reliability
 from ..evaluate.decision import DecideSettings, choose
 from ..evaluate.metrics import band_recall, softmax
@@ -90,5 +90,5 @@ def run(p: Params, paths: CalibratePaths) -> dict:
         write_csv(paths.reliability, rel_df)
         write_csv(paths.decision_curve, curve)
         write_json(paths.decision, decision)
-        write_json(paths.calibration_metrics, headline)  # last: a failed run leaves no metrics file
+        write_json(paths.calibration_metrics, headline, digits=METRIC_DIGITS)  # last: a failed run leaves no metrics file
     return headline

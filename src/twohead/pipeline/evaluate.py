@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..config.params import Params
-from ..data.io import write_csv, write_json
+from ..data.io import METRIC_DIGITS, write_csv, write_json
 from ..evaluate.decision import decided_arrays, read_decision
 from ..evaluate.metrics import IGNORE, softmax
 from ..evaluate.tables import band_table, per_class_table, predictions_table, split_metrics, worst_k_table
@@ -77,9 +77,9 @@ def run(p: Params, paths: EvaluatePaths) -> dict:
     name_arr = np.asarray(names, dtype=object)
     if scorer.accelerator.is_main_process:
         write_csv(paths.per_class, per_class)
-        write_json(paths.band_metrics, band_table(y2, pred2, names, bands, per_class))
+        write_json(paths.band_metrics, band_table(y2, pred2, names, bands, per_class), digits=METRIC_DIGITS)
         write_csv(paths.worst_k, worst_k_table(ids, texts, y2, probs2, names, e.worst_k))
         write_csv(paths.confusion, pd.DataFrame({"actual": name_arr[y2[m]], "predicted": name_arr[pred2[m]]}))
         write_csv(paths.predictions, predictions_table(ids, y1, y2, probs1, probs2, names))
-        write_json(paths.test_metrics, results)  # last: a failed run leaves no metrics file
+        write_json(paths.test_metrics, results, digits=METRIC_DIGITS)  # last: a failed run leaves no metrics file
     return results

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..config.errors import MissingInputError
 from ..config.params import Params
 from ..data.batching import TokenizedDataset
-from ..data.io import write_json
+from ..data.io import METRIC_DIGITS, write_json
 from ..experiments.lr_find import RangeTestConfig, plot, range_test, suggestions
 from ..model.checkpoint import load_encoder, validate_checkpoint
 from ..model.two_head import TwoHeadModel
@@ -135,5 +135,5 @@ def run(p: Params, paths: LrFindPaths, cfg: RangeTestConfig, stage: str = "stage
     caption = (f"checkpoint {ckpt} | {stage} | {len(ds)} rows, batch {t.batch_size}, LLRD {t.llrd:g}, {t.precision},"
                f" {accelerator.device} | {len(res.lrs)} of {cfg.steps} steps, seed {t.seed}")
     plot(res, sugg, paths.lr_find_plot, f"LR range test ({key} now {current:g})", caption)
-    write_json(paths.lr_find, result)
+    write_json(paths.lr_find, result, digits=METRIC_DIGITS)
     return result

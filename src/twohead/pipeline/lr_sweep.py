@@ -17,7 +17,7 @@ import torch
 
 from ..config.params import Params
 from ..config.schema import label
-from ..data.io import write_json
+from ..data.io import METRIC_DIGITS, write_json
 from ..experiments.lr_sweep import SweepConfig, Trial, choose, plan, plan_steps, plot, survivors
 from ..train.loop import predict
 from ..train.run import FitData, RunConfig
@@ -248,7 +248,7 @@ def run(p: Params, paths: LrFindPaths, cfg: SweepConfig, stage: str = "stage2", 
                f" {seconds:.0f}s ≈ {result['cost_share_of_run'] or math.nan:.0%} of one run")
     plot(trials, choice, label(score_name), paths.lr_find_plot, head.get("score"), head.get("val_loss"),
          f"LR sweep ({key} now {result['current_lr']:g})", caption)
-    write_json(paths.lr_find, result)
+    write_json(paths.lr_find, result, digits=METRIC_DIGITS)
     return result
 
 

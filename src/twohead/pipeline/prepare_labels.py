@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config.params import Params
-from ..data.io import write_json, write_parquet
+from ..data.io import METRIC_DIGITS, write_json, write_parquet
 from ..data.labels import SPLITS, coverage, prepare
 from ..data.weights import frequency_bands, task1_weights, task2_weights
 
@@ -54,5 +54,5 @@ def run(p: Params, paths: PreparePaths) -> dict:
     }
     for w in prep.warnings:
         print(f"[prepare_labels] warning: {w}", flush=True)
-    write_json(paths.data_metrics, summary)
+    write_json(paths.data_metrics, summary, digits=METRIC_DIGITS)
     return summary

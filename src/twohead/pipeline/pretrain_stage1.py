@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 
 from ..config.params import Params, to_dict
 from ..config.schema import STAGE1_COLUMNS, STAGE1_RENAME
-from ..data.io import atomic_path, write_csv, write_json
+from ..data.io import METRIC_DIGITS, atomic_path, write_csv, write_json
 from ..model.checkpoint import WEIGHT_FILES, load_encoder, validate_checkpoint
 from ..model.two_head import TwoHeadModel
 from ..train.fit import fit
@@ -66,10 +66,10 @@ def skip(p: Params, paths: Stage1Paths) -> dict:
             {"reason": "model.stage1_checkpoint points at another checkpoint",
              "stage1_checkpoint": p.model.stage1_checkpoint}, indent=2) + "\n", encoding="utf-8")
     write_csv(paths.stage1_history, pd.DataFrame(columns=STAGE1_COLUMNS))
-    write_json(paths.stage1_speed, {})
+    write_json(paths.stage1_speed, {}, digits=METRIC_DIGITS)
     StateStore(paths.stage1_state, {}).clear()
     result = {"trained": False, "stage1_checkpoint": p.model.stage1_checkpoint}
-    write_json(paths.stage1_metrics, result)
+    write_json(paths.stage1_metrics, result, digits=METRIC_DIGITS)
     return result
 
 
@@ -115,7 +115,7 @@ def run(p: Params, paths: Stage1Paths) -> dict:
                                                          "stage1": to_dict(s), "pooling": p.model.pooling},
                                                         indent=2) + "\n", encoding="utf-8")
         write_csv(paths.stage1_history, history)
-        write_json(paths.stage1_speed, speed_summary(res, t.precision))
-        write_json(paths.stage1_metrics, metrics)
+        write_json(paths.stage1_speed, speed_summary(res, t.precision), digits=METRIC_DIGITS)
+        write_json(paths.stage1_metrics, metrics, digits=METRIC_DIGITS)
         store.clear()
     return metrics

@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 
 from ..config.params import Params
-from ..data.io import write_json
+from ..data.io import METRIC_DIGITS, write_json
 from ..experiments import speed as sp
 from ..train.run import FitData, RunConfig
 from .lr_find import LrFindPaths, stage_setup
@@ -329,7 +329,7 @@ def run(p: Params, paths: SpeedPaths, stage: str = "stage2", seconds: float = 12
     caption = (f"{stage} | checkpoint {ckpt} | {device_type} | {len(train_ds)} train rows, {t.epochs} epochs |"
                f" {result['seconds']:.0f}s of measurement")
     sp.plot(rows, paths.speed_plot, f"Training speed on this machine ({device_type})", caption)
-    write_json(paths.speed, result)
+    write_json(paths.speed, result, digits=METRIC_DIGITS)
     del ok
     return result
 

@@ -16,7 +16,7 @@ from ..config.errors import TrainingError
 from ..config.params import Params, to_dict
 from ..config.schema import HISTORY_COLUMNS
 from ..data.batching import TokenizedDataset
-from ..data.io import atomic_path, write_csv, write_json, write_text
+from ..data.io import METRIC_DIGITS, atomic_path, write_csv, write_json, write_text
 from ..model.checkpoint import load_encoder, validate_checkpoint
 from ..model.two_head import TwoHeadModel, save_stage2
 from ..train.callbacks import BandRecall, Cartography, PartialHistory, ValWorstK
@@ -109,8 +109,8 @@ def run(p: Params, paths: TrainPaths) -> dict:
         write_csv(paths.cartography_task2, tables["task2"])
         write_csv(paths.cartography_flagged, tables["flagged"])
         write_csv(paths.val_worst_k, worst.table())
-        write_json(paths.train_speed, speed_summary(res, t.precision))
-        write_json(paths.train_metrics, metrics)  # last: a failed run leaves no metrics file
+        write_json(paths.train_speed, speed_summary(res, t.precision), digits=METRIC_DIGITS)
+        write_json(paths.train_metrics, metrics, digits=METRIC_DIGITS)  # last: a failed run leaves no metrics file
         partial.clear()
         store.clear()
     return metrics
