@@ -1,6 +1,6 @@
-"""twohead lr-find's sweep: the successive-halving plan fits its budget, the 1-SE rule picks the smaller of two LRs
-it cannot tell apart, diverged candidates never win, every candidate starts from the same state, and the command
-on the tiny pipeline data writes only its JSON and PNG."""
+"""twohead lr-find's sweep: the plan fits its budget (one rung, or successive halving), the lowest val objective
+wins and an edge is flagged, diverged candidates never win, every candidate starts from the same state (the heads
+fitted first), and the command on the tiny pipeline data writes only its JSON and PNG."""
 
 from __future__ import annotations
 
@@ -17,38 +17,39 @@ from twohead.experiments.lr_sweep import SweepConfig, Trial, choose, plan, plan_
 
 
 def test_plan_fits_the_budget_and_halves_by_eta():
-    rungs = plan(6, 1255, SweepConfig(budget=0.08, eta=3))
+    flat = plan(5, 1255, SweepConfig(budget=0.1))  # the default: one rung, every candidate as long
+    assert [(r.candidates, r.steps) for r in flat] == [(5, 25)] and plan_steps(flat) <= 0.1 * 1255
+    rungs = plan(6, 1255, SweepConfig(budget=0.08, eta=3, min_steps=5))
     assert [(r.candidates, r.steps) for r in rungs] == [(6, 8), (2, 24)]
     assert plan_steps(rungs) == 96 <= 0.08 * 1255
     big = plan(9, 100_000, SweepConfig(budget=0.1, eta=3))
     assert [r.candidates for r in big] == [9, 3] and big[1].steps == 3 * big[0].steps
-    assert plan_steps(big) <= 0.1 * 100_000 and plan_steps(big) > 0.09 * 100_000  # the budget is used, not wasted
+    assert 0.09 * 100_000 < plan_steps(big) <= 0.1 * 100_000  # the budget is used, not wasted
     assert [r.candidates for r in plan(6, 1000, SweepConfig(eta=2))] == [6, 3, 2]
-    tiny = plan(6, 10, SweepConfig(min_steps=5))  # a tiny data set: the floor wins over the budget
-    assert tiny[0].steps == 5 and tiny[1].steps == 15
+    tiny = plan(5, 10, SweepConfig(min_steps=10))  # a tiny data set: the floor wins over the budget
+    assert tiny[0].steps == 10
 
 
-def _trial(lr, score, loss=1.0, diverged=False, rung=1):
+def _trial(lr, score, loss=1.0, diverged=False, rung=0):
     return Trial(lr=lr, rung=rung, steps=10, score=score, loss=loss, diverged=diverged)
 
 
-def test_one_standard_error_rule_prefers_the_smaller_lr_it_cannot_tell_apart():
-    # SE of 0.81 on 512 rows = 0.0173: 0.80 is within it, so the smaller LR wins
-    c = choose([_trial(3e-4, 0.81), _trial(1e-4, 0.80)], 512)
-    assert c["best_lr"] == 3e-4 and c["se"] == pytest.approx(math.sqrt(0.81 * 0.19 / 512))
+def test_the_lowest_val_objective_wins_and_an_edge_is_flagged():
+    lrs = (1e-5, 1e-4, 1e-3)
+    c = choose([_trial(1e-5, 0.60, 2.1), _trial(1e-4, 0.64, 2.0), _trial(1e-3, 0.66, 2.2)], lrs)
+    assert c["suggested_lr"] == 1e-4 and c["edge"] is None and c["best_loss"] == 2.0  # not the best accuracy
+    c = choose([_trial(1e-5, 0.60, 2.1), _trial(1e-4, 0.64, 2.0), _trial(1e-3, 0.66, 1.9)], lrs)
+    assert c["suggested_lr"] == 1e-3 and c["edge"] == "largest"
+    # equal objectives: the better score breaks the tie
+    assert choose([_trial(1e-5, 0.60, 2.0), _trial(1e-4, 0.64, 2.0)], lrs)["suggested_lr"] == 1e-4
+    # a diverged candidate never wins, whatever its (NaN) figures
+    c = choose([_trial(1e-3, math.nan, math.nan, diverged=True), _trial(1e-4, 0.5, 2.5)], lrs)
     assert c["suggested_lr"] == 1e-4
-    # 0.70 is not: the best stands
-    assert choose([_trial(3e-4, 0.81), _trial(1e-4, 0.70)], 512)["suggested_lr"] == 3e-4
-    # more rows, a smaller SE: 0.80 is no longer within it
-    assert choose([_trial(3e-4, 0.81), _trial(1e-4, 0.80)], 20_000)["suggested_lr"] == 3e-4
-    # a diverged candidate never wins, whatever its (NaN) score
-    c = choose([_trial(3e-3, math.nan, math.nan, diverged=True), _trial(1e-3, 0.5)], 512)
-    assert c["best_lr"] == 1e-3 and c["suggested_lr"] == 1e-3
-    assert choose([_trial(3e-3, math.nan, diverged=True)], 512)["suggested_lr"] is None
+    assert choose([_trial(1e-3, math.nan, math.nan, diverged=True)], lrs)["suggested_lr"] is None
 
 
-def test_survivors_rank_by_score_then_loss_and_skip_diverged():
-    trials = [_trial(1e-5, 0.3), _trial(1e-4, 0.6, loss=1.2), _trial(3e-4, 0.6, loss=0.9),
+def test_survivors_rank_by_objective_and_skip_diverged():
+    trials = [_trial(1e-5, 0.3, loss=2.5), _trial(1e-4, 0.6, loss=1.2), _trial(3e-4, 0.6, loss=0.9),
               _trial(1e-2, math.nan, math.nan, diverged=True)]
     assert survivors(trials, 2) == [3e-4, 1e-4]
     assert survivors(trials, 4) == [3e-4, 1e-4, 1e-5]
@@ -56,7 +57,7 @@ def test_survivors_rank_by_score_then_loss_and_skip_diverged():
 
 def test_config_is_checked():
     for bad in (dict(lrs=(1e-4,)), dict(lrs=(1e-4, 1e-4)), dict(lrs=(1e-4, 2.0)), dict(budget=0), dict(eta=1),
-                dict(val_rows=-1)):
+                dict(val_rows=-1), dict(head_rows=-1), dict(head_lr=0)):
         with pytest.raises(ParamsError):
             SweepConfig(**bad).validate()
 
@@ -77,13 +78,15 @@ def test_sweep_on_the_tiny_data_writes_only_its_json_and_png(tiny_data, tmp_path
     r = run(p, paths, cfg, progress=False, log=lambda *_: None)
     saved = json.loads(paths.lr_find.read_text())
     assert saved["method"] == "sweep" and saved["lr_key"] == "train.lr" and saved["score"] == "val_acc_task2"
+    start = saved["head_start"]  # the heads were fitted first, and the start itself was scored
+    assert start["rows"] > 0 and start["train_loss_last"] < start["train_loss_first"] and 0 <= start["score"] <= 1
     assert [(g["candidates"]) for g in saved["rungs"]] == [3, 2]
     first = [t for t in saved["trials"] if t["rung"] == 1]
     second = [t for t in saved["trials"] if t["rung"] == 2]
     assert sorted(t["lr"] for t in first) == sorted(cfg.lrs) and len(second) == 2
     assert {t["lr"] for t in second} == set(survivors([Trial(t["lr"], 0, t["steps"], t["score"], t["val_loss"],
                                                              diverged=t["diverged"]) for t in first], 2))
-    assert r["suggested_lr"] in {t["lr"] for t in second}
+    assert r["suggested_lr"] == min(second, key=lambda t: (t["val_loss"], -t["score"]))["lr"]
     assert saved["command"] == f"dvc exp run -S train.lr={r['suggested_lr']:.2g}"
     assert saved["steps_trained"] == sum(g["candidates"] * g["steps"] for g in saved["rungs"])
     assert 0 < saved["cost_share_of_run"] and saved["run_seconds_estimate"] > 0

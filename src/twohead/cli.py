@@ -7,7 +7,7 @@
     twohead check [--params params.yaml]
     twohead ablation queue [--seeds 1 2 3] [--only rdrop,msd] [--dry-run]
     twohead ablation report [EXP ...] [--runs-dir DIR] [--md F] [--json F]
-    twohead lr-find [--stage stage2|stage1] [--lrs 1e-5 3e-5 …] [--budget 0.08] [--eta 3] [--val-rows 512]
+    twohead lr-find [--stage stage2|stage1] [--lrs 1e-5 3e-5 …] [--budget 0.1] [--eta 0] [--val-rows 256]
     twohead speed [--stage stage2|stage1] [--seconds 120] [--batch-sizes 16 64 …] [--compile] [--json F]
     twohead lr-find --method range [--stage …] [--steps 200] [--min-lr 1e-7] [--max-lr 1] [--rows N]
 
@@ -125,8 +125,10 @@ def cmd_lr_find(args) -> int:
     if r["suggested_lr"] is None:
         print("  no suggestion: every candidate of the last rung diverged; try smaller --lrs")
         return 1
-    print(f"  best {r['best_lr']:.2g} ({r['best_score']:.3f} ± {r['standard_error']:.3f});"
-          f" suggested {r['lr_key']} = {r['suggested_lr']:.2g} ({r['rule']}; {r['lr_key']} now {r['current_lr']:g})")
+    print(f"  suggested {r['lr_key']} = {r['suggested_lr']:.2g}: {r['rule']} (val objective {r['best_val_loss']:.3f},"
+          f" {r['score']} {r['best_score']:.3f}; {r['lr_key']} now {r['current_lr']:g})")
+    if r["edge"]:
+        print(f"  note: the {r['edge']} candidate won — the best LR may lie beyond it; widen --lrs and run again")
     print(f"  try it:  {r['command']}")
     print(f"  curve: {paths.lr_find_plot}, figures: {paths.lr_find}")
     return 0
@@ -292,10 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_ablation)
 
     f = sub.add_parser("lr-find", help="the learning rate for this encoder, chosen by short training runs",
-                       description="sweep (default): each candidate LR trains a fresh copy of the stage's model"
-                                   " (same start, loss, LLRD groups, batch size, precision, device, schedule shape)"
-                                   " for a share of one run, by successive halving, scored on a val subsample;"
-                                   " suggests the smallest LR within one standard error of the best. range: the"
+                       description="sweep (default): each candidate LR trains the stage's model from one shared"
+                                   " start (its heads fitted to the frozen encoder) with the run's loss, LLRD groups,"
+                                   " batch size, precision, device and schedule shape, for a share of one run;"
+                                   " suggests the LR with the lowest val objective. range: the"
                                    " LR range test (Smith 2017), a 200-step exponential ramp. Both write"
                                    " metrics/lr_find.json and plots/lr_find.png; nothing else is touched.")
     f.add_argument("--stage", choices=["stage2", "stage1"], default="stage2",
@@ -303,10 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--method", choices=["sweep", "range"], default="sweep")
     f.add_argument("--lrs", type=float, nargs="+", help="sweep: the candidate LRs (default 1e-5 3e-5 1e-4 3e-4"
                                                          " 1e-3 3e-3)")
-    f.add_argument("--budget", type=float, default=0.08, help="sweep: training steps in all, as a share of one"
-                                                              " run's (default 0.08)")
-    f.add_argument("--eta", type=int, default=3, help="sweep: keep the best 1/eta of each rung (default 3)")
-    f.add_argument("--val-rows", type=int, default=512, help="sweep: val rows every candidate is scored on"
+    f.add_argument("--budget", type=float, default=0.1, help="sweep: training steps in all, as a share of one"
+                                                             " run's (default 0.1)")
+    f.add_argument("--eta", type=int, default=0, help="sweep: successive halving, keep the best 1/eta of each rung"
+                                                      " (default 0: off, every candidate trains as long)")
+    f.add_argument("--val-rows", type=int, default=256, help="sweep: val rows every candidate is scored on"
                                                              " (0 = all)")
     f.add_argument("--head-rows", type=int, help="sweep: rows the heads are first fitted on, encoder frozen (default:"
                                                  " 2 x the last rung's rows; 0 = none: every candidate from fresh heads)")

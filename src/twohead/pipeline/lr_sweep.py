@@ -217,18 +217,19 @@ def run(p: Params, paths: LrFindPaths, cfg: SweepConfig, stage: str = "stage2", 
         if r + 1 < len(rungs):
             alive = sorted(survivors(this, rungs[r + 1].candidates))
     final = [tr for tr in trials if tr.rung == len(rungs) - 1]
-    choice = choose(final, len(val_sub))
+    choice = choose(final, tuple(cfg.lrs))
     seconds = time.perf_counter() - t_start
     train_sps = timing["train_rows"] / max(timing["train_s"], 1e-9)
     eval_rps = timing["eval_rows"] / max(timing["eval_s"], 1e-9) if timing["eval_rows"] else math.nan
     run_estimate = t.epochs * (len(train_ds) / train_sps + (len(val_ds) / eval_rps if eval_rps == eval_rps else 0))
     suggested = choice["suggested_lr"]
     score_name = SCORES.get(run_cfg.select, run_cfg.select)
-    rule = "1-SE (smallest LR within one standard error of the best, last rung)"
+    rule = "lowest val objective after the sweep's steps, from the heads-fitted start" if head_rows else \
+        "lowest val objective after the sweep's steps"
     result = {
         "stage": stage, "method": "sweep", "lr_key": key, "current_lr": p.stage1.lr if stage == "stage1" else t.lr,
         "suggested_lr": suggested, "rule": rule if suggested is not None else None,
-        "best_lr": choice["best_lr"], "best_score": choice["best_score"], "standard_error": choice["se"],
+        "edge": choice["edge"], "best_val_loss": choice["best_loss"], "best_score": choice["best_score"],
         "score": run_cfg.select,
         "command": None if suggested is None else f"dvc exp run -S {key}={suggested:.2g}",
         "candidates": list(cfg.lrs), "eta": cfg.eta, "budget": cfg.budget, "head_start": head,
