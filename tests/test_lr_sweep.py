@@ -103,8 +103,8 @@ def test_every_candidate_starts_from_the_same_state(tiny_data):
     from twohead.data.batching import TokenizedDataset
     from twohead.model.checkpoint import load_encoder
     from twohead.model.two_head import TwoHeadModel
-    from twohead.pipeline.prepared import read_label_info
     from twohead.pipeline.lr_sweep import train_trial
+    from twohead.pipeline.prepared import read_label_info
     from twohead.train.run import FitData, RunConfig
 
     data_dir, p = tiny_data

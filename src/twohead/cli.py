@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--val-rows", type=int, default=256, help="sweep: val rows every candidate is scored on"
                                                              " (0 = all)")
     f.add_argument("--head-rows", type=int, help="sweep: rows the heads are first fitted on, encoder frozen (default:"
-                                                 " 2 x the last rung's rows; 0 = none: every candidate from fresh heads)")
+                                                 " 2 x the last rung's rows; 0 = none: fresh heads)")
     f.add_argument("--steps", type=int, default=200, help="range: steps of the ramp")
     f.add_argument("--min-lr", type=float, default=1e-7)
     f.add_argument("--max-lr", type=float, default=1.0)

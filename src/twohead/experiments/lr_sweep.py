@@ -152,8 +152,9 @@ def plot(trials: list[Trial], choice: dict, score_label: str, path, start_score:
                       label=f"suggested {choice['suggested_lr']:.2g} (lowest val objective)" if a is ax else None)
     finite = [t.loss for t in trials if math.isfinite(t.loss)] + ([start_loss] if start_loss is not None else [])
     if finite:
-        lo, hi = min(finite), float(np.quantile(finite, 0.8))
-        ax.set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.4 * (hi - lo + 1e-9))
+        lo = min(finite)
+        hi = min(max(finite), 2 * float(np.median(finite)))  # a diverging candidate must not squash the rest
+        ax.set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.15 * (hi - lo + 1e-9))
     ax.set_xscale("log")
     ax.set(title=title, ylabel="val objective (the run's loss)")
     ax.grid(alpha=0.3, which="both")

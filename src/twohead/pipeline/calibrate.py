@@ -90,5 +90,6 @@ def run(p: Params, paths: CalibratePaths) -> dict:
         write_csv(paths.reliability, rel_df)
         write_csv(paths.decision_curve, curve)
         write_json(paths.decision, decision)
-        write_json(paths.calibration_metrics, headline, digits=METRIC_DIGITS)  # last: a failed run leaves no metrics file
+        # last: a failed run leaves no metrics file
+        write_json(paths.calibration_metrics, headline, digits=METRIC_DIGITS)
     return headline

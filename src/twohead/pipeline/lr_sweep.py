@@ -12,6 +12,7 @@ import gc
 import itertools
 import math
 import time
+from pathlib import Path
 
 import torch
 
@@ -244,8 +245,8 @@ def run(p: Params, paths: LrFindPaths, cfg: SweepConfig, stage: str = "stage2", 
                     "diverged": tr.diverged, "metrics": tr.metrics} for tr in trials],
     }
     ckpt = p.stage1.base_model if stage == "stage1" else p.model.stage1_checkpoint
-    caption = (f"checkpoint {ckpt} | {stage} | {len(train_ds)} train rows, batch {t.batch_size}, LLRD {t.llrd:g},"
-               f" {t.precision}, {result['device']} | {len(val_sub)} val rows, seed {t.seed} |"
+    caption = (f"checkpoint {_short(ckpt)} | {stage} | {len(train_ds)} train rows, batch {t.batch_size},"
+               f" LLRD {t.llrd:g}, {t.precision}, {result['device']} | {len(val_sub)} val rows, seed {t.seed} |"
                f" {seconds:.0f}s ≈ {result['cost_share_of_run'] or math.nan:.0%} of one run")
     plot(trials, choice, label(score_name), paths.lr_find_plot, head.get("score"), head.get("val_loss"),
          f"LR sweep ({key} now {result['current_lr']:g})", caption)
@@ -257,3 +258,9 @@ def _device(name: str):
     from ..train.device import resolve_device
 
     return resolve_device(name)
+
+
+def _short(path) -> str:
+    """A checkpoint path for a figure's footer: its last two parts."""
+    parts = Path(str(path)).parts
+    return "/".join(parts[-2:]) if len(parts) > 2 else str(path)

@@ -238,9 +238,7 @@ def eval_speed(build, data: FitData, run_cfg: RunConfig, precision: str, batch_s
     from torch.utils.data import DataLoader
 
     from ..data.batching import SortedBatchSampler, make_collate
-    from ..train.device import make_accelerator
-
-    from ..train.device import reset_accelerator_state
+    from ..train.device import make_accelerator, reset_accelerator_state
 
     reset_accelerator_state()
     acc = make_accelerator(run_cfg.train.device, precision, 1)
@@ -326,7 +324,7 @@ def run(p: Params, paths: SpeedPaths, stage: str = "stage2", seconds: float = 12
         "truncation": trunc, "recommendation": rec, "drift": sp.drift(rows),
         "table": sp.table(rows, base_sps),
     }
-    caption = (f"{stage} | checkpoint {ckpt} | {device_type} | {len(train_ds)} train rows, {t.epochs} epochs |"
+    caption = (f"{stage} | checkpoint {_short(ckpt)} | {device_type} | {len(train_ds)} train rows, {t.epochs} epochs |"
                f" {result['seconds']:.0f}s of measurement")
     sp.plot(rows, paths.speed_plot, f"Training speed on this machine ({device_type})", caption)
     write_json(paths.speed, result, digits=METRIC_DIGITS)
@@ -342,3 +340,9 @@ def _is_deberta(ckpt) -> bool:
     except (OSError, ValueError):
         return False
     return str(cfg.get("model_type", "")).startswith("deberta")
+
+
+def _short(path) -> str:
+    """A checkpoint path for a figure's footer: its last two parts."""
+    parts = Path(str(path)).parts
+    return "/".join(parts[-2:]) if len(parts) > 2 else str(path)
