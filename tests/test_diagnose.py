@@ -61,6 +61,16 @@ def test_overfitting_two_epochs_of_rising_val_loss():
     assert "overfitting" not in rules(diagnose(history(val_loss_task2=[1.9, 1.6, 1.7, 1.6, 1.5])))
 
 
+def test_overfitting_of_task1_that_zig_zags_up():
+    """The demo's Task1: val loss 0.67 → 1.45 with no two rising epochs in a row was missed."""
+    f = diagnose(history(val_loss_task1=[0.669, 1.134, 1.008, 1.459, 1.452],
+                         train_loss_task1=[0.27, 0.15, 0.069, 0.023, 0.017]))
+    assert rules(f) == {"overfitting"} and "val_loss_task1 ended 117% above its minimum (epoch 1)" in f[0].message
+    # a val loss that ends near its minimum is not flagged
+    assert "overfitting" not in rules(diagnose(history(val_loss_task1=[0.669, 0.75, 0.70, 0.72, 0.70],
+                                                       train_loss_task1=[0.27, 0.15, 0.069, 0.023, 0.017])))
+
+
 @pytest.mark.parametrize("cols, rule", [
     ({"grad_norm_max": [9.0, 6.0, 80.0, 4.0, 4.0]}, "lr_spikes"),
     ({"train_loss_total": [2.0, 1.99, 1.99, 1.98, 1.98]}, "lr_no_movement"),

@@ -34,6 +34,7 @@ UNDERFIT_GAP = 0.03
 STILL_RISING = 0.005
 LOW_TRAIN_ACC = 0.6
 OVERFIT_EPOCHS = 2
+RISE_FROM_MIN = 0.25
 SPIKE_RATIO = 10.0
 FLAT_CHANGE = 0.02
 FALLS = 0.2
@@ -68,19 +69,29 @@ def underfitting(h: pd.DataFrame) -> list[Finding]:
 
 
 def overfitting(h: pd.DataFrame) -> list[Finding]:
+    """Per task: the val loss rose for OVERFIT_EPOCHS consecutive epochs while the train loss fell, or it ended
+    RISE_FROM_MIN above its minimum (reached at an earlier epoch) while the train loss fell since then — a
+    zig-zag rise (0.67, 1.13, 1.01, 1.46, 1.45) has no two rising epochs in a row."""
     out = []
     for col, train_col in (("val_loss_task2", "train_loss_task2"), ("val_loss_task1", "train_loss_task1")):
-        up = np.diff(h[col].to_numpy()) > 0
-        down = np.diff(h[train_col].to_numpy()) < 0
+        val, train = h[col].to_numpy(dtype=float), h[train_col].to_numpy(dtype=float)
+        if len(val) < 2 or np.isnan(val).all():
+            continue
+        up, down = np.diff(val) > 0, np.diff(train) < 0
         run, best = 0, 0
         for u, d in zip(up, down):
             run = run + 1 if (u and d) else 0
             best = max(best, run)
-        if best >= OVERFIT_EPOCHS:
-            vals = ", ".join(f"{v:.3f}" for v in h[col])
-            out.append(Finding("overfitting", f"{col} rose for {best} consecutive epochs while {train_col} fell"
-                                              f" ({col} per epoch: {vals}). Fewer epochs, train.keep: best, or more"
-                                              " regularisation."))
+        k = int(np.nanargmin(val))
+        rise = val[-1] / val[k] - 1 if val[k] > 0 else 0.0
+        from_min = k < len(val) - 1 and rise >= RISE_FROM_MIN and train[-1] < train[k]
+        if best >= OVERFIT_EPOCHS or from_min:
+            vals = ", ".join(f"{v:.3f}" for v in val)
+            how = (f"rose for {best} consecutive epochs while {train_col} fell" if best >= OVERFIT_EPOCHS else
+                   f"ended {100 * rise:.0f}% above its minimum (epoch {int(h['epoch'].iloc[k])}) while {train_col}"
+                   " fell")
+            out.append(Finding("overfitting", f"{col} {how} ({col} per epoch: {vals}). Fewer epochs,"
+                                              " train.keep: best, or more regularisation."))
     return out
 
 

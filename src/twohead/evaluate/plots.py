@@ -19,9 +19,15 @@ from ..data.io import atomic_path  # noqa: E402
 DPI = 120
 
 
+def short_path(path) -> str:
+    """A path for a figure's footer or a summary header: its last two parts (``models/stage1``)."""
+    parts = Path(str(path)).parts
+    return "/".join(parts[-2:]) if len(parts) > 2 else str(path)
+
+
 def caption(p: Params) -> str:
     t, loss = p.train, p.loss
-    ckpt = Path(p.model.stage1_checkpoint).name
+    ckpt = f"checkpoint {short_path(p.model.stage1_checkpoint)}"
     accum = f"×{t.grad_accum}" if t.grad_accum > 1 else ""
     on = switches.active(switches.values(p))
     extra = (" | on: " + ", ".join(f"{k.split('.')[-1]}={v}" for k, v in on.items())) if on else ""

@@ -63,6 +63,6 @@ def summary_markdown(test: dict, history: pd.DataFrame, findings: list[Finding],
         lines += [f"- **{f.rule}**: {f.message}" for f in findings]
     else:
         lines.append("No rule fired: no sign of under- or overfitting, LR trouble, a flat task or a dead band.")
-    lines += ["", "Rules and thresholds: `src/twohead/diagnose.py`.", "", "## Figures", ""]
+    lines += ["", "Rules and thresholds: `src/twohead/evaluate/diagnose.py`.", "", "## Figures", ""]
     lines += [f"![{name}]({name})" for name in figures]
     return "\n".join(lines) + "\n"

@@ -12,13 +12,13 @@ import gc
 import itertools
 import math
 import time
-from pathlib import Path
 
 import torch
 
 from ..config.params import Params
 from ..config.schema import label
 from ..data.io import METRIC_DIGITS, write_json
+from ..evaluate.plots import short_path
 from ..experiments.lr_sweep import SweepConfig, Trial, choose, plan, plan_steps, plot, survivors
 from ..train.loop import predict
 from ..train.run import FitData, RunConfig
@@ -245,7 +245,7 @@ def run(p: Params, paths: LrFindPaths, cfg: SweepConfig, stage: str = "stage2", 
                     "diverged": tr.diverged, "metrics": tr.metrics} for tr in trials],
     }
     ckpt = p.stage1.base_model if stage == "stage1" else p.model.stage1_checkpoint
-    caption = (f"checkpoint {_short(ckpt)} | {stage} | {len(train_ds)} train rows, batch {t.batch_size},"
+    caption = (f"checkpoint {short_path(ckpt)} | {stage} | {len(train_ds)} train rows, batch {t.batch_size},"
                f" LLRD {t.llrd:g}, {t.precision}, {result['device']} | {len(val_sub)} val rows, seed {t.seed} |"
                f" {seconds:.0f}s ≈ {result['cost_share_of_run'] or math.nan:.0%} of one run")
     plot(trials, choice, label(score_name), paths.lr_find_plot, head.get("score"), head.get("val_loss"),
@@ -259,8 +259,3 @@ def _device(name: str):
 
     return resolve_device(name)
 
-
-def _short(path) -> str:
-    """A checkpoint path for a figure's footer: its last two parts."""
-    parts = Path(str(path)).parts
-    return "/".join(parts[-2:]) if len(parts) > 2 else str(path)

@@ -71,7 +71,8 @@ def run(p: Params, paths: PlotPaths) -> list[Path]:
     go("cartography_task1.png", data_map, pd.read_csv(paths.cartography_task1), "Task1 (Pick/Decline)")
     go("cartography_task2.png", data_map, pd.read_csv(paths.cartography_task2), "Task2 (category)")
     shown = ["task2_accuracy.png", "task2_loss.png", "task1_accuracy.png", "task1_loss.png", "band_recall.png",
-             "per_class_recall.png", "consistency.png"]
+             "per_class_recall.png", "top_confusions.png", "consistency.png", "cartography_task2.png",
+             "cartography_task1.png"]
     write_text(paths.summary, summary_markdown(read_json(paths.test_metrics), hist, diagnose(hist, band_rows), text,
                                                [str(Path(out / n).relative_to(Path(paths.summary).parent))
                                                 for n in shown]))

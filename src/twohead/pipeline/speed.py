@@ -17,6 +17,7 @@ import torch
 
 from ..config.params import Params
 from ..data.io import METRIC_DIGITS, write_json
+from ..evaluate.plots import short_path
 from ..experiments import speed as sp
 from ..train.run import FitData, RunConfig
 from .lr_find import LrFindPaths, stage_setup
@@ -324,8 +325,8 @@ def run(p: Params, paths: SpeedPaths, stage: str = "stage2", seconds: float = 12
         "truncation": trunc, "recommendation": rec, "drift": sp.drift(rows),
         "table": sp.table(rows, base_sps),
     }
-    caption = (f"{stage} | checkpoint {_short(ckpt)} | {device_type} | {len(train_ds)} train rows, {t.epochs} epochs |"
-               f" {result['seconds']:.0f}s of measurement")
+    caption = (f"{stage} | checkpoint {short_path(ckpt)} | {device_type} | {len(train_ds)} train rows,"
+               f" {t.epochs} epochs | {result['seconds']:.0f}s of measurement")
     sp.plot(rows, paths.speed_plot, f"Training speed on this machine ({device_type})", caption)
     write_json(paths.speed, result, digits=METRIC_DIGITS)
     del ok
@@ -341,8 +342,3 @@ def _is_deberta(ckpt) -> bool:
         return False
     return str(cfg.get("model_type", "")).startswith("deberta")
 
-
-def _short(path) -> str:
-    """A checkpoint path for a figure's footer: its last two parts."""
-    parts = Path(str(path)).parts
-    return "/".join(parts[-2:]) if len(parts) > 2 else str(path)
