@@ -60,14 +60,20 @@ def curves(hist: pd.DataFrame, series: dict[str, str], title: str, ylabel: str, 
     save_figure(fig, path, text)
 
 
-def band_curves(bands: pd.DataFrame, path: Path, text: str) -> None:
+def band_curves(bands: pd.DataFrame, path: Path, text: str, totals: dict[str, int] | None = None) -> None:
+    """Mean per-class val recall per band and epoch; ``totals``: each band's class count (the legend says how
+    many of them have val rows). The y-axis starts below 0 so that a band stuck at 0 is seen, not hidden in
+    the axis."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for band, g in bands.groupby("band", sort=False):
         n = int(g["n_classes"].iloc[-1])
-        ax.plot(g["epoch"], g["recall"], marker="o", label=f"{band} ({n} classes)")
+        total = (totals or {}).get(band, n)
+        count = f"{n} classes" if total == n else f"{n} of {total} classes with val rows"
+        zero = " — 0 at every epoch" if (g["recall"].fillna(0) == 0).all() else ""
+        ax.plot(g["epoch"], g["recall"], marker="o", lw=2 if zero else 1.5, label=f"{band} ({count}){zero}")
     ax.set(title="Task2 val recall by frequency band (mean per-class recall)", xlabel="epoch", ylabel="recall")
     ax.set_xticks(sorted(bands["epoch"].unique()))
-    ax.set_ylim(0, 1.02)
+    ax.set_ylim(-0.04, 1.02)
     ax.grid(alpha=0.3)
     ax.legend()
     save_figure(fig, path, text)
@@ -85,35 +91,41 @@ def per_class_recall(per_class: pd.DataFrame, band_order: list[str], path: Path,
     ax.set_xticklabels([f"{c} ({s})" for c, s in zip(df["class"], df["train_support"])], rotation=75, ha="right",
                        fontsize=7)
     ax.set(title="Task2 test recall per class, by train support (in brackets)", ylabel="recall", ylim=(0, 1.02))
-    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=colors[b]) for b in band_order if b in colors],
-              labels=band_order, title="band", fontsize=8)
+    shown = [b for b in band_order if b in colors]
+    all_zero = {b for b in shown if len(df[df["band"] == b]) and (df.loc[df["band"] == b, "recall"] == 0).all()}
+    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=colors[b]) for b in shown],
+              labels=[f"{b} (all 0 recall: no bars)" if b in all_zero else b for b in shown], title="band",
+              fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     save_figure(fig, path, text)
 
 
 def top_confusions(confusion: pd.DataFrame, k: int, path: Path, text: str) -> None:
+    """The ``k`` most frequent (actual, predicted) pairs as a matrix: rows are the actual classes of those pairs,
+    columns the predicted ones (a class only ever predicted gets no empty row)."""
     wrong = confusion[confusion["actual"] != confusion["predicted"]]
     pairs = wrong.value_counts(["actual", "predicted"]).head(k)
-    classes = list(dict.fromkeys([a for a, _ in pairs.index] + [b for _, b in pairs.index]))
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(classes) + 3), max(4.0, 0.4 * len(classes) + 2.5)))
-    if not classes:
+    rows = list(dict.fromkeys(a for a, _ in pairs.index))
+    cols = list(dict.fromkeys(b for _, b in pairs.index))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(cols) + 3), max(4.0, 0.4 * len(rows) + 2.5)))
+    if not rows:
         ax.text(0.5, 0.5, "no confusions", ha="center", va="center")
         ax.set_axis_off()
     else:
-        idx = {c: i for i, c in enumerate(classes)}
-        mat = np.zeros((len(classes), len(classes)), int)
+        ri, ci = {c: i for i, c in enumerate(rows)}, {c: i for i, c in enumerate(cols)}
+        mat = np.zeros((len(rows), len(cols)), int)
         for (a, b), n in pairs.items():
-            mat[idx[a], idx[b]] = n
-        im = ax.imshow(mat, cmap="Reds")
-        for i in range(len(classes)):
-            for j in range(len(classes)):
+            mat[ri[a], ci[b]] = n
+        im = ax.imshow(mat, cmap="Reds", aspect="auto")
+        for i in range(len(rows)):
+            for j in range(len(cols)):
                 if mat[i, j]:
                     ax.text(j, i, str(mat[i, j]), ha="center", va="center", fontsize=7,
                             color="white" if mat[i, j] > mat.max() / 2 else "black")
-        ax.set_xticks(range(len(classes)))
-        ax.set_xticklabels(classes, rotation=60, ha="right", fontsize=7)
-        ax.set_yticks(range(len(classes)))
-        ax.set_yticklabels(classes, fontsize=7)
+        ax.set_xticks(range(len(cols)))
+        ax.set_xticklabels(cols, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels(rows, fontsize=7)
         ax.set(xlabel="predicted", ylabel="actual", title=f"Task2: the {len(pairs)} most frequent confusions (test)")
         fig.colorbar(im, ax=ax, shrink=0.7, label="rows")
     save_figure(fig, path, text)

@@ -63,9 +63,10 @@ def run(p: Params, paths: PlotPaths) -> list[Path]:
     go("task_weighting.png", curves, hist, {"sigma_task1": "σ Task1 (Pick/Decline)", "sigma_task2": "σ Task2"},
        "Uncertainty weighting: learned σ per task (1 = fixed weighting)", "σ = exp(s/2)")
     band_rows = pd.read_csv(paths.band_recall)
-    go("band_recall.png", band_curves, band_rows)
-    go("per_class_recall.png", per_class_recall, pd.read_csv(paths.per_class),
-       read_json(Path(paths.prepared) / "bands.json")["names"])
+    band_info = read_json(Path(paths.prepared) / "bands.json")
+    totals = pd.Series(band_info["class_band"]).value_counts().to_dict()
+    go("band_recall.png", band_curves, band_rows, totals=totals)
+    go("per_class_recall.png", per_class_recall, pd.read_csv(paths.per_class), band_info["names"])
     go("top_confusions.png", top_confusions, pd.read_csv(paths.confusion, keep_default_na=False),
        p.eval.top_confusions)
     go("cartography_task1.png", data_map, pd.read_csv(paths.cartography_task1), "Task1 (Pick/Decline)")
