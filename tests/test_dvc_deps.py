@@ -145,3 +145,29 @@ def test_dvc_plots_render_offline():
     for lib in ("vega@5.20.2", "vega-lite@5.2.0", "vega-embed@6.18.2"):
         assert lib.split("@")[1] in page.split("<title>")[1].split("</title>")[0]
     assert page.count("<script>") == 3
+
+
+def test_only_the_headline_is_a_dvc_metric():
+    """`dvc exp show` lists every leaf of every declared metrics file (301 columns before): only the headline
+    file is declared; the detail files are plain outputs, still readable with `dvc metrics diff --targets`."""
+    import yaml
+
+    from twohead.config.schema import HEADLINE, headline
+
+    root = Path(__file__).resolve().parents[1]
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    declared = {name: [next(iter(m)) if isinstance(m, dict) else m for m in st.get("metrics", [])]
+                for name, st in stages.items() if st.get("metrics")}
+    assert declared == {"evaluate": ["${paths.headline_metrics}"]}
+    outs = [next(iter(o)) if isinstance(o, dict) else o for o in stages["evaluate"]["outs"]]
+    assert "${paths.test_metrics}" in outs
+    results = {"test": {"task2": {"acc": 0.7, "macro_f1": 0.3, "ece": 0.1}, "task1": {"acc": 0.9},
+                        "combined": {"acc": 0.68, "macro_f1": 0.31}, "consistency": {"x": 1}},
+               "val": {"task2": {"acc": 0.71}}, "decided": {"test": {"task2": {"acc": 0.72, "ece": 0.05},
+                                                                      "combined": {"acc": 0.69}}}}
+    h = headline(results)
+    assert h == {"test": {"task2": {"acc": 0.7, "macro_f1": 0.3}, "task1": {"acc": 0.9},
+                          "combined": {"acc": 0.68, "macro_f1": 0.31}},
+                 "decided": {"test": {"task2": {"acc": 0.72, "ece": 0.05}, "combined": {"acc": 0.69}}},
+                 "val": {"task2": {"acc": 0.71}}}
+    assert len(HEADLINE) == 9

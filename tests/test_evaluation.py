@@ -63,6 +63,8 @@ def test_evaluate_and_plot_on_a_trained_tiny_model(tiny_data, tmp_path):
     res = evaluate_in(tmp_path, data_dir, p)
     saved = json.loads(out("metrics/test.json").read_text())
     assert set(saved) == {"test", "val", "decided", "decided_vs_plain"}
+    from twohead.config.schema import headline
+    assert json.loads(out("metrics/headline.json").read_text()) == headline(saved)
     # the file holds 6 significant digits (float noise between machines must not change a committed file)
     assert saved["test"]["task2"]["acc"] == pytest.approx(res["test"]["task2"]["acc"], rel=1e-5)
     # what the decisions bought, on test, with the paired interval of each difference

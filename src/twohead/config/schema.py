@@ -142,3 +142,30 @@ STAGE1_COLUMNS = ["epoch", "train_loss", "val_loss", "train_acc", "val_acc", "va
 
 #: Per-epoch band recall rows (``plots/band_recall.csv``).
 BAND_COLUMNS = ["epoch", "band", "recall", "n_classes"]
+
+#: What `dvc exp show` / `dvc metrics diff` compare runs on (``metrics/headline.json``, the only file declared
+#: under dvc.yaml ``metrics:``): paths into ``metrics/test.json``. The detail (every metric, val and test,
+#: bands, consistency, training figures) stays in the other metrics files, as plain outputs:
+#: ``dvc metrics diff --targets metrics/test.json`` or ``twohead compare`` for them.
+HEADLINE: tuple[tuple[str, ...], ...] = (
+    ("test", "task2", "acc"), ("test", "task2", "macro_f1"), ("test", "task1", "acc"),
+    ("test", "combined", "acc"), ("test", "combined", "macro_f1"),
+    ("decided", "test", "task2", "acc"), ("decided", "test", "combined", "acc"), ("decided", "test", "task2", "ece"),
+    ("val", "task2", "acc"))
+
+
+def headline(results: dict) -> dict:
+    """The :data:`HEADLINE` figures of an evaluate result, nested as in ``metrics/test.json`` (same column names
+    in `dvc exp show`); a path the result lacks is left out."""
+    out: dict = {}
+    for path in HEADLINE:
+        node = results
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is None:
+            continue
+        dest = out
+        for key in path[:-1]:
+            dest = dest.setdefault(key, {})
+        dest[path[-1]] = node
+    return out

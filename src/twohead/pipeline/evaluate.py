@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..config.params import Params
+from ..config.schema import headline
 from ..data.io import METRIC_DIGITS, write_csv, write_json
 from ..evaluate.decision import decided_arrays, read_decision
 from ..evaluate.metrics import IGNORE, softmax
@@ -40,6 +41,7 @@ class EvaluatePaths:
     confusion: Path
     predictions: Path
     decision: Path
+    headline_metrics: Path
 
 
 def run(p: Params, paths: EvaluatePaths) -> dict:
@@ -81,5 +83,7 @@ def run(p: Params, paths: EvaluatePaths) -> dict:
         write_csv(paths.worst_k, worst_k_table(ids, texts, y2, probs2, names, e.worst_k))
         write_csv(paths.confusion, pd.DataFrame({"actual": name_arr[y2[m]], "predicted": name_arr[pred2[m]]}))
         write_csv(paths.predictions, predictions_table(ids, y1, y2, probs1, probs2, names))
-        write_json(paths.test_metrics, results, digits=METRIC_DIGITS)  # last: a failed run leaves no metrics file
+        write_json(paths.test_metrics, results, digits=METRIC_DIGITS)
+        # last: a failed run leaves no metrics file
+        write_json(paths.headline_metrics, headline(results), digits=METRIC_DIGITS)
     return results
