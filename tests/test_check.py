@@ -119,7 +119,9 @@ def test_cross_split_duplicates_warn_or_drop(tmp_path):
     p = _data(tmp_path, rows)
     prep = prepare(p.data, p.split)
     assert prep.cross_split_duplicates["test"] == len(prep.splits["test"]) > 0
-    assert "have the exact text of a train row; kept" in prep.warnings[0]
+    assert "have the exact text of a train row (ids: val " in prep.warnings[0] and "; kept" in prep.warnings[0]
+    first_val = prep.splits["val"]["id"].iloc[0]  # every val row is a duplicate here: the first is named
+    assert f"val {first_val}" in prep.warnings[0]
     p = _data(tmp_path, rows, drop_cross_split_duplicates=True)
     with pytest.raises(DataError, match="every val row's text is also in train"):
         prepare(p.data, p.split)

@@ -93,29 +93,34 @@ def test_repro_then_experiment_workflow(shared_project, tmp_path):
     params_diff = json.loads(run(["dvc", "params", "diff", "--json"], proj).stdout)
     change = params_diff["params.yaml"]["loss.label_smoothing"]
     assert (change["old"], change["new"]) == (0.1, 0.15)
-    metrics_diff = json.loads(run(["dvc", "metrics", "diff", "--json"], proj).stdout)
+    # only metrics/headline.json is a declared metric; the detail files are read with --targets
+    detail = ["--targets", "metrics/train.json", "metrics/test.json"]
+    metrics_diff = json.loads(run(["dvc", "metrics", "diff", "--json", *detail], proj).stdout)
     train_diff = metrics_diff["metrics/train.json"]
     assert train_diff["val_loss_task2"]["old"] == pytest.approx(base["val_loss_task2"])
     assert train_diff["val_loss_task2"]["new"] == pytest.approx(after["val_loss_task2"])
     assert metrics_diff["metrics/test.json"]  # evaluation re-ran on the new model: something moved
-    full = json.loads(run(["dvc", "metrics", "diff", "--all", "--json"], proj).stdout)
+    full = json.loads(run(["dvc", "metrics", "diff", "--all", "--json", *detail], proj).stdout)
     keys = {"test.task2.acc", "test.combined.acc", "test.consistency.gold_pick_low_conf"}
     assert keys <= set(full["metrics/test.json"])
-    text = run(["dvc", "metrics", "diff"], proj).stdout
-    assert "val_loss_task2" in text
+    text = run(["dvc", "metrics", "diff", "--all"], proj).stdout
+    assert "metrics/headline.json" in text and "test.task2.acc" in text and "val_loss_task2" not in text
 
     shown = json.loads(run(["dvc", "exp", "show", "--json"], proj).stdout)
     smoothings = [_params_of(r)["loss"]["label_smoothing"] for r in _exp_rows(shown) if r.get("data")]
     assert 0.15 in smoothings and 0.1 in smoothings
     exp_row = next(r for r in _exp_rows(shown) if r.get("data") and _params_of(r)["loss"]["label_smoothing"] == 0.15)
-    assert _metrics_of(exp_row, "metrics/train.json")["val_loss_task2"] == pytest.approx(after["val_loss_task2"])
+    assert set(_metrics_of(exp_row, "metrics/headline.json")["test"]) == {"task1", "task2", "combined"}
+    assert set(exp_row["data"]["metrics"]) == {"metrics/headline.json"}  # exp show: the headline only
 
     # the hierarchy regulariser: its loss and the consistency rates show up in the metrics diff
     hier = run(["dvc", "exp", "run", "-S", "hier.pick_consistency_weight=0.1"], proj).stdout
     assert "Running stage 'train_stage2'" in hier and "Running stage 'prepare_labels'" not in hier
-    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], proj).stdout)["metrics/train.json"]
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json", "--targets", "metrics/train.json"],
+                          proj).stdout)["metrics/train.json"]
     assert diff["train_loss_hier"]["old"] == 0 and diff["train_loss_hier"]["new"] > 0
-    full = json.loads(run(["dvc", "metrics", "diff", "--all", "--json"], proj).stdout)["metrics/train.json"]
+    full = json.loads(run(["dvc", "metrics", "diff", "--all", "--json", "--targets", "metrics/train.json"],
+                          proj).stdout)["metrics/train.json"]
     assert {"val_gold_pick_low_conf", "val_gold_decline_high_conf"} <= set(full)
     assert (proj / "metrics" / "cartography_task2.csv").is_file()
 

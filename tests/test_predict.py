@@ -128,4 +128,4 @@ def test_default_predictions_apply_the_decision_as_evaluate_scores_it(scored):
     has = (gold["gold_pick"] == "Decline") | ((gold["gold_pick"] == "Pick") & (gold["gold_category"] != ""))
     truth = np.where(gold["gold_pick"] == "Decline", "Decline", gold["gold_category"])
     acc = float((df["combined"].to_numpy()[has.to_numpy()] == truth[has.to_numpy()]).mean())
-    assert acc == pytest.approx(want["acc"], abs=1e-12) and int(has.sum()) == want["rows"]
+    assert acc == pytest.approx(want["acc"], rel=1e-5) and int(has.sum()) == want["rows"]

@@ -30,12 +30,13 @@ def test_outputs_and_fields(trained, tiny_data):
     assert set(bands["band"]) == {"High", "Mid", "Low"} and len(bands) == 6
     saved = json.loads((out / "metrics" / "train.json").read_text())
     assert saved["kept_epoch"] == 2
-    assert saved["val_acc_task2"] == pytest.approx(hist["val_acc_task2"].iloc[-1], abs=1e-7)
+    assert saved["val_acc_task2"] == pytest.approx(hist["val_acc_task2"].iloc[-1], rel=1e-5)  # 6 digits
     # timings live in train_speed.json only (they differ run to run; history and train.json must not)
     assert "epoch_seconds" not in saved and "epoch_seconds" not in hist.columns
     speed = json.loads((out / "metrics" / "train_speed.json").read_text())
     assert speed["train_samples_per_second_mean"] > 0 and [e["epoch"] for e in speed["epochs"]] == [1, 2]
-    assert speed["epoch_seconds_mean"] == pytest.approx(np.mean([e["epoch_seconds"] for e in speed["epochs"]]))
+    assert speed["epoch_seconds_mean"] == pytest.approx(np.mean([e["epoch_seconds"] for e in speed["epochs"]]),
+                                                        rel=1e-5)
     steps = [json.loads(x) for x in (out / "logs" / "steps.jsonl").read_text().splitlines()]
     assert steps[-1]["step"] == len(steps) and steps[0]["grad_norm"] > 0
     assert not (out / "plots" / "train_history.csv.partial").exists()
@@ -78,7 +79,7 @@ def test_saved_model_reloads_and_predicts_the_same(trained, tiny_data):
             preds[b] = model(x["input_ids"], x["attention_mask"])[1].argmax(-1).numpy()
     y = ds.labels_category
     acc = (preds[y != -100] == y[y != -100]).mean()
-    assert acc == pytest.approx(saved_hist["val_acc_task2"].iloc[-1], abs=1e-7)
+    assert acc == pytest.approx(saved_hist["val_acc_task2"].iloc[-1], rel=1e-5)
 
 
 def test_same_seed_gives_identical_metrics(trained, tiny_data, tmp_path):

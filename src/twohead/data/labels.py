@@ -271,10 +271,11 @@ def _cross_split_duplicates(splits: dict[str, pd.DataFrame], cfg: DataParams, pa
     """Count (and with data.drop_cross_split_duplicates, drop) val/test rows whose exact text is in train:
     they inflate val/test scores. Modifies ``splits`` in place when dropping."""
     train_texts = set(splits["train"]["text"].str.strip())
-    counts, warnings = {}, []
+    counts, warnings, examples = {}, [], []
     for name in ("val", "test"):
         dup = splits[name]["text"].str.strip().isin(train_texts)
         counts[name] = int(dup.sum())
+        examples += [f"{name} {i}" for i in splits[name].loc[dup.to_numpy(), "id"].astype(str).head(3)]
         if counts[name] and cfg.drop_cross_split_duplicates:
             splits[name] = splits[name][~dup.to_numpy()].reset_index(drop=True)
             if len(splits[name]) == 0:
@@ -282,8 +283,9 @@ def _cross_split_duplicates(splits: dict[str, pd.DataFrame], cfg: DataParams, pa
     if any(counts.values()):
         what = "dropped" if cfg.drop_cross_split_duplicates else "kept (set data.drop_cross_split_duplicates: true"\
             " to drop them)"
+        more = ", …" if sum(counts.values()) > len(examples) else ""
         warnings.append(f"{path}: {counts['val']} val and {counts['test']} test row(s) have the exact text of a train"
-                        f" row; {what}")
+                        f" row (ids: {', '.join(examples)}{more}); {what}")
     return counts, warnings
 
 
