@@ -128,3 +128,11 @@ def shared_project(tmp_path_factory) -> tuple[Path, str]:
     run(["git", "add", "-A"], proj)
     run(["git", "commit", "-qm", "baseline"], proj)
     return proj, out
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``root`` by relative path: a command that must touch nothing is checked with it."""
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(root).rglob("*")) if p.is_file()}

@@ -3,7 +3,6 @@ rates are known, and the command on the tiny pipeline data (writes only its JSON
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import replace, stage_paths
+from conftest import replace, stage_paths, tree_digest
 from twohead.config.errors import MissingInputError, ParamsError
 from twohead.experiments.lr_find import (
     SANE_MAX,
@@ -160,17 +159,13 @@ def test_config_is_checked():
         RangeTestConfig(steps=3).validate()
 
 
-def _tree_digest(root: Path) -> dict[str, str]:
-    return {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest()
-            for f in sorted(root.rglob("*")) if f.is_file()}
-
 
 def test_command_writes_its_json_and_png_and_touches_nothing_else(tiny_data, tmp_path):
     from twohead.pipeline.lr_find import LrFindPaths, run
 
     data_dir, p = tiny_data
-    before = _tree_digest(data_dir)
-    enc_before = _tree_digest(Path(p.model.stage1_checkpoint))
+    before = tree_digest(data_dir)
+    enc_before = tree_digest(Path(p.model.stage1_checkpoint))
     paths = stage_paths(LrFindPaths, tmp_path, prepared=data_dir / "prepared", tokenized=data_dir / "tokenized")
     cfg = RangeTestConfig(steps=30, min_lr=1e-6, max_lr=10.0)
     r1 = run(p, paths, cfg, progress=False)
@@ -182,7 +177,7 @@ def test_command_writes_its_json_and_png_and_touches_nothing_else(tiny_data, tmp
     assert paths.lr_find_plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(f.relative_to(tmp_path).as_posix() for f in tmp_path.rglob("*") if f.is_file()) == sorted(
         [paths.lr_find.relative_to(tmp_path).as_posix(), paths.lr_find_plot.relative_to(tmp_path).as_posix()])
-    assert _tree_digest(data_dir) == before and _tree_digest(Path(p.model.stage1_checkpoint)) == enc_before
+    assert tree_digest(data_dir) == before and tree_digest(Path(p.model.stage1_checkpoint)) == enc_before
     # seeded: the same curve again
     r2 = run(p, paths, cfg, progress=False)
     assert [c["loss_total"] for c in r2["curve"]] == [c["loss_total"] for c in r1["curve"]]

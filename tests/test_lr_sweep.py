@@ -4,14 +4,12 @@ fitted first), and the command on the tiny pipeline data writes only its JSON an
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-from pathlib import Path
 
 import pytest
 
-from conftest import replace, stage_paths
+from conftest import replace, stage_paths, tree_digest
 from twohead.config.errors import ParamsError
 from twohead.experiments.lr_sweep import SweepConfig, Trial, choose, plan, plan_steps, survivors
 
@@ -62,17 +60,13 @@ def test_config_is_checked():
             SweepConfig(**bad).validate()
 
 
-def _digest(root: Path) -> dict[str, str]:
-    return {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest()
-            for f in sorted(root.rglob("*")) if f.is_file()}
-
 
 def test_sweep_on_the_tiny_data_writes_only_its_json_and_png(tiny_data, tmp_path):
     from twohead.pipeline.lr_find import LrFindPaths
     from twohead.pipeline.lr_sweep import run
 
     data_dir, p = tiny_data
-    before = _digest(data_dir)
+    before = tree_digest(data_dir)
     paths = stage_paths(LrFindPaths, tmp_path, prepared=data_dir / "prepared", tokenized=data_dir / "tokenized")
     cfg = SweepConfig(lrs=(1e-4, 3e-3, 0.5), budget=0.01, eta=2, val_rows=0, min_steps=3)  # 3·3 + 2·6 steps
     r = run(p, paths, cfg, progress=False, log=lambda *_: None)
@@ -94,7 +88,7 @@ def test_sweep_on_the_tiny_data_writes_only_its_json_and_png(tiny_data, tmp_path
     assert paths.lr_find_plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(f.relative_to(tmp_path).as_posix() for f in tmp_path.rglob("*") if f.is_file()) == sorted(
         [paths.lr_find.relative_to(tmp_path).as_posix(), paths.lr_find_plot.relative_to(tmp_path).as_posix()])
-    assert _digest(data_dir) == before
+    assert tree_digest(data_dir) == before
 
 
 def test_every_candidate_starts_from_the_same_state(tiny_data):

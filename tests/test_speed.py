@@ -5,17 +5,15 @@ JSON and PNG."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import stage_paths
+from conftest import stage_paths, tree_digest
 from twohead.experiments import speed as sp
 from twohead.pipeline import speed as ps
 
@@ -117,14 +115,10 @@ def test_batch_ladder_and_truncation():
     assert tr["cut_share"] == pytest.approx(0.4) and tr["at"] == {64: pytest.approx(0.8)}
 
 
-def _digest(root: Path) -> dict[str, str]:
-    return {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest()
-            for f in sorted(root.rglob("*")) if f.is_file()}
-
 
 def test_speed_on_the_tiny_data_writes_only_its_json_and_png(tiny_data, tmp_path):
     data_dir, p = tiny_data
-    before = _digest(data_dir)
+    before = tree_digest(data_dir)
     paths = stage_paths(ps.SpeedPaths, tmp_path, prepared=data_dir / "prepared", tokenized=data_dir / "tokenized")
     r = ps.run(p, paths, seconds=8.0, batch_sizes=[4], log=lambda *_: None)
     saved = json.loads(paths.speed.read_text())
@@ -139,7 +133,7 @@ def test_speed_on_the_tiny_data_writes_only_its_json_and_png(tiny_data, tmp_path
     assert paths.speed_plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(f.relative_to(tmp_path).as_posix() for f in tmp_path.rglob("*") if f.is_file()) == sorted(
         [paths.speed.relative_to(tmp_path).as_posix(), paths.speed_plot.relative_to(tmp_path).as_posix()])
-    assert _digest(data_dir) == before
+    assert tree_digest(data_dir) == before
     # the process-wide Accelerate state was left clean: a later fp32 run in this process still builds
     from twohead.train.device import make_accelerator
     assert make_accelerator("cpu", "fp32", 1).mixed_precision == "no"

@@ -8,7 +8,6 @@ epoch by design); the other Stage-2 switches do.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import itertools
 import math
 import time
@@ -20,6 +19,7 @@ from ..config.schema import label
 from ..data.io import METRIC_DIGITS, write_json
 from ..evaluate.plots import short_path
 from ..experiments.lr_sweep import SweepConfig, Trial, choose, plan, plan_steps, plot, survivors
+from ..train.device import free_memory
 from ..train.loop import predict
 from ..train.run import FitData, RunConfig
 from ..train.setup import prepare_training
@@ -28,14 +28,6 @@ from .lr_find import LrFindPaths, stage_setup
 
 #: the history column each stage keeps its best epoch by, and its vocabulary name (for labels)
 SCORES = {"val_acc_task2": "task2_acc", "val_acc_task1": "task1_acc"}
-
-
-def _free(device_type: str) -> None:
-    gc.collect()
-    if device_type == "cuda":
-        torch.cuda.empty_cache()
-    elif device_type == "mps":
-        torch.mps.empty_cache()
 
 
 def _train_steps(s, max_grad_norm: float, steps: int, desc: str, progress: bool) -> tuple[int, bool]:
@@ -129,7 +121,7 @@ def head_start(build, data: FitData, run_cfg: RunConfig, rows: int, steps: int, 
         last = float(loss_fn.terms(model.head_task1(x), model.head_task2(x), y1, y2)["total"])
     state = _cpu_state(model)
     del model, x, feats
-    _free(device.type)
+    free_memory(device.type)
     return state, {"rows": len(sub), "steps": steps, "lr": lr, "features_seconds": round(features_s, 2),
                    "seconds": round(time.perf_counter() - t0, 2), "train_loss_first": first,
                    "train_loss_last": last}
@@ -166,7 +158,7 @@ def train_trial(build, data: FitData, run_cfg: RunConfig, lr: float, steps: int,
     eval_s = time.perf_counter() - t2
     device_type = acc.device.type
     del s, model, acc
-    _free(device_type)
+    free_memory(device_type)
     trial = Trial(lr=lr, rung=rung, steps=steps, score=float(score), loss=float(loss), diverged=diverged,
                   metrics={k: float(v) for k, v in metrics.items()})
     return trial, {"setup_s": setup_s, "train_s": train_s, "train_rows": rows, "eval_s": eval_s,

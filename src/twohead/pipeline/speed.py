@@ -5,7 +5,6 @@ written."""
 
 from __future__ import annotations
 
-import gc
 import itertools
 import math
 import time
@@ -19,6 +18,7 @@ from ..config.params import Params
 from ..data.io import METRIC_DIGITS, write_json
 from ..evaluate.plots import short_path
 from ..experiments import speed as sp
+from ..train.device import free_memory
 from ..train.run import FitData, RunConfig
 from .lr_find import LrFindPaths, stage_setup
 
@@ -51,14 +51,6 @@ class Stepper:
 
     def close(self) -> None:
         pass
-
-
-def _empty_cache(device_type: str) -> None:
-    gc.collect()
-    if device_type == "cuda":
-        torch.cuda.empty_cache()
-    elif device_type == "mps":
-        torch.mps.empty_cache()
 
 
 class TrainStepper(Stepper):
@@ -118,7 +110,7 @@ class TrainStepper(Stepper):
 
         device = self.device
         del self.s, self._batches
-        _empty_cache(device)
+        free_memory(device)
         reset_accelerator_state()  # whatever runs next in this process builds its own
 
 
@@ -164,7 +156,7 @@ def measure(make: Callable[[sp.Setting], Stepper], setting: sp.Setting, axis: st
         if stepper is not None:
             stepper.close()
         elif m.status in ("oom", "failed"):
-            _empty_cache("cuda" if torch.cuda.is_available() else "cpu")
+            free_memory("cuda" if torch.cuda.is_available() else "cpu")
     return m
 
 
@@ -263,9 +255,9 @@ def eval_speed(build, data: FitData, run_cfg: RunConfig, precision: str, batch_s
             if not sp.is_oom(exc):
                 raise
             out[bs] = math.nan
-            _empty_cache(acc.device.type)
+            free_memory(acc.device.type)
     del model
-    _empty_cache(acc.device.type)
+    free_memory(acc.device.type)
     reset_accelerator_state()
     return out
 

@@ -50,3 +50,15 @@ def reset_accelerator_state() -> None:
 
     AcceleratorState._reset_state()
     GradientState._reset_state()
+
+
+def free_memory(device_type: str) -> None:
+    """Collect garbage and return the device's cached blocks (CUDA, MPS): between models built one after another
+    in one process (the LR sweep's candidates, ``twohead speed``'s settings, after an out-of-memory error)."""
+    import gc
+
+    gc.collect()
+    if device_type == "cuda":
+        torch.cuda.empty_cache()
+    elif device_type == "mps":
+        torch.mps.empty_cache()
