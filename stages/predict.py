@@ -15,7 +15,10 @@ from twohead.pipeline.runner import run_stage  # noqa: E402
 def main(p, paths: PredictPaths) -> None:
     s = run(p, paths)
     print(f"[predict] {s['rows']} rows scored ({s['picked']} Pick at threshold {s['pick_threshold']:g};"
-          f" {s['skipped']} empty) -> {paths.scored}")
+          f" {s['skipped']} empty, {s['truncated']} truncated, {s['unreadable']} mostly unknown tokens)"
+          f" -> {paths.scored}")
+    for notice in s["notices"][1 if s["skipped"] else 0:]:
+        print(f"[predict] {notice}", file=sys.stderr)
 
 
 if __name__ == "__main__":

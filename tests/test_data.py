@@ -224,3 +224,89 @@ def test_metrics_files_round_to_six_significant_digits(tmp_path):
     assert (tmp_path / "n.json").read_bytes() == (tmp_path / "m.json").read_bytes()
     write_json(tmp_path / "exact.json", obj)
     assert json.loads((tmp_path / "exact.json").read_text())["acc"] == 0.7421052631578947
+
+
+# --- reliability round 3: junk cells, numeric labels, category names, CSV shape ---------------------------------
+
+def _jsonl(path, records):
+    import json
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("junk, kind", [(["a", "list"], "a list"), ({"k": 1}, "an object")])
+def test_jsonl_text_that_is_a_structure_is_an_error_naming_the_line(tmp_path, junk, kind):
+    r = rows()
+    r[6]["text"] = junk
+    path = _jsonl(tmp_path / "raw.jsonl", r)
+    with pytest.raises(DataError, match=rf"raw.jsonl: row 6 \(line 7\): column 'text' \(data.text_column\) holds {kind}"):
+        prepare(cfg(path), SplitParams())
+
+
+def test_jsonl_text_that_is_a_number_is_an_error_with_the_count(tmp_path):
+    r = rows()
+    r[2]["text"], r[9]["text"] = 12345, 7.5
+    path = _jsonl(tmp_path / "raw.jsonl", r)
+    with pytest.raises(DataError, match=r"row 2 \(line 3\): column 'text' .* holds the number 12345, not text; 2 such"):
+        prepare(cfg(path), SplitParams())
+
+
+def test_csv_row_with_missing_fields_is_an_error_naming_the_line(tmp_path):
+    path = tmp_path / "raw.csv"
+    write_table(path, rows())
+    lines = path.read_text().splitlines()
+    lines[5] = lines[5].split(",")[0] + "," + lines[5].split(",")[1]  # id and text only: pick and category gone
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"raw.csv: line 6 has 2 field\(s\), the header has 4 \(fields are missing"):
+        prepare(cfg(path), SplitParams())
+
+
+def test_semicolon_csv_with_commas_in_texts_says_what_it_looks_like(tmp_path):
+    path = tmp_path / "raw.csv"
+    body = ["id;text;pick;category"] + [f"{x['id']};{x['text']}, with a comma;{x['pick']};{x['category']}"
+                                        for x in rows()]
+    path.write_text("\n".join(body) + "\n")
+    with pytest.raises(DataError, match=r"line 2 has 2 field\(s\), the header has 1 .*header looks semicolon-separated"):
+        prepare(cfg(path), SplitParams())
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".csv"])
+def test_one_zero_pick_column_with_blanks_matches_1_and_0(tmp_path, suffix):
+    r = rows()
+    for x in r:
+        x["pick"] = {"Pick": 1, "Decline": 0}[x["pick"]]
+    r[0]["pick"] = None  # a blank: JSON Lines / Parquet then hold 1.0 / 0.0 floats
+    if suffix == ".csv":
+        for x in r:
+            x["pick"] = "" if x["pick"] is None else f"{x['pick']}.0"  # what a spreadsheet export may write
+    path = (_jsonl(tmp_path / "raw.jsonl", r) if suffix == ".jsonl" else write_table(tmp_path / f"raw{suffix}", r))
+    prep = prepare(cfg(path, pick_values=["1"], decline_values=["0"]), SplitParams())
+    df = pd.concat(prep.splits.values()).set_index("id")
+    assert df.loc["A0", "labels_binary"] == IGNORE
+    assert df.loc["A1", "labels_binary"] == 1 and df.loc["D0", "labels_binary"] == 0
+    assert (df["labels_binary"] != IGNORE).sum() == len(df) - 1
+
+
+def test_integer_pick_values_in_params_say_quote_it():
+    from twohead.config.params import ParamsError, params_from_dict
+    with pytest.raises(ParamsError, match=r'data.pick_values\[0\] must be a string, got 1 \(quote it: "1"\)'):
+        params_from_dict({"data": {"pick_values": [1]}}, partial=True)
+
+
+def test_category_with_a_newline_is_refused_and_whitespace_stripped(tmp_path):
+    r = rows()
+    r[3]["category"] = "  B  "  # surrounding whitespace: the same class as "B"
+    path = _jsonl(tmp_path / "raw.jsonl", r)
+    assert prepare(cfg(path), SplitParams()).categories == ["A", "B", "C"]
+    r[4]["category"] = "ENTER\nTAINMENT"
+    path = _jsonl(tmp_path / "raw.jsonl", r)
+    with pytest.raises(DataError, match=r"row 4 \(line 5\) \(id 'A4'\): category 'ENTER\\nTAINMENT' .* line break"):
+        prepare(cfg(path), SplitParams())
+
+
+def test_category_with_a_comma_is_kept_with_a_warning(tmp_path):
+    r = rows(cats=("A", "B", "WORLD, POLITICS"))
+    path = write_table(tmp_path / "raw.csv", r)
+    prep = prepare(cfg(path), SplitParams())
+    assert prep.categories == ["A", "B", "WORLD, POLITICS"]
+    assert any("1 category name(s) contain a comma ('WORLD, POLITICS')" in w for w in prep.warnings)

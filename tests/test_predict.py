@@ -129,3 +129,60 @@ def test_default_predictions_apply_the_decision_as_evaluate_scores_it(scored):
     truth = np.where(gold["gold_pick"] == "Decline", "Decline", gold["gold_category"])
     acc = float((df["combined"].to_numpy()[has.to_numpy()] == truth[has.to_numpy()]).mean())
     assert acc == pytest.approx(want["acc"], rel=1e-5) and int(has.sum()) == want["rows"]
+
+
+def test_cp1252_input_needs_and_takes_encoding(scored, capsys, tmp_path):
+    out, _, test = scored
+    src = tmp_path / "in.csv"
+    frame = test.head(4).copy()
+    frame.loc[frame.index[0], "text"] = "Café owners’ “best” year"  # ’ “ ” are cp1252 bytes 0x92-0x94
+    src.write_bytes(frame.to_csv(index=False).encode("cp1252"))
+    rc, _, err = _run([out / "models" / "stage2", src, "-o", tmp_path / "p.csv"], capsys)
+    assert rc == 2 and "not valid utf-8 text at byte" in err and "pass --encoding the file's encoding" in err
+    assert "data.encoding" not in err and not (tmp_path / "p.csv").exists()
+    rc, _, err = _run([out / "models" / "stage2", src, "-o", tmp_path / "p.csv", "--encoding", "cp1252"], capsys)
+    assert rc == 0 and len(pd.read_csv(tmp_path / "p.csv")) == 4
+
+
+def test_truncated_and_unknown_script_rows_are_counted(scored, capsys, tmp_path):
+    out, _, test = scored
+    long = " ".join(test["text"].head(40))  # far beyond max_length 64
+    unknown = "金融市场今日大幅波动投资者担心经济前景" * 3  # a script the demo tokenizer never saw
+    pred = Predictor(out / "models" / "stage2", device="cpu")
+    pred.predict([long, unknown, "markets rally", ""])
+    assert (pred.skipped, pred.truncated, pred.unreadable) == (1, 1, 1)
+    pred.predict(["markets rally today", "a new film opens"])
+    assert (pred.truncated, pred.unreadable) == (0, 0)
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"id": [1, 2, 3], "text": [long, unknown, "markets"]}).to_csv(src, index=False)
+    rc, _, err = _run([out / "models" / "stage2", src, "-o", tmp_path / "p.csv"], capsys)
+    assert rc == 0 and "1 row(s) longer than 64 tokens were truncated" in err
+    assert "1 row(s) are mostly unknown tokens" in err
+
+
+@pytest.mark.parametrize("errno_, words", [(28, "No space left on device"), (13, "Permission denied")])
+def test_full_disk_or_read_only_output_is_one_line(scored, capsys, tmp_path, monkeypatch, errno_, words):
+    out, _, _ = scored
+    import os as _os
+    real = _os.replace
+
+    def failing(src, dst):  # the final rename fails as on a full disk / a read-only folder
+        raise OSError(errno_, words)
+    monkeypatch.setattr("twohead.data.io.os.replace", failing)
+    rc, _, err = _run([out / "models" / "stage2", out / "test.csv", "-o", tmp_path / "p.csv"], capsys)
+    monkeypatch.setattr("twohead.data.io.os.replace", real)
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"p.csv: cannot write it ({words}); nothing was written there" in err
+    assert list(tmp_path.iterdir()) == []  # no temp file left behind
+
+
+def test_ctrl_c_is_one_line_and_status_130(scored, capsys, monkeypatch):
+    out, _, _ = scored
+
+    def interrupted(self, texts, ids=None, top_k=3):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(Predictor, "predict", interrupted)
+    rc, _, err = _run([out / "models" / "stage2", out / "test.csv", "-o", out / "never.csv"], capsys)
+    assert rc == 130 and err.strip() == ("twohead predict: interrupted (Ctrl-C); no output was half-written"
+                                         " (each is renamed into place only when complete)")
+    assert not (out / "never.csv").exists()

@@ -89,8 +89,9 @@ def test_sigint_saves_the_state_and_stops_then_resumes_identically(tiny_data, tm
         return real(*args)
 
     monkeypatch.setattr(loop, "_counts", counting)
-    with pytest.raises(TrainingError, match=r"SIGINT: interrupted at epoch 2 step \d+; re-run to resume"):
+    with pytest.raises(TrainingError, match=r"SIGINT: interrupted at epoch 2 step \d+; re-run to resume") as e:
         train_in(tmp_path / "run", data_dir, p)
+    assert e.value.exit_status == 130  # what the stage exits with: 128 + SIGINT, as for any Ctrl-C
     assert not (tmp_path / "run" / "metrics" / "train.json").exists()
     assert not (tmp_path / "run" / "models" / "stage2").exists()
     monkeypatch.setattr(loop, "_counts", real)

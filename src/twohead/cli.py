@@ -1,6 +1,6 @@
 """The ``twohead`` command: what is not a DVC stage.
 
-    twohead predict MODEL_DIR INPUT [--output OUT] [--text-column text] [--id-column id] [--top-k 3]
+    twohead predict MODEL_DIR INPUT [--output OUT] [--text-column text] [--id-column id] [--encoding utf-8] [--top-k 3]
                     [--batch-size 64] [--device auto] [--pick-threshold P]
     twohead compare BASE OTHER [OTHER ...] [--json F] [--md F] [--resamples 2000] [--seed 0]
     twohead compare --group-by PARAM [EXP ...] [--json F] [--md F] [--plot F]
@@ -11,7 +11,9 @@
     twohead speed [--stage stage2|stage1] [--seconds 120] [--batch-sizes 16 64 …] [--compile] [--json F]
     twohead lr-find --method range [--stage …] [--steps 200] [--min-lr 1e-7] [--max-lr 1] [--rows N]
 
-A user-facing error (:class:`~twohead.config.errors.TwoheadError`) prints one line and exits with status 2;
+A user-facing error (:class:`~twohead.config.errors.TwoheadError`, or an OS error on a named file: a full disk,
+a read-only folder) prints one line and exits with status 2; Ctrl-C prints one line and exits with 130
+(TWOHEAD_DEBUG=1: tracebacks instead);
 nothing is half-written (outputs go to a temporary file that is renamed into place when complete).
 """
 
@@ -23,7 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from .config.errors import DataError, TwoheadError
+from .config.errors import DataError, user_message
 from .config.switches import ABLATION
 from .data.io import output_format, read_texts, write_table
 
@@ -53,7 +55,7 @@ def cmd_predict(args) -> int:
         if not texts:
             raise DataError("standard input: no lines to predict")
     else:
-        texts, ids = read_texts(args.input, args.text_column, args.id_column)
+        texts, ids = read_texts(args.input, args.text_column, args.id_column, encoding=args.encoding)
     predictor = Predictor(args.model_dir, device=args.device, batch_size=args.batch_size,
                           pick_threshold=args.pick_threshold, decision=args.decision, plain=args.plain)
     df = predictor.predict(texts, ids=ids, top_k=args.top_k)
@@ -61,9 +63,8 @@ def cmd_predict(args) -> int:
         df.to_csv(sys.stdout, index=False, float_format="%.8g")
     else:
         write_table(df, args.output, fmt)
-    if predictor.skipped:
-        print(f"twohead predict: {predictor.skipped} row(s) with empty text got no prediction (empty fields)",
-              file=sys.stderr)
+    for notice in predictor.notices():
+        print(f"twohead predict: {notice}", file=sys.stderr)
     if args.output != "-":
         how = (f"decision {predictor.decision_path}" if predictor.decision_path else "plain rule") + \
             f", Pick threshold {predictor.pick_threshold:g}"
@@ -244,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                         " CSV on standard output")
     p.add_argument("--text-column", default="text")
     p.add_argument("--id-column", default=None, help="default: 'id' if the input has it, else the row number")
+    p.add_argument("--encoding", default="utf-8", help="text encoding of a CSV / JSON Lines input (e.g. cp1252)")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto", choices=["auto", "mps", "cuda", "cpu"])
@@ -345,9 +347,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except TwoheadError as exc:
-        print(f"twohead {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except BaseException as exc:  # noqa: B902 - Ctrl-C too: one line and status 130, not a traceback
+        said = user_message(exc)
+        if said is None:
+            raise
+        line, status = said
+        print(f"twohead {args.command}: {'error: ' if status == 2 else ''}{line}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

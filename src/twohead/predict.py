@@ -13,6 +13,11 @@ Output columns, in input order: ``id``, ``p_pick``, ``pick`` (Pick / Decline und
 ranking follows the corrected scores and ``p_top*`` are those classes' calibrated probabilities (so they need
 not decrease). An empty text gets no prediction: its
 row is kept (so rows line up with the input) with empty fields, and :attr:`Predictor.skipped` counts it.
+
+What the model could not read is counted, not hidden: :attr:`Predictor.truncated` (texts longer than
+``max_length`` tokens: the model sees their first ``max_length`` tokens, as in training) and
+:attr:`Predictor.unreadable` (texts whose tokens are mostly the tokenizer's unknown token, more than
+:data:`UNKNOWN_SHARE`: a script the tokenizer does not cover; their predictions carry no information).
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from .train.loop import predict as predict_logits
 
 #: The calibrate stage's output beside the model directory (dvc.yaml: paths.decision).
 DECISION_FILE = "decision.json"
+#: a text is counted as unreadable when more than this share of its (non-special) tokens are unknown
+UNKNOWN_SHARE = 0.5
 
 
 def _is_empty(text) -> bool:
@@ -72,14 +79,39 @@ class Predictor:
         self.batch_size = batch_size
         self.accelerator = make_accelerator(device, "fp32", 1)
         self.model = self.accelerator.prepare(model)
-        self.skipped = 0
+        self.skipped = self.truncated = self.unreadable = 0
+
+    def _count_unreadable(self, ids: list[list[int]]) -> int:
+        """Texts whose content tokens (special tokens and bare word-boundary marks such as SentencePiece's
+        "▁" left out) are mostly the unknown token."""
+        unk = self.tokenizer.unk_token_id
+        if unk is None:
+            return 0
+        special = set(self.tokenizer.all_special_ids) - {unk}
+        blank: dict[int, bool] = {}
+
+        def is_content(t: int) -> bool:
+            if t in special:
+                return False
+            if t not in blank:
+                piece = self.tokenizer.convert_ids_to_tokens(t) or ""
+                blank[t] = not piece.strip("▁Ġ #")
+            return not blank[t]
+        n = 0
+        for x in ids:
+            content = [t for t in x if is_content(t)]
+            if content and sum(t == unk for t in content) > UNKNOWN_SHARE * len(content):
+                n += 1
+        return n
 
     def logits(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Both heads' logits per text (float32)."""
         texts = [str(t) for t in texts]
+        self.truncated = self.unreadable = 0
         if not texts:
             return np.zeros((0, 2), np.float32), np.zeros((0, len(self.names)), np.float32)
-        ids, _ = encode(self.tokenizer, texts, self.max_length, 1000, desc="tokenize")
+        ids, self.truncated = encode(self.tokenizer, texts, self.max_length, 1000, desc="tokenize")
+        self.unreadable = self._count_unreadable(ids)
         rows = pd.DataFrame({"id": np.arange(len(texts)).astype(str), "labels_binary": IGNORE,
                              "labels_category": IGNORE})
         ds = TokenizedDataset(to_arrow(rows, ids), self.tokenizer.pad_token_id)
@@ -127,4 +159,17 @@ class Predictor:
             probs[keep] = top_p[:, j]
             out[f"top{j + 1}"], out[f"p_top{j + 1}"] = names, probs
         out["combined"] = np.where(pick == "Decline", "Decline", out["top1"])
+        return out
+
+    def notices(self) -> list[str]:
+        """What the last :meth:`predict` could not fully read, one sentence each (empty when all was read)."""
+        out = []
+        if self.skipped:
+            out.append(f"{self.skipped} row(s) with empty text got no prediction (empty fields)")
+        if self.truncated:
+            out.append(f"{self.truncated} row(s) longer than {self.max_length} tokens were truncated (the model reads"
+                       " their first tokens only, as in training)")
+        if self.unreadable:
+            out.append(f"{self.unreadable} row(s) are mostly unknown tokens (over {UNKNOWN_SHARE:.0%}): the tokenizer"
+                       " does not cover their script, so their predictions carry no information")
         return out

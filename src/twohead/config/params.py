@@ -346,9 +346,11 @@ class PredictParams(Section):
     id_column: str = ""                      # "" = 'id' if the table has it, else the row number
     top_k: int = 3                           # >= 1
     batch_size: int = 64                     # >= 1
+    encoding: str = "utf-8"                  # text encoding of a CSV / JSON Lines input
 
     def __post_init__(self):
         need(self.top_k >= 1 and self.batch_size >= 1, "predict.top_k and predict.batch_size must be >= 1")
+        need(bool(self.encoding.strip()), "predict.encoding must name a text encoding, e.g. utf-8")
 
 
 @dataclass(frozen=True)
@@ -415,7 +417,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         if value is None:
             return ""
         if not isinstance(value, str):
-            raise ParamsError(f"{source}: {key} must be a string, got {value!r}")
+            quote = f' (quote it: "{value}")' if isinstance(value, (int, float)) else ""
+            raise ParamsError(f"{source}: {key} must be a string, got {value!r}{quote}")
         return value
     raise TypeError(f"unsupported annotation for {key}: {tp}")  # pragma: no cover
 

@@ -7,6 +7,7 @@ is renamed into place only once complete; on an exception the temp path is remov
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -17,22 +18,35 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from ..config.errors import DataError, MissingInputError
+from ..config.errors import DataError, MissingInputError, OutputError
+
+
+#: OS errors that say the output cannot be written (as opposed to a bug): full disk or quota, no permission,
+#: read-only file system
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def _cannot_write(path: Path, exc: OSError) -> OutputError:
+    return OutputError(f"{path}: cannot write it ({exc.strerror or exc}); nothing was written there")
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; on success it replaces ``path``, on error it is removed."""
+    """Yield a temporary sibling of ``path``; on success it replaces ``path``, on error it is removed.
+    A full disk, a read-only folder or a missing permission is an :class:`OutputError` naming ``path``."""
     path = Path(path)
     umask = os.umask(0)
     os.umask(umask)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if is_dir:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        tmp = Path(name)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if is_dir:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            tmp = Path(name)
+    except OSError as exc:
+        raise _cannot_write(path, exc) from exc
     try:
         yield tmp
         os.chmod(tmp, (0o777 if is_dir else 0o666) & ~umask)
@@ -42,11 +56,13 @@ def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
             os.replace(tmp, path)
         else:
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, OutputError) and exc.errno in _WRITE_ERRNOS:
+            raise _cannot_write(path, exc) from exc
         raise
 
 
@@ -132,18 +148,20 @@ def detect_format(path: str | Path, fmt: str = "auto") -> str:
 
 
 def read_table(path: str | Path, fmt: str = "auto", what: str = "raw data file (data.raw_path)",
-               encoding: str = "utf-8") -> pd.DataFrame:
+               encoding: str = "utf-8", encoding_hint: str = "set data.encoding to") -> pd.DataFrame:
     """Read a raw table (CSV, Parquet or JSON Lines) with every column as given: CSV cells stay
     strings (an empty cell is ''), so ids like ``007`` and labels like ``NA`` are not mangled.
-    ``what`` names the file in the error when it is missing."""
+    ``what`` names the file in the error when it is missing; ``encoding_hint`` says how the caller sets the
+    encoding (a param, a command-line option)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: {what} not found")
     fmt = detect_format(path, fmt)
     try:
         if fmt == "csv":
-            sep = "\t" if path.suffix.lower() == ".tsv" else ","
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, encoding=encoding)
+            sep = _csv_sep(path)
+            _check_csv_shape(path, sep, encoding)
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, encoding=encoding, index_col=False)
         elif fmt == "parquet":
             df = pd.read_parquet(path)
         else:
@@ -156,9 +174,12 @@ def read_table(path: str | Path, fmt: str = "auto", what: str = "raw data file (
         except UnicodeDecodeError as whole:
             start, reason = whole.start, whole.reason
         line = raw.count(b"\n", 0, start) + 1
-        raise DataError(f"{path}: not valid {encoding} text at byte {start} (line {line}: {reason}); set"
-                        " data.encoding to the file's encoding (e.g. latin-1 or cp1252) or re-save it as UTF-8"
+        raise DataError(f"{path}: not valid {encoding} text at byte {start} (line {line}: {reason});"
+                        f" {encoding_hint} the file's encoding (e.g. latin-1 or cp1252) or re-save it as UTF-8"
                         ) from exc
+    except LookupError as exc:  # an encoding Python does not know
+        raise DataError(f"{path}: unknown text encoding {encoding!r}; {encoding_hint} one Python knows, e.g."
+                        " utf-8, latin-1, cp1252") from exc
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{path}: the file is empty") from exc
     except ValueError as exc:
@@ -166,6 +187,50 @@ def read_table(path: str | Path, fmt: str = "auto", what: str = "raw data file (
     if len(df) == 0:
         raise DataError(f"{path}: the file has no data rows")
     return df
+
+
+def _csv_sep(path: Path) -> str:
+    return "\t" if path.suffix.lower() == ".tsv" else ","
+
+
+_SEPARATORS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
+
+
+def _separator_hint(header: str, sep: str) -> str:
+    """What the header line looks separated by, when that is not ``sep`` ('' when it looks right)."""
+    counts = {c: header.count(c) for c in _SEPARATORS}
+    best = max(counts, key=counts.get)
+    if best == sep or counts[best] == 0 or counts[best] <= counts[sep]:
+        return ""
+    return (f"; its header looks {_SEPARATORS[best]}-separated ({counts[best]} {best!r} vs {counts[sep]} {sep!r}):"
+            " save it comma-separated as .csv or tab-separated as .tsv")
+
+
+def _check_csv_shape(path: Path, sep: str, encoding: str) -> None:
+    """Every record has as many fields as the header: a row with fields missing (or extra, e.g. a text with an
+    unquoted comma) is an error naming its line, never a row silently read with empty labels."""
+    import csv
+    import sys
+
+    csv.field_size_limit(min(sys.maxsize, 2 ** 31 - 1))  # a long article is one field, not an error
+    with open(path, newline="", encoding=encoding) as f:
+        header_line = f.readline()
+        f.seek(0)
+        reader = csv.reader(f, delimiter=sep)
+        width, start = None, 1
+        try:
+            for row in reader:
+                if row:
+                    if width is None:
+                        width = len(row)
+                    elif len(row) != width:
+                        why = ("fields are missing: give every column a value, or an empty one" if len(row) < width
+                               else "a text with an unquoted separator? quote it")
+                        raise DataError(f"{path}: line {start} has {len(row)} field(s), the header has {width} ({why})"
+                                        + _separator_hint(header_line, sep))
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            raise DataError(f"{path}: line {start} cannot be read as CSV: {exc}") from exc
 
 
 def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
@@ -200,7 +265,7 @@ def _csv_line(path: Path, index: int) -> int:
     (as pandas does), so it is not simply index + 2. Only called to word an error message."""
     import csv
 
-    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    sep = _csv_sep(path)
     try:
         with open(path, newline="", encoding="utf-8", errors="replace") as f:
             reader = csv.reader(f, delimiter=sep)
@@ -241,11 +306,12 @@ def write_table(df: pd.DataFrame, out: str | Path, fmt: str) -> None:
         write_text(out, df.to_json(orient="records", lines=True, force_ascii=False) or "")
 
 
-def read_texts(path: str | Path, text_column: str, id_column: str | None = None) -> tuple[list, list]:
+def read_texts(path: str | Path, text_column: str, id_column: str | None = None, encoding: str = "utf-8",
+               encoding_hint: str = "pass --encoding") -> tuple[list, list]:
     """(texts, ids) of a table of articles. ``id_column`` None or "": 'id' if the table has it, else the
     row number. A missing column is a :class:`DataError` listing the columns the table has."""
     detect_format(path)
-    df = read_table(path, what="input file")
+    df = read_table(path, what="input file", encoding=encoding, encoding_hint=encoding_hint)
     flag = {"text": text_column, "id": id_column}
     for what, col in flag.items():
         if col and col not in df.columns:

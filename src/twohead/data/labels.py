@@ -19,6 +19,8 @@ is > 0; a stratum too small to put one row in every split and still keep one for
 
 from __future__ import annotations
 
+import re
+import unicodedata
 import zlib
 from dataclasses import dataclass, field
 
@@ -53,7 +55,7 @@ class Prepared:
 
 
 def _missing(value) -> bool:
-    if value is None:
+    if value is None or value is pd.NA:
         return True
     if isinstance(value, float) and np.isnan(value):
         return True
@@ -61,7 +63,37 @@ def _missing(value) -> bool:
 
 
 def _clean(value) -> str | None:
-    return None if _missing(value) else str(value).strip()
+    """A cell as a stripped string (None when missing). Numbers keep one spelling whatever the reader made of
+    them: ``1.0`` (a 1/0 column with blanks becomes floats) is ``"1"``, ``True`` is ``"true"``."""
+    if _missing(value):
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+_INTEGRAL = re.compile(r"[+-]?\d+(\.0*)?")
+
+
+def label_key(value: str) -> str:
+    """How a Pick/Decline spelling is matched: case-insensitively, and ``1.0`` / ``01`` as ``1``."""
+    v = value.strip().lower()
+    return str(int(float(v))) if _INTEGRAL.fullmatch(v) else v
+
+
+def _junk(value) -> str | None:
+    """'a list' / 'an object' when a cell holds a structure (JSON Lines, Parquet), else None."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "a list"
+    return None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.number)) and not _missing(value)
 
 
 def normalise(df: pd.DataFrame, cfg: DataParams, path: str) -> tuple[pd.DataFrame, dict[str, int], int]:
@@ -84,20 +116,39 @@ def normalise(df: pd.DataFrame, cfg: DataParams, path: str) -> tuple[pd.DataFram
                         " something other than commas; save it as a comma-separated .csv (or tab-separated .tsv)")
             raise DataError(f"{path}: column {col!r} ({key}) not found; columns are {list(df.columns)}{hint}")
 
-    pick_map = {v.strip().lower(): 1 for v in cfg.pick_values}
+    pick_map = {label_key(v): 1 for v in cfg.pick_values}
     for v in cfg.decline_values:
-        if v.strip().lower() in pick_map:
+        if label_key(v) in pick_map:
             raise DataError(f"data.pick_values and data.decline_values share the spelling {v!r}")
-        pick_map[v.strip().lower()] = 0
+        pick_map[label_key(v)] = 0
 
     fmt = cfg.format
-    def column(name: str) -> pd.Series:  # cleaned cells as Python objects: str, or None when missing
-        return pd.Series([_clean(v) for v in df[name].tolist()], dtype=object)
+    def column(name: str, key: str) -> pd.Series:  # cleaned cells as Python objects: str, or None when missing
+        values = df[name].tolist()
+        for i, v in enumerate(values):
+            kind = _junk(v)
+            if kind:
+                raise DataError(f"{path}: {row_ref(path, fmt, i)}: column {name!r} ({key}) holds {kind}"
+                                f" ({str(v)[:60]}), not a single value")
+        if key == "data.text_column":
+            numbers = [i for i, v in enumerate(values) if _is_number(v)]
+            if numbers:
+                i = numbers[0]
+                raise DataError(f"{path}: {row_ref(path, fmt, i)}: column {name!r} ({key}) holds the number"
+                                f" {values[i]!r}, not text; {len(numbers)} such row(s). An article's text must be a"
+                                " string (quote it in JSON Lines if it really is a number)")
+        return pd.Series([_clean(v) for v in values], dtype=object)
 
-    ids = column(cfg.id_column) if cfg.id_column else pd.Series([str(i) for i in range(len(df))], dtype=object)
-    texts = column(cfg.text_column)
-    picks = column(cfg.pick_column)
-    cats = column(cfg.category_column)
+    ids = (column(cfg.id_column, "data.id_column") if cfg.id_column
+           else pd.Series([str(i) for i in range(len(df))], dtype=object))
+    texts = column(cfg.text_column, "data.text_column")
+    picks = column(cfg.pick_column, "data.pick_column")
+    cats = column(cfg.category_column, "data.category_column")
+    for i, c in enumerate(cats):
+        if c is not None and any(unicodedata.category(ch) == "Cc" for ch in c):
+            raise DataError(f"{path}: {row_ref(path, fmt, i)} (id {ids.iloc[i]!r}): category {c!r} in column"
+                            f" {cfg.category_column!r} contains a line break, tab or other control character;"
+                            " a category name is one line of text (fix the cell or its quoting)")
 
     bad_id = ids.isna().to_numpy().nonzero()[0]
     if len(bad_id):
@@ -124,12 +175,13 @@ def normalise(df: pd.DataFrame, cfg: DataParams, path: str) -> tuple[pd.DataFram
         if v is None:
             pick_codes.append(IGNORE)
             continue
-        code = pick_map.get(v.lower())
+        code = pick_map.get(label_key(v))
         if code is None:
             raise DataError(
                 f"{path}: {row_ref(path, fmt, i)} (id {ids.iloc[i]!r}): unknown value {v!r} in column"
                 f" {cfg.pick_column!r}; expected one of {cfg.pick_values + cfg.decline_values} or empty"
-                " (set data.pick_values / data.decline_values for other spellings)"
+                " (set data.pick_values / data.decline_values for other spellings, e.g. [\"1\"] / [\"0\"]"
+                " for a 1/0 column)"
             )
         pick_codes.append(code)
     pick_arr = np.asarray(pick_codes, dtype=np.int64)
@@ -251,6 +303,10 @@ def prepare(data_cfg: DataParams, split_cfg: SplitParams) -> Prepared:
     if clash:
         raise DataError(f"{path}: categories {clash[0]} in column {col!r} differ only in case or spacing"
                         f" ({len(clash)} such group(s)); spell each category one way in the data")
+    commas = [c for c in categories if "," in c]
+    comma_warning = ([f"{path}: {len(commas)} category name(s) contain a comma ({', '.join(map(repr, commas[:3]))}):"
+                      " kept as one name each (CSV outputs quote them; a tool that splits on every comma will not)"]
+                     if commas else [])
     cat_id = {c: i for i, c in enumerate(categories)}
     df["labels_binary"] = df["pick"].astype(np.int64)
     df["labels_category"] = df["category"].map(cat_id).fillna(IGNORE).astype(np.int64)
@@ -264,7 +320,7 @@ def prepare(data_cfg: DataParams, split_cfg: SplitParams) -> Prepared:
                             " epochs, and evaluate needs test rows")
     dup_counts, warnings = _cross_split_duplicates(splits, data_cfg, path)
     return Prepared(splits=splits, categories=categories, dropped=dropped, decline_category_dropped=n_decline_cat,
-                    rare_train_only=rare, cross_split_duplicates=dup_counts, warnings=warnings)
+                    rare_train_only=rare, cross_split_duplicates=dup_counts, warnings=comma_warning + warnings)
 
 
 def _cross_split_duplicates(splits: dict[str, pd.DataFrame], cfg: DataParams, path) -> tuple[dict, list[str]]:

@@ -1,5 +1,6 @@
 """What every stage script shares: its paths from the command line, params from ``params.yaml``, and any
-:class:`~twohead.config.errors.TwoheadError` turned into one clear line with exit status 2."""
+:class:`~twohead.config.errors.TwoheadError` (or an OS error on a named file) turned into one clear line with
+exit status 2, and Ctrl-C into one line with status 130."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
-from ..config.errors import TwoheadError
+from ..config.errors import user_message
 from ..config.params import Params, load_params
 
 P = TypeVar("P")
@@ -37,8 +38,15 @@ def run_stage(name: str, main: Callable[[Params, P], None], paths_cls: type[P], 
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         main(load_params(params_path), paths)
-    except TwoheadError as exc:
-        print(f"[{name}] error: {exc}. (Under dvc repro this stage's previous outputs were removed before it ran;"
-              f" to get the last good ones back: git checkout -- metrics plots && dvc checkout. Next time,"
-              f" `twohead check` first.)", file=sys.stderr)
-        sys.exit(2)
+    except BaseException as exc:  # noqa: B902 - Ctrl-C too: one line and status 130, not a traceback
+        said = user_message(exc)
+        if said is None:
+            raise
+        line, status = said
+        if status != 2:  # Ctrl-C or a signal: no error of the user's to explain
+            print(f"[{name}] {line}.", file=sys.stderr)
+        else:
+            print(f"[{name}] error: {line}. (Under dvc repro this stage's previous outputs were removed before it"
+                  f" ran; to get the last good ones back: git checkout -- metrics plots && dvc checkout. Next time,"
+                  f" `twohead check` first.)", file=sys.stderr)
+        sys.exit(status)

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ..config.errors import TrainingError
+from ..config.errors import Interrupted, TrainingError
 from ..config.schema import HISTORY_COLUMNS, SPEED_KEYS
 from ..data.batching import make_collate
 from ..model.two_head import TwoHeadModel
@@ -101,6 +101,7 @@ class Saves:
     def __init__(self, store: StateStore | None, accelerator, state: RunState, callbacks: Sequence[Callback]):
         self.store, self.accelerator, self.state, self.callbacks = store, accelerator, state, callbacks
         self.signal: str | None = None
+        self.signum = 0
         self._previous: dict = {}
 
     def __enter__(self) -> Saves:
@@ -114,7 +115,7 @@ class Saves:
             signal.signal(sig, handler)
 
     def _on_signal(self, signum, frame) -> None:
-        self.signal = signal.Signals(signum).name
+        self.signal, self.signum = signal.Signals(signum).name, signum
 
     def save(self, epoch: int, acc: EpochAccum | None) -> None:
         if self.store is None:
@@ -133,8 +134,8 @@ class Saves:
 
     def stop_if_signalled(self, where: str) -> None:
         if self.signal:
-            raise TrainingError(f"{self.signal}: interrupted {where};"
-                                + (" re-run to resume" if self.store is not None else " no state saved"))
+            raise Interrupted(f"{self.signal}: interrupted {where};"
+                              + (" re-run to resume" if self.store is not None else " no state saved"), self.signum)
 
 
 def fit(model: TwoHeadModel, data: FitData, run: RunConfig, callbacks: Sequence[Callback] = (),
