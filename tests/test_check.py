@@ -182,3 +182,41 @@ def test_csv_line_numbers_count_multi_line_fields(tmp_path):
     p = make_params(data={"raw_path": str(path)})
     with pytest.raises(DataError, match=r"row 2 \(line 8 of the CSV\).*unknown value 'Maybe'"):
         prepare(p.data, p.split)
+
+
+def test_duplicate_params_key_is_caught_by_check(demo_encoder_dir, tmp_path, capsys):
+    path = params_file(tmp_path, demo_encoder_dir)
+    text = open(path).read().replace("\n  epochs:", "\n  lr: 0.5\n  epochs:", 1)  # train.lr given twice
+    open(path, "w").write(text)
+    assert main(["check", "--params", path]) == 1  # check: 1 = problems found
+    cap = capsys.readouterr()
+    out = cap.out + cap.err
+    assert "key 'lr' given twice in one section (first on line" in out and "DVC refuses such a file too" in out
+
+
+@pytest.mark.parametrize("damage", ["cut", "header", "tiny"])
+def test_truncated_safetensors_is_caught_by_check(demo_encoder_dir, tmp_path, capsys, damage):
+    import shutil
+    enc = tmp_path / "enc"
+    shutil.copytree(demo_encoder_dir, enc)
+    weights = enc / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes({"cut": data[:len(data) - 1000], "header": data[:20], "tiny": data[:5]}[damage])
+    want = {"cut": "truncated; copy or download it again", "header": "bytes of header but the file has 20 bytes",
+            "tiny": "too short to be a safetensors file"}[damage]
+    with pytest.raises(CheckpointError, match=want):
+        validate_checkpoint(enc)
+    assert main(["check", "--params", params_file(tmp_path, enc)]) == 1
+    cap = capsys.readouterr()
+    assert f"{weights}" in cap.out + cap.err
+
+
+def test_sharded_index_naming_a_missing_shard_is_caught(demo_encoder_dir, tmp_path):
+    import shutil
+    enc = tmp_path / "enc"
+    shutil.copytree(demo_encoder_dir, enc)
+    (enc / "model.safetensors").rename(enc / "model-00001-of-00002.safetensors")
+    (enc / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {
+        "a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
+    with pytest.raises(CheckpointError, match=r"lists 1 shard\(s\) not in the directory: \['model-00002-of-00002"):
+        validate_checkpoint(enc)

@@ -38,6 +38,7 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
         pretrain_stage1,
         tokenize,
         train_stage2,
+        validate_params,
     )
 
     tmp = tmp_path_factory.mktemp("reads")
@@ -53,7 +54,8 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
         predict=dataclasses.replace(p.predict, input=str(DEMO_CSV)))
     p = _retrack(p)
     shared = {"demo_texts": DEMO_CSV}
-    order = [("build_demo_encoder", build_demo_encoder, build_demo_encoder.DemoEncoderPaths),
+    order = [("validate_params", validate_params, validate_params.ValidateParamsPaths),  # params.yaml: a file dep
+             ("build_demo_encoder", build_demo_encoder, build_demo_encoder.DemoEncoderPaths),
              ("prepare_labels", prepare_labels, prepare_labels.PreparePaths),
              ("pretrain_stage1", pretrain_stage1, pretrain_stage1.Stage1Paths),
              ("tokenize", tokenize, tokenize.TokenizePaths),

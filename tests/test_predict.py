@@ -168,9 +168,9 @@ def test_full_disk_or_read_only_output_is_one_line(scored, capsys, tmp_path, mon
 
     def failing(src, dst):  # the final rename fails as on a full disk / a read-only folder
         raise OSError(errno_, words)
-    monkeypatch.setattr("twohead.data.io.os.replace", failing)
+    monkeypatch.setattr("twohead.data.atomic.os.replace", failing)
     rc, _, err = _run([out / "models" / "stage2", out / "test.csv", "-o", tmp_path / "p.csv"], capsys)
-    monkeypatch.setattr("twohead.data.io.os.replace", real)
+    monkeypatch.setattr("twohead.data.atomic.os.replace", real)
     assert rc == 2 and len(err.strip().splitlines()) == 1, err
     assert f"p.csv: cannot write it ({words}); nothing was written there" in err
     assert list(tmp_path.iterdir()) == []  # no temp file left behind

@@ -252,36 +252,54 @@ class OptimParams(Section):
 
 
 @dataclass(frozen=True)
-class TrainParams(OptimParams):
+class StepParams(OptimParams):
+    """How each optimiser step is taken: the rest of a stage's own recipe (``train.*`` for Stage 2, ``stage1.*`` for
+    Stage 1), so a Stage-2 key never invalidates Stage 1."""
+
     head_lr_mult: float = 1.0  # > 0: the heads' lr = lr · head_lr_mult
     scheduler: Literal["linear", "cosine"] = "linear"
-    eval_batch_size: int = 64  # >= 1
     grad_accum: int = 1  # >= 1
     max_grad_norm: float = 1.0  # > 0
+    group_by_length: bool = True
+    checkpoint_every_steps: int = 0  # resumable state every N optimiser steps too (0 = after each epoch only)
+    on_nonfinite: Literal["stop", "skip"] = "stop"  # a NaN/inf loss or grad norm: stop, or drop that step
+
+    def __post_init__(self):
+        super().__post_init__()
+        s = self.SECTION
+        need(self.head_lr_mult > 0, f"{s}.head_lr_mult must be > 0")
+        need(self.grad_accum >= 1, f"{s}.grad_accum must be >= 1")
+        need(self.max_grad_norm > 0, f"{s}.max_grad_norm must be > 0")
+        need(self.checkpoint_every_steps >= 0,
+             f"{s}.checkpoint_every_steps must be >= 0 (0 = after each epoch only)")
+
+
+#: The ``train.*`` fields Stage 1 reads too: the machine's settings (where and how fast to run), not the recipe.
+#: Every other ``train.*`` key is Stage 2's alone (Stage 1 has its own ``stage1.*`` copy of the recipe keys).
+MACHINE_FIELDS = ("device", "precision", "eval_batch_size", "num_workers", "compile", "fast_attention")
+
+
+@dataclass(frozen=True)
+class TrainParams(StepParams):
+    eval_batch_size: int = 64  # >= 1
     device: Literal["auto", "mps", "cuda", "cpu"] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     keep: Literal["last", "best"] = "last"
-    group_by_length: bool = True
     num_workers: int = 0  # >= 0
-    checkpoint_every_steps: int = 0  # resumable state every N optimiser steps too (0 = after each epoch only)
-    on_nonfinite: Literal["stop", "skip"] = "stop"  # a NaN/inf loss or grad norm: stop, or drop that step
     compile: bool = False  # torch.compile the encoder in place (dynamic shapes)
     fast_attention: bool = True  # windowed DeBERTa relative-attention bias (same values, less work on short rows)
 
     def __post_init__(self):
         super().__post_init__()
-        need(self.head_lr_mult > 0, "train.head_lr_mult must be > 0")
         need(self.eval_batch_size >= 1, "train.eval_batch_size must be >= 1")
-        need(self.grad_accum >= 1, "train.grad_accum must be >= 1")
-        need(self.max_grad_norm > 0, "train.max_grad_norm must be > 0")
         need(self.num_workers >= 0, "train.num_workers must be >= 0")
-        need(self.checkpoint_every_steps >= 0, "train.checkpoint_every_steps must be >= 0 (0 = after each epoch only)")
 
 
 @dataclass(frozen=True)
-class Stage1Params(OptimParams):
-    """The Stage-1 (Pick/Decline) pretraining recipe: its own values of the :class:`OptimParams` fields, a base
-    model and Task1 label smoothing; everything else follows ``train`` (see ``twohead.train.stage1``)."""
+class Stage1Params(StepParams):
+    """The Stage-1 (Pick/Decline) pretraining recipe: its own values of the :class:`StepParams` fields, a base
+    model and Task1 label smoothing; only the machine's settings (:data:`MACHINE_FIELDS`) follow ``train``
+    (see ``twohead.train.stage1``)."""
 
     SECTION: typing.ClassVar[str] = "stage1"
 
@@ -469,15 +487,39 @@ def params_from_dict(raw: Any, source: str = "<params>", partial: bool = False) 
     return _build(Params, raw, "", source, partial)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping, as DVC does ("found duplicate key"): PyYAML
+    would silently keep the last one, so a run could use another value than the one a user reads first."""
+
+
+def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ParamsError(f"line {key_node.start_mark.line + 1}: key {key!r} given twice in one section (first"
+                              f" on line {seen[key] + 1}); DVC refuses such a file too: keep one")
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Load ``params.yaml`` strictly: every key present, no unknown key, every value well-typed."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found (run from the project root)")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 - a SafeLoader
+    except ParamsError as exc:
+        raise ParamsError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ParamsError(f"{path}: not valid YAML{where}: {what}") from exc
     if raw is None:
         raise ParamsError(f"{path}: params file is empty")
     return params_from_dict(raw, source=str(path), partial=False)

@@ -6,64 +6,16 @@ is renamed into place only once complete; on an exception the temp path is remov
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 
-from ..config.errors import DataError, MissingInputError, OutputError
-
-
-#: OS errors that say the output cannot be written (as opposed to a bug): full disk or quota, no permission,
-#: read-only file system
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
-
-
-def _cannot_write(path: Path, exc: OSError) -> OutputError:
-    return OutputError(f"{path}: cannot write it ({exc.strerror or exc}); nothing was written there")
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; on success it replaces ``path``, on error it is removed.
-    A full disk, a read-only folder or a missing permission is an :class:`OutputError` naming ``path``."""
-    path = Path(path)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if is_dir:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-        else:
-            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            os.close(fd)
-            tmp = Path(name)
-    except OSError as exc:
-        raise _cannot_write(path, exc) from exc
-    try:
-        yield tmp
-        os.chmod(tmp, (0o777 if is_dir else 0o666) & ~umask)
-        if is_dir:
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        else:
-            os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and not isinstance(exc, OutputError) and exc.errno in _WRITE_ERRNOS:
-            raise _cannot_write(path, exc) from exc
-        raise
+from ..config.errors import DataError, MissingInputError
+from .atomic import atomic_path, write_text  # noqa: F401 - re-exported: every writer's one home
 
 
 def _json_default(obj: Any) -> Any:
@@ -126,11 +78,6 @@ def write_csv(path: str | Path, df: pd.DataFrame) -> None:
 def write_parquet(path: str | Path, df: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
-
-
-def write_text(path: str | Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
 
 
 def detect_format(path: str | Path, fmt: str = "auto") -> str:

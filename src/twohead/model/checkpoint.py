@@ -29,6 +29,63 @@ def check_files(path: str | Path) -> Path:
     return path
 
 
+def _check_safetensors(file: Path) -> None:
+    """The header (8-byte little-endian length, then JSON) is readable and the file is as long as the header says:
+    a copy cut short (a full disk, an interrupted download or `dvc pull`) fails here, not an hour into training."""
+    import json
+    import struct
+
+    size = file.stat().st_size
+    with open(file, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{file}: {size} bytes, too short to be a safetensors file (truncated?)")
+        (n,) = struct.unpack("<Q", head)
+        if 8 + n > size:
+            raise CheckpointError(f"{file}: its header says {n} bytes of header but the file has {size} bytes:"
+                                  " truncated; copy or download it again")
+        try:
+            header = json.loads(f.read(n))
+        except ValueError as exc:
+            raise CheckpointError(f"{file}: the safetensors header is not valid JSON (a damaged file)") from exc
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    want = 8 + n + max(ends, default=0)
+    if size != want:
+        raise CheckpointError(f"{file}: {size} bytes but its header describes {want}:"
+                              f" {'truncated' if size < want else 'trailing bytes'}; copy or download it again")
+
+
+def check_weights(path: str | Path) -> None:
+    """Every weight file is whole: safetensors files (and the shards an index lists) against their headers,
+    ``pytorch_model.bin`` as a readable zip archive (torch.save's format)."""
+    import json
+    import zipfile
+
+    path = Path(path)
+    files = [path / "model.safetensors"] if (path / "model.safetensors").is_file() else []
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (path / index).is_file():
+            try:
+                shards = sorted(set(json.loads((path / index).read_text(encoding="utf-8"))["weight_map"].values()))
+            except (ValueError, KeyError, AttributeError) as exc:
+                raise CheckpointError(f"{path / index}: not a readable weight index (no weight_map)") from exc
+            missing = [s for s in shards if not (path / s).is_file()]
+            if missing:
+                raise CheckpointError(f"{path / index}: lists {len(missing)} shard(s) not in the directory:"
+                                      f" {missing[:3]}")
+            files += [path / s for s in shards]
+    if (path / "pytorch_model.bin").is_file():
+        files.append(path / "pytorch_model.bin")
+    for f in files:
+        if f.suffix == ".safetensors":
+            _check_safetensors(f)
+        else:
+            with open(f, "rb") as fh:
+                zipped = fh.read(2) == b"PK"  # torch.save's zip format (an old pickle file is not checked)
+            if zipped and not zipfile.is_zipfile(f):
+                raise CheckpointError(f"{f}: a damaged or truncated zip archive; copy or download it again")
+
+
 def load_config(path: str | Path):
     from transformers import AutoConfig
 
@@ -57,11 +114,12 @@ def load_encoder(checkpoint: str | Path):
 
 
 def validate_checkpoint(checkpoint: str | Path, max_length: int | None = None):
-    """Check a checkpoint directory without loading its weights: config, weights present, tokenizer
+    """Check a checkpoint directory without loading its weights: config, weights present and whole, tokenizer
     loadable (naming a missing package), tokenizer ids within the model's vocabulary, and (given
     ``max_length``) sequences that fit its absolute position embeddings.
     Returns ``(tokenizer, summary)`` so callers need not load the tokenizer again."""
     config = load_config(checkpoint)
+    check_weights(checkpoint)
     positions = getattr(config, "max_position_embeddings", None)
     absolute = getattr(config, "position_biased_input", True)  # DeBERTa-v3: relative positions only
     if max_length is not None and positions is not None and absolute and max_length > positions:

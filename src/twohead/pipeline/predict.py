@@ -1,6 +1,7 @@
 """The predict stage: score ``predict.input`` (a table of new articles) with the trained Stage-2 model,
-reproducibly: the scores change when the model, the input or the predict params change, and only then. ``metrics/predict.json`` counts what the model could not fully read
-(empty, truncated, mostly-unknown-token texts: see :class:`~twohead.predict.Predictor`)."""
+reproducibly: the scores change when the model, the input or the predict params change, and only then.
+``metrics/predict.json`` counts what the model could not fully read (empty, truncated, mostly-unknown-token
+texts: see :class:`~twohead.predict.Predictor`)."""
 
 from __future__ import annotations
 

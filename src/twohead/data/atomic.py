@@ -1,0 +1,67 @@
+"""Atomic writes (temp file + rename), with no heavy import: a stage never leaves a half-written file.
+
+Each writer goes to a temp path in the same directory and is renamed into place only once complete; on an
+exception (Ctrl-C included) the temp path is removed. A full disk, a read-only folder or a missing permission is an
+:class:`~twohead.config.errors.OutputError` naming the output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from ..config.errors import OutputError
+
+#: OS errors that say the output cannot be written (as opposed to a bug): full disk or quota, no permission,
+#: read-only file system
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def _cannot_write(path: Path, exc: OSError) -> OutputError:
+    return OutputError(f"{path}: cannot write it ({exc.strerror or exc}); nothing was written there")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; on success it replaces ``path``, on error it is removed.
+    A full disk, a read-only folder or a missing permission is an :class:`OutputError` naming ``path``."""
+    path = Path(path)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if is_dir:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            tmp = Path(name)
+    except OSError as exc:
+        raise _cannot_write(path, exc) from exc
+    try:
+        yield tmp
+        os.chmod(tmp, (0o777 if is_dir else 0o666) & ~umask)
+        if is_dir:
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        else:
+            os.replace(tmp, path)
+    except BaseException as exc:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, OutputError) and exc.errno in _WRITE_ERRNOS:
+            raise _cannot_write(path, exc) from exc
+        raise
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
