@@ -166,3 +166,36 @@ def test_seed_grid_through_the_queue_then_group_by(shared_project, tmp_path):
     acc = g["groups"][0]["metrics"]["task2_acc"]
     assert len(acc["values"]) == 2 and acc["mean"] == pytest.approx(sum(acc["values"]) / 2)
     assert (proj / "g.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_params_typo_fails_every_repro_and_stage2_keys_leave_stage1(shared_project, tmp_path):
+    """A key the schema does not know, in a section no other stage tracks, fails `dvc repro` in its first stage;
+    fixing it re-runs that stage alone. A Stage-2-only training key never invalidates Stage 1."""
+    proj = clone_project(shared_project[0], tmp_path / "proj")
+    params = (proj / "params.yaml").read_text()
+    assert "Data and pipelines are up to date" in run(["dvc", "repro"], proj).stdout
+    (proj / "params.yaml").write_text(params.replace("\neval:\n", "\neval:\n  pick_treshold: 0.5\n", 1))
+    bad = run(["dvc", "repro"], proj, check=False)
+    assert bad.returncode != 0
+    assert "[validate_params] error: params.yaml: unknown key(s) eval.pick_treshold" in bad.stderr
+    assert bad.stdout.count("Running stage") == 1 and "Running stage 'validate_params'" in bad.stdout
+    (proj / "params.yaml").write_text(params)
+    fixed = run(["dvc", "repro"], proj).stdout
+    assert fixed.count("Running stage") == 1 and "Running stage 'validate_params'" in fixed  # the rest: cached
+    assert "up to date" in run(["dvc", "status"], proj).stdout
+
+    # Stage-2-only keys (train.checkpoint_every_steps, train.grad_accum) leave Stage 1 cached; stage1.* re-runs it
+    (proj / "params.yaml").write_text(_in_section(params, "train", "checkpoint_every_steps: 0",
+                                                  "checkpoint_every_steps: 5"))
+    status = run(["dvc", "status"], proj).stdout
+    assert "train_stage2:" in status and "pretrain_stage1:" not in status, status
+    (proj / "params.yaml").write_text(_in_section(params, "stage1", "checkpoint_every_steps: 0",
+                                                  "checkpoint_every_steps: 5"))
+    assert "pretrain_stage1:" in run(["dvc", "status"], proj).stdout
+
+
+def _in_section(text: str, section: str, old: str, new: str) -> str:
+    """``text`` with the first ``old`` after the top-level ``section:`` line replaced."""
+    start = text.index(f"\n{section}:")
+    return text[:start] + text[start:].replace(old, new, 1)
