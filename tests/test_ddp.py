@@ -40,3 +40,47 @@ def test_two_process_training_matches_the_data(shared_project, tmp_path):
     run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "stages/train_stage2.py", *args], proj)
     m = json.loads((proj / "metrics" / "train.json").read_text())
     assert m["sigma_task1"] != 1.0 and m["train_loss_rdrop"] > 0 and 0 <= m["val_acc_task2"] <= 1
+
+
+@pytest.mark.slow
+def test_two_process_run_killed_after_epoch_1_resumes_to_identical_metrics(shared_project, tmp_path):
+    """torchrun with 2 processes: SIGKILL right after the end-of-epoch-1 save (Accelerate's save_state from both
+    processes, each with its own progress and RNG states), re-run: metrics identical to an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+
+    from twohead.train.fit import KILL_AFTER_SAVE_ENV
+
+    proj = clone_project(shared_project[0], tmp_path / "proj", params={
+        "train": {"epochs": 2, "batch_size": 16, "eval_batch_size": 50, "lr": 0.003, "device": "cpu"}})
+    layout = dvc_paths()
+    args = [a for f in dataclasses.fields(TrainPaths) for a in (flag(f.name), layout[f.name])]
+    outputs = ("train_metrics", "train_history", "steps_log", "band_recall", "cartography_task2")
+
+    def torchrun(kill_after=None):
+        env = {k: v for k, v in os.environ.items() if k != KILL_AFTER_SAVE_ENV}
+        if kill_after is not None:
+            env[KILL_AFTER_SAVE_ENV] = str(kill_after)
+        return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                               "stages/train_stage2.py", *args], cwd=proj, env=env, capture_output=True, text=True)
+
+    ref = torchrun()
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    expected = {k: (proj / layout[k]).read_bytes() for k in outputs}
+    state = proj / layout["stage2_state"]
+    assert [f.name for f in state.iterdir()] == ["DONE.json"]  # cleared after success
+    for k in outputs:
+        (proj / layout[k]).unlink()
+
+    killed = torchrun(kill_after=1)  # both processes: SIGKILL after the end-of-epoch-1 save
+    assert killed.returncode != 0 and not (proj / layout["train_metrics"]).exists()
+    assert str(-signal.SIGKILL) in killed.stderr or "SIGKILL" in killed.stderr, killed.stderr[-3000:]
+    saved = sorted(f.name for f in state.iterdir())
+    assert {"progress.pt", "progress_1.pt", "fingerprint.json", "accelerate"} <= set(saved), saved
+    assert json.loads((state / "fingerprint.json").read_text())["processes"] == 2
+    resumed = torchrun()
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from epoch 2" in resumed.stdout, resumed.stdout[-2000:]
+    for k in outputs:
+        assert (proj / layout[k]).read_bytes() == expected[k], f"{layout[k]} differs after resuming under torchrun"

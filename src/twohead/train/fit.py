@@ -152,10 +152,6 @@ def fit(model: TwoHeadModel, data: FitData, run: RunConfig, callbacks: Sequence[
     smoke_check(s, {k: v.to(s.accelerator.device) for k, v in smoke.items()})
     for cb in callbacks:
         cb.on_fit_start(s.accelerator)
-    if store is not None and s.accelerator.num_processes > 1:
-        log(f"[{run.tag}] resumable state is single-process only: this {s.accelerator.num_processes}-process run"
-            " saves none")
-        store = None
     state = _resume(store, s, callbacks, log, run.tag)
     progress = ProgressLine(run.tag, t.epochs, s.steps_per_epoch, log=log,
                             enabled=None if s.accelerator.is_main_process else False)
