@@ -94,3 +94,25 @@ def test_queue_dry_run_prints_the_grid(capsys):
         "dvc exp run --queue -n abl-msd-s7 -S train.seed=7 -S model.msd_samples=5 -S train.epochs=1",
         "dvc exp run --queue -n abl-awp-s7 -S train.seed=7 -S reg.awp_start_epoch=2 -S train.epochs=1"]
     assert main(["ablation", "queue", "--dry-run", "--only", "nope"]) == 2
+
+
+def test_docs_and_readme_list_exactly_the_ablation_switches():
+    """One switch list: docs/techniques.md's table rows and the README's sentence are ABLATION, in its order, with
+    each switch's param at the queued strength."""
+    import re
+
+    from twohead.config.switches import ABLATION
+
+    docs = (ROOT / "docs" / "techniques.md").read_text()
+    table = docs[docs.index("| switch (ablation name) |"):]
+    table = table[:table.index("\n\n")]
+    rows = [line.split(" | ") for line in table.splitlines()[2:]]
+    assert [re.fullmatch(r"\| `(\w+)`", r[0]).group(1) for r in rows] == list(ABLATION)
+    for row, (name, overrides) in zip(rows, ABLATION.items()):
+        for key, value in overrides.items():
+            assert f"`{key}: {value}`" in row[1], (name, row[1])
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Techniques as switches"):]
+    section = section[:section.index("\n## ")]
+    named = re.findall(r"`(\w+)`\s+\(`([\w.]+)`\)", section)
+    assert named == [(name, next(iter(o))) for name, o in ABLATION.items()]
