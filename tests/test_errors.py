@@ -90,3 +90,23 @@ def test_real_sigint_during_a_stage_exits_130_and_leaves_no_temp_file(tmp_path):
     assert err.strip().splitlines() == ["[slow] interrupted (Ctrl-C); no output was half-written (each is renamed"
                                         " into place only when complete)."]
     assert os.listdir(tmp_path / "out") == []
+
+
+def test_sigint_while_a_stage_still_imports_is_one_line_130(tmp_path):
+    """Ctrl-C in the seconds a stage spends importing torch / transformers: the same line and status, no traceback
+    from inside an import (and, had the imports finished, run_stage's own handling says the same)."""
+    import time
+
+    from twohead.pipeline.runner import flag
+    from twohead.pipeline.train_stage2 import TrainPaths
+
+    args = [a for f in dataclasses.fields(TrainPaths) for a in (flag(f.name), str(tmp_path / f.name))]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "stages" / "train_stage2.py"), *args],  # ~4 s of imports
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["[train_stage2] interrupted (Ctrl-C); no output was half-written (each is"
+                                        " renamed into place only when complete)."]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

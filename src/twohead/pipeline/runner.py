@@ -7,11 +7,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
-from ..config.errors import user_message
+from ..config.errors import INTERRUPTED, user_message
 from ..config.params import Params, load_params
 
 P = TypeVar("P")
@@ -29,10 +31,25 @@ def parse_paths(cls: type[P], argv: Sequence[str] | None = None, prog: str | Non
     return cls(**vars(ap.parse_args(argv)))
 
 
+def exit_on_interrupt(name: str) -> None:
+    """Ctrl-C while a stage script is still importing (torch and transformers take seconds): the same one line
+    and status 130 as during its work, not a traceback from inside an import. :func:`run_stage` hands SIGINT
+    back to Python's ``KeyboardInterrupt`` once the imports are done."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum, frame):
+        print(f"[{name}] {user_message(KeyboardInterrupt())[0]}.", file=sys.stderr)
+        raise SystemExit(INTERRUPTED)
+    signal.signal(signal.SIGINT, handler)
+
+
 def run_stage(name: str, main: Callable[[Params, P], None], paths_cls: type[P], argv: Sequence[str] | None = None,
               params_path: str = "params.yaml") -> None:
     """Parse the stage's paths, load params strictly, run ``main(params, paths)``; a user-facing error ends
     with ``[stage] error: …`` on stderr and exit status 2 (no traceback, no half-written output)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on Ctrl-C is a KeyboardInterrupt
     paths = parse_paths(paths_cls, argv, prog=f"stages/{name}.py")
     # no "Loading weights" / "Writing model shards" bars from transformers in a stage's log (read at its import)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
