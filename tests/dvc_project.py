@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from conftest import DEMO_CSV, ROOT
+from conftest import DEMO_CSV, ROOT, committed_text
 
 TINY = {
     "demo_encoder": {"vocab_size": 400, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
@@ -54,8 +54,11 @@ def make_project(dest: Path, rows: int = 600, overrides: dict | None = None) -> 
     """Copy dvc.yaml, params.yaml, stages/ and src/ into ``dest``, shrink the demo data to ``rows`` rows
     (every category kept), apply the tiny params, and make it a committed git + DVC repo."""
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("dvc.yaml", "params.yaml", ".gitignore"):  # .gitignore: what git must not hold, as in the project
+    for name in ("dvc.yaml", ".gitignore"):  # .gitignore: what git must not hold, as in the project
         shutil.copy(ROOT / name, dest / name)
+    # params.yaml as committed: after the README's `dvc exp run -S …` the workspace's copy holds the experiment's
+    # values, and a test's own `-S` of the same value would then change nothing
+    (dest / "params.yaml").write_text(committed_text("params.yaml"))
     for name in ("stages", "src"):
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     demo = pd.read_csv(DEMO_CSV, dtype=str, keep_default_na=False)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import DEMO_CSV, ROOT, make_params, write_table
+from conftest import DEMO_CSV, ROOT, committed_text, make_params, write_table
 from twohead.check import run_check
 from twohead.cli import main
 from twohead.config.errors import CheckpointError, DataError, ParamsError
@@ -17,7 +17,7 @@ from twohead.model.checkpoint import validate_checkpoint
 
 def params_file(tmp_path, encoder, **changes) -> str:
     """The project's params.yaml with absolute demo paths, the given checkpoint, and dotted-key changes."""
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = yaml.safe_load(committed_text("params.yaml"))  # not the workspace's: `dvc exp run` changes it
     raw["data"]["raw_path"] = str(DEMO_CSV)
     raw["predict"]["input"] = str(DEMO_CSV)
     raw["model"]["stage1_checkpoint"] = str(encoder)

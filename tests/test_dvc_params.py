@@ -6,12 +6,11 @@ read (a listed key nobody reads re-runs the stage for nothing)."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import DEMO_CSV, ROOT, stage_paths, tiny_params
+from conftest import DEMO_CSV, ROOT, committed_text, stage_paths, tiny_params
 from twohead.config.params import DemoEncoderParams, recording
 
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
@@ -99,10 +98,11 @@ def test_params_listed_are_read(reads, stage):
     assert not stale, f"stage {stage} lists {', '.join(stale)} under params but never reads them (needless re-runs)"
 
 
-def test_recording_sees_reads_of_loaded_params_only():
+def test_recording_sees_reads_of_loaded_params_only(tmp_path):
     from twohead.config.params import load_params
 
-    p = load_params(Path(ROOT) / "params.yaml")
+    (tmp_path / "params.yaml").write_text(committed_text("params.yaml"))
+    p = load_params(tmp_path / "params.yaml")
     with recording() as r:
         _ = p.train.lr
         copy = dataclasses.replace(p.stage1, lr=1.0)   # reads every other stage1 field of the loaded section

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import committed_text
 from twohead.config.errors import DataError, user_message
 from twohead.pipeline.runner import run_stage
 
@@ -22,9 +23,15 @@ class OnePath:
     out: Path
 
 
+def _params(tmp_path) -> str:
+    path = tmp_path / "params.yaml"
+    path.write_text(committed_text("params.yaml"))  # not the workspace's copy: `dvc exp run` changes it
+    return str(path)
+
+
 def _stage(main, capsys, tmp_path):
     with pytest.raises(SystemExit) as e:
-        run_stage("demo", main, OnePath, ["--out", str(tmp_path / "o.json")], params_path=str(ROOT / "params.yaml"))
+        run_stage("demo", main, OnePath, ["--out", str(tmp_path / "o.json")], params_path=_params(tmp_path))
     return e.value.code, capsys.readouterr().err
 
 
@@ -55,7 +62,7 @@ def test_a_bug_keeps_its_traceback(capsys, tmp_path, monkeypatch):
     def main(p, paths):
         raise ZeroDivisionError("a bug")
     with pytest.raises(ZeroDivisionError):
-        run_stage("demo", main, OnePath, ["--out", "x"], params_path=str(ROOT / "params.yaml"))
+        run_stage("demo", main, OnePath, ["--out", "x"], params_path=_params(tmp_path))
     monkeypatch.setenv("TWOHEAD_DEBUG", "1")
     assert user_message(DataError("x")) is None  # debugging: tracebacks for everything
 
@@ -79,7 +86,7 @@ def test_real_sigint_during_a_stage_exits_130_and_leaves_no_temp_file(tmp_path):
                 print("ready", flush=True)
                 time.sleep(60)
 
-        run_stage("slow", main, P, params_path={str(ROOT / 'params.yaml')!r})
+        run_stage("slow", main, P, params_path={_params(tmp_path)!r})
     """))
     proc = subprocess.Popen([sys.executable, str(script), "--out", str(tmp_path / "out" / "o.txt")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
