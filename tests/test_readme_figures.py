@@ -1,11 +1,10 @@
 """The figures README.md quotes are the ones in the files they come from (scripts/readme_figures.py)."""
 
 import importlib.util
-import shutil
 import subprocess
 import sys
 
-from conftest import ROOT
+from conftest import ROOT, committed_text
 
 spec = importlib.util.spec_from_file_location("readme_figures", ROOT / "scripts" / "readme_figures.py")
 figures = importlib.util.module_from_spec(spec)
@@ -23,7 +22,7 @@ def test_a_drifted_figure_is_named_and_rewritten(tmp_path):
     for rel in ("README.md", "metrics/test.json", "metrics/data.json", "benchmarks/results/lr_grid_minilm.json",
                 "benchmarks/results/speed_cpu_demo.json", "benchmarks/results/speed_cpu_4L256H.json"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ROOT / rel, tmp_path / rel)
+        (tmp_path / rel).write_text(committed_text(rel))  # as committed: `dvc exp run` changes the workspace's
     readme = tmp_path / "README.md"
     readme.write_text(readme.read_text().replace("<!-- fig:demo.task2_acc -->0.", "<!-- fig:demo.task2_acc -->9.", 1))
     # not a git repo: the sources are read from the folder
@@ -33,4 +32,4 @@ def test_a_drifted_figure_is_named_and_rewritten(tmp_path):
                         capture_output=True, text=True).returncode
     assert rc == 1
     figures.main(["--write", "--root", str(tmp_path)])
-    assert readme.read_text() == (ROOT / "README.md").read_text()
+    assert readme.read_text() == committed_text("README.md")
