@@ -267,8 +267,9 @@ def test_semicolon_csv_with_commas_in_texts_says_what_it_looks_like(tmp_path):
     body = ["id;text;pick;category"] + [f"{x['id']};{x['text']}, with a comma;{x['pick']};{x['category']}"
                                         for x in rows()]
     path.write_text("\n".join(body) + "\n")
-    with pytest.raises(DataError, match=r"line 2 has 2 field\(s\), the header has 1 .*looks semicolon-separated"):
+    with pytest.raises(DataError, match=r"line 2 has 2 field\(s\), the header has 1 .*looks semicolon-separated") as e:
         prepare(cfg(path), SplitParams())
+    assert str(e.value).count(str(path)) == 1 and "cannot be read as" not in str(e.value)  # said once, not wrapped
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".csv"])

@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -186,3 +187,18 @@ def test_ctrl_c_is_one_line_and_status_130(scored, capsys, monkeypatch):
     assert rc == 130 and err.strip() == ("twohead predict: interrupted (Ctrl-C); no output was half-written"
                                          " (each is renamed into place only when complete)")
     assert not (out / "never.csv").exists()
+
+
+def test_full_standard_output_is_one_line(scored, capsys, monkeypatch):
+    out, _, _ = scored
+
+    class Full(io.StringIO):
+        def write(self, text):
+            raise OSError(28, "No space left on device")
+
+        def fileno(self):  # what the handler points at /dev/null: a descriptor of its own, not the real stdout
+            return os.open(os.devnull, os.O_WRONLY)
+    monkeypatch.setattr("sys.stdout", Full())
+    rc = main(["predict", str(out / "models" / "stage2"), str(out / "test.csv")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "twohead predict: error: standard output: cannot write it (No space left on device)" in err

@@ -25,7 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from .config.errors import DataError, user_message
+from .config.errors import DataError, OutputError, user_message
 from .config.switches import ABLATION
 from .data.io import output_format, read_texts, write_table
 
@@ -60,7 +60,7 @@ def cmd_predict(args) -> int:
                           pick_threshold=args.pick_threshold, decision=args.decision, plain=args.plain)
     df = predictor.predict(texts, ids=ids, top_k=args.top_k)
     if args.output == "-":
-        df.to_csv(sys.stdout, index=False, float_format="%.8g")
+        _to_stdout(df)
     else:
         write_table(df, args.output, fmt)
     for notice in predictor.notices():
@@ -70,6 +70,21 @@ def cmd_predict(args) -> int:
             f", Pick threshold {predictor.pick_threshold:g}"
         print(f"twohead predict: {len(df)} rows -> {args.output} ({how})", file=sys.stderr)
     return 0
+
+
+def _to_stdout(df) -> None:
+    """CSV on standard output: a full disk is one line naming it; a closed pipe (``| head``) ends quietly."""
+    import os
+
+    try:
+        df.to_csv(sys.stdout, index=False, float_format="%.8g")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        raise SystemExit(1) from None
+    except OSError as exc:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise OutputError(f"standard output: cannot write it ({exc.strerror or exc})") from exc
 
 
 def cmd_compare(args) -> int:

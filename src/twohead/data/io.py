@@ -127,6 +127,8 @@ def read_table(path: str | Path, fmt: str = "auto", what: str = "raw data file (
     except LookupError as exc:  # an encoding Python does not know
         raise DataError(f"{path}: unknown text encoding {encoding!r}; {encoding_hint} one Python knows, e.g."
                         " utf-8, latin-1, cp1252") from exc
+    except DataError:
+        raise  # already names the file and the line (a ValueError too: not to be wrapped again below)
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{path}: the file is empty") from exc
     except ValueError as exc:
