@@ -202,3 +202,10 @@ def test_full_standard_output_is_one_line(scored, capsys, monkeypatch):
     rc = main(["predict", str(out / "models" / "stage2"), str(out / "test.csv")])
     err = capsys.readouterr().err
     assert rc == 2 and "twohead predict: error: standard output: cannot write it (No space left on device)" in err
+
+
+def test_a_file_in_the_way_of_the_output_folder_is_named(scored, capsys, tmp_path):
+    out, _, _ = scored
+    (tmp_path / "x").write_text("")
+    rc, _, err = _run([out / "models" / "stage2", out / "test.csv", "-o", tmp_path / "x" / "sub" / "p.csv"], capsys)
+    assert rc == 2 and f"cannot write it ({tmp_path / 'x'} is a file, not a folder)" in err
