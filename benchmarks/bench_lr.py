@@ -65,7 +65,9 @@ def test_coded(folder: Path, p) -> Coded:
 
 def collect(out: Path) -> dict[float, dict[int, Coded]]:
     """{lr: {seed: the kept model's plain test answers}} for every finished run under ``out``."""
-    from twohead.config.params import load_params
+    import yaml
+
+    from twohead.config.params import params_from_dict
 
     layout = dvc_paths(ROOT)
     runs: dict[float, dict[int, Coded]] = {}
@@ -73,7 +75,8 @@ def collect(out: Path) -> dict[float, dict[int, Coded]]:
         folder = params.parent
         if not (folder / layout["train_metrics"]).is_file():
             continue
-        p = load_params(params)
+        # partial: a run trained before a key was added (e.g. stage1.scheduler) takes that key's default
+        p = params_from_dict(yaml.safe_load(params.read_text(encoding="utf-8")), str(params), partial=True)
         runs.setdefault(p.train.lr, {})[p.train.seed] = test_coded(folder, p)
     return runs
 
