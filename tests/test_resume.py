@@ -148,3 +148,21 @@ def test_nonfinite_skip_still_stops_when_too_many(tiny_data, tmp_path, monkeypat
     with pytest.raises(TrainingError, match="optimiser steps had a non-finite loss or gradient norm"):
         train_in(tmp_path, data_dir, replace(p, "train", on_nonfinite="skip"))
     assert not (tmp_path / "metrics" / "train.json").exists()
+
+
+def test_stage1_resume_fingerprint_ignores_lr_and_saving_keys(tmp_path):
+    """Stage 1's saved state, like Stage 2's, survives a lower LR or another saving setting, not a recipe change."""
+    from conftest import make_params
+    from twohead.pipeline.pretrain_stage1 import Stage1Paths, state_fingerprint
+
+    (tmp_path / "prepared").mkdir()
+    (tmp_path / "prepared" / "train.parquet").write_bytes(b"x")
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "config.json").write_text("{}")
+    paths = Stage1Paths(*(tmp_path / n for n in ("prepared", "s1", "h.csv", "m.json", "sp.json", "state")))
+    p = make_params(stage1={"base_model": str(tmp_path / "base")})
+    base = state_fingerprint(p, paths)
+    for key, value in (("lr", 0.5), ("checkpoint_every_steps", 7), ("on_nonfinite", "skip")):
+        assert state_fingerprint(replace(p, "stage1", **{key: value}), paths) == base, key
+    assert state_fingerprint(replace(p, "stage1", epochs=9), paths) != base
+    assert state_fingerprint(replace(p, "train", checkpoint_every_steps=7, grad_accum=4), paths) == base

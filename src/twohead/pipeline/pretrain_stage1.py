@@ -73,6 +73,22 @@ def skip(p: Params, paths: Stage1Paths) -> dict:
     return result
 
 
+#: left out of the resume fingerprint, as in Stage 2: a state resumes after a lower LR (divergence) or another
+#: saving / non-finite setting
+RESUME_FREE = ("lr", "checkpoint_every_steps", "on_nonfinite")
+
+
+def state_fingerprint(p: Params, paths: Stage1Paths) -> dict:
+    """What a saved Stage-1 state must match to be resumed: the params Stage 1 reads (:data:`RESUME_FREE`
+    excepted) and its input files."""
+    t = stage1_run(p).train
+    params = {"stage1": {k: v for k, v in to_dict(p.stage1).items() if k not in RESUME_FREE},
+              "model": {"pooling": p.model.pooling, "head_dropout": p.model.head_dropout},
+              "tokenize": to_dict(p.tokenize),
+              "train": {k: v for k, v in to_dict(t).items() if k not in RESUME_FREE}}
+    return fingerprint(params, [paths.prepared, Path(p.stage1.base_model)])
+
+
 def run(p: Params, paths: Stage1Paths) -> dict:
     from accelerate.utils import set_seed
 
@@ -91,13 +107,7 @@ def run(p: Params, paths: Stage1Paths) -> dict:
     weights = read_label_info(paths.prepared).class_weights["task1"]["weights"]
     model = TwoHeadModel(load_encoder(base), 1, p.model.pooling, p.model.head_dropout)
     data = FitData(train_ds, val_ds, weights, [1.0], tokenizer.pad_token_id)
-    skip_keys = ("lr", "checkpoint_every_steps", "on_nonfinite")
-    state_params = {"stage1": {k: v for k, v in to_dict(s).items() if k != "lr"},
-                    "model": {"pooling": p.model.pooling, "head_dropout": p.model.head_dropout},
-                    "tokenize": to_dict(p.tokenize),
-                    "train": {k: v for k, v in to_dict(t).items() if k not in skip_keys}}
-    store = StateStore(paths.stage1_state, fingerprint(state_params, [paths.prepared, base]),
-                       t.checkpoint_every_steps)
+    store = StateStore(paths.stage1_state, state_fingerprint(p, paths), t.checkpoint_every_steps)
     res = fit(model, data, run_cfg, store=store)
 
     history = pd.DataFrame(res.history).rename(columns=STAGE1_RENAME)[STAGE1_COLUMNS]
