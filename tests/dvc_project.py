@@ -90,3 +90,23 @@ def clone_project(src: Path, dest: Path, params: dict | None = None) -> Path:
         p = yaml.safe_load((dest / "params.yaml").read_text())
         (dest / "params.yaml").write_text(yaml.safe_dump(deep_update(p, params), sort_keys=False))
     return dest
+
+
+def train_stage2_in(proj: Path, kill_after: int | None = None, processes: int = 1) -> subprocess.CompletedProcess:
+    """Run stages/train_stage2.py in ``proj`` with dvc.yaml's paths, under ``torchrun`` when ``processes`` > 1;
+    ``kill_after``: SIGKILL each process right after its N-th state save (the resume tests' hook)."""
+    import dataclasses
+
+    from conftest import dvc_paths
+    from twohead.pipeline.runner import flag
+    from twohead.pipeline.train_stage2 import TrainPaths
+    from twohead.train.fit import KILL_AFTER_SAVE_ENV
+
+    layout = dvc_paths()
+    args = [a for f in dataclasses.fields(TrainPaths) for a in (flag(f.name), layout[f.name])]
+    env = {k: v for k, v in os.environ.items() if k != KILL_AFTER_SAVE_ENV}
+    if kill_after is not None:
+        env[KILL_AFTER_SAVE_ENV] = str(kill_after)
+    launch = ["-m", "torch.distributed.run", "--nproc_per_node", str(processes)] if processes > 1 else []
+    return subprocess.run([sys.executable, *launch, "stages/train_stage2.py", *args], cwd=proj, env=env,
+                          capture_output=True, text=True)

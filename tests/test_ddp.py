@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import dvc_paths
-from dvc_project import clone_project, run
+from dvc_project import clone_project, run, train_stage2_in
 from twohead.pipeline.runner import flag
 from twohead.pipeline.train_stage2 import TrainPaths
 
@@ -46,24 +46,15 @@ def test_two_process_training_matches_the_data(shared_project, tmp_path):
 def test_two_process_run_killed_after_epoch_1_resumes_to_identical_metrics(shared_project, tmp_path):
     """torchrun with 2 processes: SIGKILL right after the end-of-epoch-1 save (Accelerate's save_state from both
     processes, each with its own progress and RNG states), re-run: metrics identical to an uninterrupted run."""
-    import os
     import signal
-    import subprocess
-
-    from twohead.train.fit import KILL_AFTER_SAVE_ENV
 
     proj = clone_project(shared_project[0], tmp_path / "proj", params={
         "train": {"epochs": 2, "batch_size": 16, "eval_batch_size": 50, "lr": 0.003, "device": "cpu"}})
     layout = dvc_paths()
-    args = [a for f in dataclasses.fields(TrainPaths) for a in (flag(f.name), layout[f.name])]
     outputs = ("train_metrics", "train_history", "steps_log", "band_recall", "cartography_task2")
 
     def torchrun(kill_after=None):
-        env = {k: v for k, v in os.environ.items() if k != KILL_AFTER_SAVE_ENV}
-        if kill_after is not None:
-            env[KILL_AFTER_SAVE_ENV] = str(kill_after)
-        return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                               "stages/train_stage2.py", *args], cwd=proj, env=env, capture_output=True, text=True)
+        return train_stage2_in(proj, kill_after, processes=2)
 
     ref = torchrun()
     assert ref.returncode == 0, ref.stderr[-3000:]

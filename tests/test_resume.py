@@ -1,37 +1,25 @@
 """Runs survive interruption: SIGKILL after epoch 1 and mid-epoch 2, then a re-run finishes with metrics
 identical to an uninterrupted run; SIGINT saves and stops cleanly; non-finite losses stop or are skipped."""
 
-import dataclasses
 import json
 import math
 import os
 import shutil
 import signal
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
 from conftest import dvc_paths, replace, train_in
-from dvc_project import clone_project
+from dvc_project import clone_project, train_stage2_in
 from twohead.config.errors import TrainingError
-from twohead.pipeline.runner import flag
-from twohead.pipeline.train_stage2 import TrainPaths
-from twohead.train.fit import KILL_AFTER_SAVE_ENV, Diverged
+from twohead.train.fit import Diverged
 
 OUTPUTS = ("train_metrics", "train_history", "steps_log", "band_recall", "val_worst_k", "cartography_task2")
 
 
 def _train(proj, kill_after=None):
-    layout = dvc_paths()
-    args = [a for f in dataclasses.fields(TrainPaths) for a in (flag(f.name), layout[f.name])]
-    env = dict(os.environ)
-    env.pop(KILL_AFTER_SAVE_ENV, None)
-    if kill_after is not None:
-        env[KILL_AFTER_SAVE_ENV] = str(kill_after)
-    return subprocess.run([sys.executable, "stages/train_stage2.py", *args], cwd=proj, env=env, capture_output=True,
-                          text=True)
+    return train_stage2_in(proj, kill_after)
 
 
 @pytest.mark.slow
