@@ -78,8 +78,8 @@ def train_one(seed: int, out: Path, sets: dict, checkpoint: str | None) -> tuple
 
 
 def effects(folder: Path, p) -> dict:
-    from twohead.pipeline.prepared import read_label_info
-    from twohead.pipeline.scoring import Scorer
+    from twohead.data.prepared import read_label_info
+    from twohead.train.scoring import Scorer
 
     layout = dvc_paths(ROOT)
     scorer = Scorer(folder / layout["stage2_model"], p.train.device, p.train.eval_batch_size)

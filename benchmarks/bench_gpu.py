@@ -38,9 +38,10 @@ from twohead.data.tokenization import to_arrow  # noqa: E402
 from twohead.model import fast_attention  # noqa: E402
 from twohead.model.two_head import TwoHeadModel  # noqa: E402
 from twohead.train.device import make_accelerator  # noqa: E402
-from twohead.train.loop import StepContext, train_one_epoch  # noqa: E402
+from twohead.train.loop import train_one_epoch  # noqa: E402
 from twohead.train.losses import TwoTaskLoss  # noqa: E402
 from twohead.train.optim import llrd_groups, make_optimizer, make_scheduler  # noqa: E402
+from twohead.train.step import StepContext  # noqa: E402
 from twohead.train.techniques import compile_encoder  # noqa: E402
 
 PEAK = {"bf16": 989e12, "fp32": 67e12}

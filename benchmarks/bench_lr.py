@@ -53,7 +53,7 @@ def train(args, sets: dict) -> None:
 
 
 def test_coded(folder: Path, p) -> Coded:
-    from twohead.pipeline.scoring import Scorer
+    from twohead.train.scoring import Scorer
 
     layout = dvc_paths(ROOT)
     scorer = Scorer(folder / layout["stage2_model"], p.train.device, p.train.eval_batch_size)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from twohead.config.layout import dvc_paths  # noqa: E402
 from twohead.config.params import load_params  # noqa: E402
 from twohead.data.io import read_json, read_texts  # noqa: E402
-from twohead.predict import Predictor  # noqa: E402
+from twohead.predictor import Predictor  # noqa: E402
 
 
 def main() -> None:

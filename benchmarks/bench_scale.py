@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from twohead.config.layout import dvc_paths  # noqa: E402
-from twohead.pipeline.runner import flag  # noqa: E402
+from twohead.pipeline.stage_main import flag  # noqa: E402
 
 WRAP = ("import atexit, resource, runpy, sys; "
         "atexit.register(lambda: print('PEAK_RSS_MB=%.0f' % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss"

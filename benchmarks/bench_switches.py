@@ -26,12 +26,12 @@ from twohead.config import switches  # noqa: E402
 from twohead.config.layout import dvc_paths  # noqa: E402
 from twohead.config.params import load_params, params_from_dict, to_dict  # noqa: E402
 from twohead.data.batching import TokenizedDataset  # noqa: E402
+from twohead.data.prepared import read_label_info  # noqa: E402
 from twohead.model.checkpoint import load_encoder, load_tokenizer  # noqa: E402
 from twohead.model.two_head import TwoHeadModel  # noqa: E402
-from twohead.pipeline.prepared import read_label_info  # noqa: E402
 from twohead.train.device import make_accelerator  # noqa: E402
 from twohead.train.loop import train_one_epoch  # noqa: E402
-from twohead.train.run import FitData, RunConfig  # noqa: E402
+from twohead.train.run_config import FitData, RunConfig  # noqa: E402
 from twohead.train.setup import prepare_training  # noqa: E402
 
 

@@ -34,14 +34,15 @@ from twohead.data.batching import (  # noqa: E402
     pad_share,
 )
 from twohead.data.io import read_json  # noqa: E402
+from twohead.data.prepared import read_split  # noqa: E402
 from twohead.data.tokenization import encode  # noqa: E402
 from twohead.model.checkpoint import load_encoder, load_tokenizer  # noqa: E402
 from twohead.model.two_head import TwoHeadModel  # noqa: E402
-from twohead.pipeline.prepared import read_split  # noqa: E402
 from twohead.train.device import make_accelerator  # noqa: E402
-from twohead.train.loop import StepContext, predict, train_one_epoch  # noqa: E402
+from twohead.train.loop import predict_logits, train_one_epoch  # noqa: E402
 from twohead.train.losses import TwoTaskLoss  # noqa: E402
 from twohead.train.optim import llrd_groups, make_optimizer, make_scheduler  # noqa: E402
+from twohead.train.step import StepContext  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -97,7 +98,7 @@ def main() -> None:
     sorted_batches = SortedBatchSampler(val.lengths, t.eval_batch_size)
     loader = acc.prepare(DataLoader(val, batch_sampler=sorted_batches, collate_fn=collate))
     t0 = time.perf_counter()
-    predict(acc, model, loader, len(val))
+    predict_logits(acc, model, loader, len(val))
     out["eval_samples_per_s"] = len(val) / (time.perf_counter() - t0)
     out["peak_rss_mb"] = peak_rss_mb()
     out["device"] = str(acc.device)

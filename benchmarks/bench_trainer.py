@@ -50,8 +50,8 @@ def setup(args):
     from twohead.config.layout import dvc_paths
     from twohead.config.params import load_params
     from twohead.data.batching import TokenizedDataset
+    from twohead.data.prepared import read_label_info
     from twohead.model.checkpoint import load_tokenizer
-    from twohead.pipeline.prepared import read_label_info
 
     p = load_params(ROOT / "params.yaml")
     layout = {k: ROOT / v for k, v in dvc_paths(ROOT).items()}
@@ -86,8 +86,9 @@ def run_ours(args, compiled: bool, before: bool = False) -> dict:
     from twohead.data.batching import LengthGroupedBatchSampler, SortedBatchSampler, make_collate, pad_share
     from twohead.model import fast_attention
     from twohead.train.device import make_accelerator
-    from twohead.train.loop import StepContext, predict, train_one_epoch
+    from twohead.train.loop import predict_logits, train_one_epoch
     from twohead.train.optim import llrd_groups, make_optimizer, make_scheduler
+    from twohead.train.step import StepContext
     from twohead.train.techniques import compile_encoder
 
     p, layout, tok, ds, info = setup(args)
@@ -120,9 +121,9 @@ def run_ours(args, compiled: bool, before: bool = False) -> dict:
            "tokens_per_s": rows / (t_e - t_w) * mean_len, "first_steps_s": t_w - t0, "train_s": total}
     eval_loader = acc.prepare(DataLoader(ds, batch_sampler=SortedBatchSampler(ds.lengths, args.eval_batch),
                                          collate_fn=collate))
-    predict(acc, model, eval_loader, len(ds))  # warm
+    predict_logits(acc, model, eval_loader, len(ds))  # warm
     t0 = time.perf_counter()
-    predict(acc, model, eval_loader, len(ds))
+    predict_logits(acc, model, eval_loader, len(ds))
     out["eval_rows_per_s"] = len(ds) / (time.perf_counter() - t0)
     return out
 
@@ -196,8 +197,8 @@ def run_trainer(args, grouped: bool) -> dict:
 
 
 def tokenize_rate(args) -> float:
+    from twohead.data.prepared import read_split
     from twohead.data.tokenization import encode
-    from twohead.pipeline.prepared import read_split
 
     p, layout, tok, ds, info = setup(args)
     texts = read_split(layout["prepared"], "train")["text"].astype(str).tolist()

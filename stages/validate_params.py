@@ -8,7 +8,7 @@ from pathlib import Path
 # runs this copy in a temporary folder).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from twohead.pipeline.runner import exit_on_interrupt, run_stage  # noqa: E402
+from twohead.pipeline.stage_main import exit_on_interrupt, run_stage  # noqa: E402
 
 exit_on_interrupt("validate_params")  # Ctrl-C while the imports below load: one line, status 130
 from twohead.pipeline.validate_params import ValidateParamsPaths, run  # noqa: E402

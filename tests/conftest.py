@@ -40,6 +40,17 @@ def stage_paths(cls, root: Path, **overrides):
                   for f in dataclasses.fields(cls)})
 
 
+def tool_paths(root: Path, json_key: str, plot_key: str, **overrides):
+    """A tool's :class:`~twohead.tune.common.ToolPaths`, every path re-rooted under ``root`` as
+    :func:`stage_paths` does (outputs: dvc.yaml's ``json_key`` / ``plot_key``), except ``overrides``."""
+    from twohead.tune.common import ToolPaths
+
+    layout = dvc_paths()
+    names = {"json": json_key, "plot": plot_key}
+    return ToolPaths(**{f: Path(overrides[f]) if f in overrides else root / layout[names.get(f, f)]
+                        for f in ToolPaths.__dataclass_fields__})
+
+
 def make_params(**sections) -> Params:
     """Recipe defaults with some sections overridden: make_params(data={"raw_path": "x.csv"})."""
     return params_from_dict(sections, source="<test>", partial=True)

@@ -98,7 +98,7 @@ def train_stage2_in(proj: Path, kill_after: int | None = None, processes: int = 
     import dataclasses
 
     from conftest import dvc_paths
-    from twohead.pipeline.runner import flag
+    from twohead.pipeline.stage_main import flag
     from twohead.pipeline.train_stage2 import TrainPaths
     from twohead.train.fit import KILL_AFTER_SAVE_ENV
 

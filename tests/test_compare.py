@@ -7,7 +7,14 @@ from sklearn.metrics import f1_score
 
 from twohead.config.errors import DataError
 from twohead.config.schema import compared_metrics
-from twohead.experiments.compare import Run, check_same_rows, class_vocabulary, code, group_compare, run_metrics
+from twohead.experiments.compare import (
+    Revision,
+    check_same_rows,
+    class_vocabulary,
+    code,
+    group_compare,
+    revision_metrics,
+)
 from twohead.experiments.stats import (
     FORMULAS,
     MISSING,
@@ -174,7 +181,7 @@ def _run(rev, ids, gold, pred, params=None):
     preds = pd.DataFrame({"id": ids, "gold_pick": "Pick", "gold_category": gold, "pred_pick": "Pick",
                           "pred_category": pred, "combined_pred": pred})
     per_class = pd.DataFrame({"class": sorted(set(gold)), "band": "High"})
-    return Run(rev, rev, preds, per_class, params or {})
+    return Revision(rev, rev, preds, per_class, params or {})
 
 
 def test_different_test_rows_are_refused_with_counts():
@@ -188,11 +195,11 @@ def test_coding_reads_decline_and_missing_labels():
     df = pd.DataFrame({"id": ["1", "2", "3"], "gold_pick": ["Pick", "Decline", ""], "gold_category": ["x", "", "y"],
                        "pred_pick": ["Pick", "Pick", "Decline"], "pred_category": ["x", "y", "y"],
                        "combined_pred": ["x", "y", "Decline"]})
-    r = Run("r", "r", df, pd.DataFrame({"class": ["x", "y"], "band": ["High", "Low"]}), {})
+    r = Revision("r", "r", df, pd.DataFrame({"class": ["x", "y"], "band": ["High", "Low"]}), {})
     c = code(r, class_vocabulary([r]))
     assert list(c.y1) == [1, 0, MISSING] and list(c.y2) == [0, MISSING, 1]
     assert list(c.yc) == [0, 2, MISSING] and list(c.pc) == [0, 1, 2]
-    m = run_metrics(r, class_vocabulary([r]))
+    m = revision_metrics(r, class_vocabulary([r]))
     assert m["combined_acc"] == 0.5 and m["task2_acc"] == 1.0 and m["task1_acc"] == 0.5
 
 
@@ -205,7 +212,7 @@ def test_group_compare_pairs_by_seed(monkeypatch):
             pred = gold[:n_right] + [("y" if g == "x" else "x") for g in gold[n_right:]]
             rev = f"s{s}-{value}"
             runs[rev] = _run(rev, ids, gold, pred, {"train": {"seed": s}, "loss": {"label_smoothing": value}})
-    monkeypatch.setattr("twohead.experiments.compare.load_run", lambda rev, root=".": runs[rev])
+    monkeypatch.setattr("twohead.experiments.compare.load_revision", lambda rev, root=".": runs[rev])
     g = group_compare(list(runs), "loss.label_smoothing")
     assert [x["value"] for x in g["groups"]] == [0.1, 0.15]
     acc = g["groups"][0]["metrics"]["task2_acc"]

@@ -10,7 +10,7 @@ import yaml
 
 from conftest import dvc_paths
 from dvc_project import clone_project, run, train_stage2_in
-from twohead.pipeline.runner import flag
+from twohead.pipeline.stage_main import flag
 from twohead.pipeline.train_stage2 import TrainPaths
 
 

@@ -74,7 +74,7 @@ def test_dvc_yaml_deps_are_the_generated_ones():
 
 def test_dvc_deps_rewrite_replaces_only_the_src_lines(tmp_path):
     text = (ROOT / "dvc.yaml").read_text()
-    runner = "      - src/twohead/pipeline/runner.py\n"
+    runner = "      - src/twohead/pipeline/stage_main.py\n"
     stale = text.replace("      - src/twohead/data/io.py\n", "", 1)
     stale = stale.replace(runner, runner + "      - src/twohead/gone.py\n", 1)
     assert stale != text

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import committed_text
 from twohead.config.errors import DataError, user_message
-from twohead.pipeline.runner import run_stage
+from twohead.pipeline.stage_main import run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +74,7 @@ def test_real_sigint_during_a_stage_exits_130_and_leaves_no_temp_file(tmp_path):
         import dataclasses, sys, time
         from pathlib import Path
         from twohead.data.io import atomic_path
-        from twohead.pipeline.runner import run_stage
+        from twohead.pipeline.stage_main import run_stage
 
         @dataclasses.dataclass(frozen=True)
         class P:
@@ -104,7 +104,7 @@ def test_sigint_while_a_stage_still_imports_is_one_line_130(tmp_path):
     from inside an import (and, had the imports finished, run_stage's own handling says the same)."""
     import time
 
-    from twohead.pipeline.runner import flag
+    from twohead.pipeline.stage_main import flag
     from twohead.pipeline.train_stage2 import TrainPaths
 
     args = [a for f in dataclasses.fields(TrainPaths) for a in (flag(f.name), str(tmp_path / f.name))]

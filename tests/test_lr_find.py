@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import replace, stage_paths, tree_digest
+from conftest import replace, tool_paths, tree_digest
 from twohead.config.errors import MissingInputError, ParamsError
-from twohead.experiments.lr_find import (
+from twohead.tune.lr_range import (
     SANE_MAX,
     RangeTestConfig,
     RangeTestResult,
@@ -161,22 +161,23 @@ def test_config_is_checked():
 
 
 def test_command_writes_its_json_and_png_and_touches_nothing_else(tiny_data, tmp_path):
-    from twohead.pipeline.lr_find import LrFindPaths, run
+    from twohead.tune.lr_range import run
 
     data_dir, p = tiny_data
     before = tree_digest(data_dir)
     enc_before = tree_digest(Path(p.model.stage1_checkpoint))
-    paths = stage_paths(LrFindPaths, tmp_path, prepared=data_dir / "prepared", tokenized=data_dir / "tokenized")
+    paths = tool_paths(tmp_path, "lr_find", "lr_find_plot", prepared=data_dir / "prepared",
+                       tokenized=data_dir / "tokenized")
     cfg = RangeTestConfig(steps=30, min_lr=1e-6, max_lr=10.0)
     r1 = run(p, paths, cfg, progress=False)
-    saved = json.loads(paths.lr_find.read_text())
+    saved = json.loads(paths.json.read_text())
     assert saved["suggested_lr"] == pytest.approx(r1["suggested_lr"]) and 1e-6 <= r1["suggested_lr"] <= 1e-2
     assert saved["lr_key"] == "train.lr" and saved["command"] == f"dvc exp run -S train.lr={r1['suggested_lr']:.2g}"
     assert len(saved["curve"]) == saved["steps_run"] and {"loss_task1", "loss_task2", "smoothed_total"} <= set(
         saved["curve"][0])
-    assert paths.lr_find_plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(f.relative_to(tmp_path).as_posix() for f in tmp_path.rglob("*") if f.is_file()) == sorted(
-        [paths.lr_find.relative_to(tmp_path).as_posix(), paths.lr_find_plot.relative_to(tmp_path).as_posix()])
+        [paths.json.relative_to(tmp_path).as_posix(), paths.plot.relative_to(tmp_path).as_posix()])
     assert tree_digest(data_dir) == before and tree_digest(Path(p.model.stage1_checkpoint)) == enc_before
     # seeded: the same curve again
     r2 = run(p, paths, cfg, progress=False)
@@ -185,20 +186,21 @@ def test_command_writes_its_json_and_png_and_touches_nothing_else(tiny_data, tmp
 
 
 def test_stage1_variant_uses_the_base_model_and_stage1_lr(tiny_data, tmp_path):
-    from twohead.pipeline.lr_find import LrFindPaths, run
+    from twohead.tune.lr_range import run
 
     data_dir, p = tiny_data
-    paths = stage_paths(LrFindPaths, tmp_path, prepared=data_dir / "prepared", tokenized=data_dir / "tokenized")
+    paths = tool_paths(tmp_path, "lr_find", "lr_find_plot", prepared=data_dir / "prepared",
+                       tokenized=data_dir / "tokenized")
     p = replace(p, "stage1", base_model=p.model.stage1_checkpoint)
-    r = run(p, paths, RangeTestConfig(steps=12), stage="stage1", rows=60, progress=False)
+    r = run(p, paths, RangeTestConfig(steps=12, rows=60), stage="stage1", progress=False)
     assert r["lr_key"] == "stage1.lr" and r["rows"] <= 60 and "loss_task2" not in r["curve"][0]
 
 
 def test_missing_inputs_name_the_stage_that_builds_them(tiny_data, tmp_path):
-    from twohead.pipeline.lr_find import LrFindPaths, run
+    from twohead.tune.lr_range import run
 
     data_dir, p = tiny_data
-    paths = stage_paths(LrFindPaths, tmp_path, prepared=data_dir / "prepared")  # tokenized: absent under tmp
+    paths = tool_paths(tmp_path, "lr_find", "lr_find_plot", prepared=data_dir / "prepared")  # tokenized: absent
     with pytest.raises(MissingInputError, match="dvc repro tokenize"):
         run(p, paths, RangeTestConfig(steps=12), progress=False)
     gone = replace(p, "model", stage1_checkpoint=str(tmp_path / "nope"))
@@ -207,12 +209,12 @@ def test_missing_inputs_name_the_stage_that_builds_them(tiny_data, tmp_path):
     no_base = replace(p, "stage1", base_model=str(paths.demo_encoder))  # the demo encoder, not built yet
     with pytest.raises(MissingInputError, match="dvc repro build_demo_encoder"):
         run(no_base, paths, RangeTestConfig(steps=12), stage="stage1", progress=False)
-    assert not paths.lr_find.exists() and not paths.lr_find_plot.exists()
+    assert not paths.json.exists() and not paths.plot.exists()
 
 
 def test_per_task_panel_range_covers_every_task():
     """The lower panel's y-range once followed Task1's start only, so Task2 (a higher loss) was drawn off-scale."""
-    from twohead.experiments.lr_find import y_range
+    from twohead.tune.lr_range import y_range
 
     task1 = [0.7 - 0.001 * i for i in range(100)]
     task2 = [3.3 - 0.01 * i for i in range(100)]

@@ -9,9 +9,9 @@ import math
 
 import pytest
 
-from conftest import replace, stage_paths, tree_digest
+from conftest import replace, tool_paths, tree_digest
 from twohead.config.errors import ParamsError
-from twohead.experiments.lr_sweep import SweepConfig, Trial, choose, plan, plan_steps, survivors
+from twohead.tune.lr_sweep import SweepConfig, Trial, choose, plan, plan_steps, survivors
 
 
 def test_plan_fits_the_budget_and_halves_by_eta():
@@ -62,15 +62,15 @@ def test_config_is_checked():
 
 
 def test_sweep_on_the_tiny_data_writes_only_its_json_and_png(tiny_data, tmp_path):
-    from twohead.pipeline.lr_find import LrFindPaths
-    from twohead.pipeline.lr_sweep import run
+    from twohead.tune.lr_sweep import run
 
     data_dir, p = tiny_data
     before = tree_digest(data_dir)
-    paths = stage_paths(LrFindPaths, tmp_path, prepared=data_dir / "prepared", tokenized=data_dir / "tokenized")
+    paths = tool_paths(tmp_path, "lr_find", "lr_find_plot", prepared=data_dir / "prepared",
+                       tokenized=data_dir / "tokenized")
     cfg = SweepConfig(lrs=(1e-4, 3e-3, 0.5), budget=0.01, eta=2, val_rows=0, min_steps=3)  # 3·3 + 2·6 steps
     r = run(p, paths, cfg, progress=False, log=lambda *_: None)
-    saved = json.loads(paths.lr_find.read_text())
+    saved = json.loads(paths.json.read_text())
     assert saved["method"] == "sweep" and saved["lr_key"] == "train.lr" and saved["score"] == "val_acc_task2"
     start = saved["head_start"]  # the heads were fitted first, and the start itself was scored
     assert start["rows"] > 0 and start["train_loss_last"] < start["train_loss_first"] and 0 <= start["score"] <= 1
@@ -85,9 +85,9 @@ def test_sweep_on_the_tiny_data_writes_only_its_json_and_png(tiny_data, tmp_path
     assert saved["steps_trained"] == sum(g["candidates"] * g["steps"] for g in saved["rungs"])
     assert 0 < saved["cost_share_of_run"] and saved["run_seconds_estimate"] > 0
     assert saved["val_rows"] == len(__import__("pandas").read_parquet(data_dir / "tokenized" / "val.parquet"))
-    assert paths.lr_find_plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(f.relative_to(tmp_path).as_posix() for f in tmp_path.rglob("*") if f.is_file()) == sorted(
-        [paths.lr_find.relative_to(tmp_path).as_posix(), paths.lr_find_plot.relative_to(tmp_path).as_posix()])
+        [paths.json.relative_to(tmp_path).as_posix(), paths.plot.relative_to(tmp_path).as_posix()])
     assert tree_digest(data_dir) == before
 
 
@@ -95,11 +95,11 @@ def test_every_candidate_starts_from_the_same_state(tiny_data):
     """Two trainings of one LR give the same val figures to the last bit (same head init, same batches), and a
     survivor retrained to a longer horizon is another trajectory only through its schedule."""
     from twohead.data.batching import TokenizedDataset
+    from twohead.data.prepared import read_label_info
     from twohead.model.checkpoint import load_encoder
     from twohead.model.two_head import TwoHeadModel
-    from twohead.pipeline.lr_sweep import train_trial
-    from twohead.pipeline.prepared import read_label_info
-    from twohead.train.run import FitData, RunConfig
+    from twohead.train.run_config import FitData, RunConfig
+    from twohead.tune.lr_sweep import train_trial
 
     data_dir, p = tiny_data
     info = read_label_info(data_dir / "prepared")
@@ -122,11 +122,11 @@ def test_every_candidate_starts_from_the_same_state(tiny_data):
 
 
 def test_stage1_sweep_scores_task1(tiny_data, tmp_path):
-    from twohead.pipeline.lr_find import LrFindPaths
-    from twohead.pipeline.lr_sweep import run
+    from twohead.tune.lr_sweep import run
 
     data_dir, p = tiny_data
-    paths = stage_paths(LrFindPaths, tmp_path, prepared=data_dir / "prepared", tokenized=data_dir / "tokenized")
+    paths = tool_paths(tmp_path, "lr_find", "lr_find_plot", prepared=data_dir / "prepared",
+                       tokenized=data_dir / "tokenized")
     p = replace(p, "stage1", base_model=p.model.stage1_checkpoint)
     r = run(p, paths, SweepConfig(lrs=(1e-4, 1e-3), budget=0.01, min_steps=2), stage="stage1", progress=False,
             log=lambda *_: None)

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import evaluate_in, train_in
 from twohead.cli import main
-from twohead.predict import Predictor
+from twohead.predictor import Predictor
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import stage_paths, tree_digest
-from twohead.experiments import speed as sp
-from twohead.pipeline import speed as ps
+from conftest import tool_paths, tree_digest
+from twohead.tune import speed as sp
 
 BASE = sp.Setting("fp32", 32, True, False)
 
@@ -28,7 +27,7 @@ class Clock:
         return self.t
 
 
-class FakeStepper(ps.Stepper):
+class FakeStepper(sp.Stepper):
     """Each step costs ``cost(setting)`` fake seconds; batch sizes above ``fits`` raise the device's OOM error
     on their first step."""
 
@@ -47,7 +46,7 @@ class FakeStepper(ps.Stepper):
 
 def _search(cost, fits=10 ** 9, seconds=100.0, **kw):
     clock = Clock()
-    rows = ps.search(lambda s: FakeStepper(s, clock, cost, fits), BASE, "cuda", seconds, [16, 64, 128, 256],
+    rows = sp.search(lambda s: FakeStepper(s, clock, cost, fits), BASE, "cuda", seconds, [16, 64, 128, 256],
                      deberta=True, try_compile=False, bf16=(True, ""), clock=clock, log=lambda *_: None, **kw)
     return rows, clock
 
@@ -76,7 +75,7 @@ def test_measured_throughput_is_rows_over_timed_seconds():
     rows, _ = _search(lambda s: 0.5)
     base = next(m for m in rows if m.axis == "baseline")
     assert base.samples_per_s == pytest.approx(32 / 0.5) and base.tokens_per_s == pytest.approx(40 * 32 / 0.5)
-    assert base.steps >= ps.MIN_TIMED_STEPS and base.warmup_seconds == pytest.approx(ps.WARMUP_STEPS * 0.5)
+    assert base.steps >= sp.MIN_TIMED_STEPS and base.warmup_seconds == pytest.approx(sp.WARMUP_STEPS * 0.5)
 
 
 def test_projection_arithmetic():
@@ -119,9 +118,10 @@ def test_batch_ladder_and_truncation():
 def test_speed_on_the_tiny_data_writes_only_its_json_and_png(tiny_data, tmp_path):
     data_dir, p = tiny_data
     before = tree_digest(data_dir)
-    paths = stage_paths(ps.SpeedPaths, tmp_path, prepared=data_dir / "prepared", tokenized=data_dir / "tokenized")
-    r = ps.run(p, paths, seconds=8.0, batch_sizes=[4], log=lambda *_: None)
-    saved = json.loads(paths.speed.read_text())
+    paths = tool_paths(tmp_path, "speed", "speed_plot", prepared=data_dir / "prepared",
+                       tokenized=data_dir / "tokenized")
+    r = sp.run(p, paths, sp.SpeedConfig(seconds=8.0, batch_sizes=(4,)), log=lambda *_: None)
+    saved = json.loads(paths.json.read_text())
     axes = [s["axis"] for s in saved["settings"]]
     assert axes[0] == "baseline" and "baseline again" in axes and "precision" in axes
     base = saved["settings"][0]
@@ -130,9 +130,9 @@ def test_speed_on_the_tiny_data_writes_only_its_json_and_png(tiny_data, tmp_path
         saved["train_rows"], saved["val_rows"], saved["epochs"], base["samples_per_s"],
         saved["eval_rows_per_s"][str(p.train.eval_batch_size)]), rel=1e-4)  # the file holds 6 digits
     assert r["recommendation"]["safe"] is not None and 0 <= saved["truncation"]["cut_share"] <= 1
-    assert paths.speed_plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(f.relative_to(tmp_path).as_posix() for f in tmp_path.rglob("*") if f.is_file()) == sorted(
-        [paths.speed.relative_to(tmp_path).as_posix(), paths.speed_plot.relative_to(tmp_path).as_posix()])
+        [paths.json.relative_to(tmp_path).as_posix(), paths.plot.relative_to(tmp_path).as_posix()])
     assert tree_digest(data_dir) == before
     # the process-wide Accelerate state was left clean: a later fp32 run in this process still builds
     from twohead.train.device import make_accelerator

@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
-from pathlib import Path
 from typing import Sequence
 
 from .config.errors import DataError, OutputError, user_message
+from .config.flags import add_flags
+from .config.schema import STAGES
 from .config.switches import ABLATION
 from .data.io import output_format, read_texts, write_table
+from .tune.lr_range import RangeTestConfig
+from .tune.lr_sweep import SweepConfig
+from .tune.speed import SpeedConfig
 
 
 def _emit(args, result: dict, text: str) -> int:
@@ -45,7 +48,7 @@ def _emit(args, result: dict, text: str) -> int:
 def cmd_predict(args) -> int:
     from transformers.utils import logging as hf_logging
 
-    from .predict import Predictor
+    from .predictor import Predictor
 
     hf_logging.disable_progress_bar()  # no "Loading weights" bar in a scoring command's output
     fmt = output_format(args.output)  # every input checked before the model is loaded
@@ -117,104 +120,35 @@ def cmd_check(args) -> int:
     return 0
 
 
-def cmd_lr_find(args) -> int:
+def _tool_params(args):
     from transformers.utils import logging as hf_logging
 
-    from .config.layout import dvc_paths
     from .config.params import load_params
-    from .pipeline.lr_find import LrFindPaths
 
     hf_logging.disable_progress_bar()
-    p = load_params(args.params)
-    layout = dvc_paths(".")
-    paths = LrFindPaths(**{k: Path(layout[k]) for k in LrFindPaths.__dataclass_fields__})
+    return load_params(args.params)
+
+
+def cmd_lr_find(args) -> int:
+    from .config.flags import from_flags
+    from .tune import lr_range, lr_sweep
+    from .tune.common import ToolPaths
+
+    p = _tool_params(args)
+    paths = ToolPaths.of_project(".", "lr_find", "lr_find_plot")
     if args.method == "range":
-        return _range_test(p, paths, args)
-    from .experiments.lr_sweep import DEFAULT_LRS, SweepConfig
-    from .pipeline.lr_sweep import run
-
-    cfg = SweepConfig(lrs=tuple(args.lrs or DEFAULT_LRS), budget=args.budget, eta=args.eta, val_rows=args.val_rows,
-                      head_rows=args.head_rows)
-    r = run(p, paths, cfg, stage=args.stage)
-    print(f"  {r['seconds']:.0f}s in all ≈ {r['cost_share_of_run']:.0%} of one {r['run_seconds_estimate']:.0f}s run"
-          f" at the throughput measured here ({r['device']})")
-    if r["suggested_lr"] is None:
-        print("  no suggestion: every candidate of the last rung diverged; try smaller --lrs")
-        return 1
-    print(f"  suggested {r['lr_key']} = {r['suggested_lr']:.2g}: {r['rule']} (val objective {r['best_val_loss']:.3f},"
-          f" {r['score']} {r['best_score']:.3f}; {r['lr_key']} now {r['current_lr']:g})")
-    if r["edge"]:
-        print(f"  note: the {r['edge']} candidate won — the best LR may lie beyond it; widen --lrs and run again")
-    print(f"  try it:  {r['command']}")
-    print(f"  curve: {paths.lr_find_plot}, figures: {paths.lr_find}")
-    return 0
-
-
-def _range_test(p, paths, args) -> int:
-    from .experiments.lr_find import RangeTestConfig
-    from .pipeline.lr_find import run
-
-    cfg = RangeTestConfig(steps=args.steps, min_lr=args.min_lr, max_lr=args.max_lr, stop_factor=args.stop_factor)
-    r = run(p, paths, cfg, stage=args.stage, rows=args.rows)
-    stop = f"stopped early ({r['stop_reason']})" if r["stopped_early"] else "ran every step"
-    print(f"twohead lr-find: {r['steps_run']} of {r['steps']} steps on {r['rows']} rows, {r['device']},"
-          f" {r['seconds']:.1f}s; {stop}")
-    fmt = {k: "-" if r[k] is None else f"{r[k]:.3g}" for k in ("valley", "steepest", "min_div10")}
-    print(f"  valley {fmt['valley']} | steepest {fmt['steepest']} | min/10 {fmt['min_div10']}"
-          f" ({r['lr_key']} now {r['current_lr']:g})")
-    if r["suggested_lr"] is None:
-        print("  no suggestion: the loss curve is too short or never fell; widen --min-lr/--max-lr or add --steps")
-        return 1
-    clipped = " (clipped to the sane range)" if r["clipped"] else ""
-    print(f"  suggested {r['lr_key']} = {r['suggested_lr']:.2g} ({r['rule']} rule){clipped}")
-    print(f"  try it:  {r['command']}")
-    print(f"  curve: {paths.lr_find_plot}, figures: {paths.lr_find}")
-    return 0
+        return lr_range.main(p, paths, from_flags(lr_range.RangeTestConfig, args), args.stage)
+    return lr_sweep.main(p, paths, from_flags(lr_sweep.SweepConfig, args), args.stage)
 
 
 def cmd_speed(args) -> int:
-    from transformers.utils import logging as hf_logging
+    from .config.flags import from_flags
+    from .tune import speed
+    from .tune.common import ToolPaths
 
-    from .config.layout import dvc_paths
-    from .config.params import load_params
-    from .pipeline.speed import SpeedPaths, run
-
-    hf_logging.disable_progress_bar()
-    p = load_params(args.params)
-    layout = dvc_paths(".")
-    paths = SpeedPaths(**{k: Path(layout[k]) for k in SpeedPaths.__dataclass_fields__})
-    if args.json:
-        paths = replace(paths, speed=Path(args.json))
-    if args.plot:
-        paths = replace(paths, speed_plot=Path(args.plot))
-    r = run(p, paths, stage=args.stage, seconds=args.seconds, batch_sizes=args.batch_sizes,
-            try_compile=True if args.compile else None)
-    print()
-    print(r["table"])
-    evals = ", ".join(f"batch {k}: {v:.0f} rows/s" for k, v in r["eval_rows_per_s"].items())
-    print(f"\n  eval ({r['eval_precision']}): {evals}")
-    tr = r["truncation"]
-    if tr:
-        shorter = ", ".join(f"{k}: {v:.1%}" for k, v in tr["at"].items())
-        print(f"  tokenize.max_length={tr['max_length']} cuts {tr['cut_share']:.1%} of the training rows"
-              + (f" (a shorter one would cut — {shorter})" if shorter else ""))
-    base = next((s for s in r["settings"] if s["axis"] == "baseline" and s["status"] == "ok"), None)
-    if base:
-        print(f"  the configured run ({r['configured']}): ≈ {base['projected_run_seconds'] / 60:.1f} min for"
-              f" {r['epochs']} epochs of {r['train_rows']} rows")
-    for key, what in (("safe", "fastest with the same results"), ("fastest", "fastest of all")):
-        rec = r["recommendation"].get(key)
-        if not rec:
-            continue
-        cmd = rec["command"] or "keep the configured settings"
-        kept = (f" (best measured: {rec['best_measured']['setting']}, ×{rec['best_measured']['speedup']:.2f} —"
-                f" within the ±{r['recommendation']['noise']:.0%} noise)") if rec["kept_configured"] else ""
-        print(f"  {what}: {rec['setting']} — {rec['samples_per_s']:.1f} samples/s, ×{rec['speedup']:.2f}{kept}")
-        print(f"    {cmd}")
-        for flag in rec["flags"]:
-            print(f"    note: {flag}")
-    print(f"  table: {paths.speed}, chart: {paths.speed_plot} ({r['seconds']:.0f}s)")
-    return 0
+    p = _tool_params(args)
+    paths = ToolPaths.of_project(".", "speed", "speed_plot", json=args.json, plot=args.plot)
+    return speed.main(p, paths, from_flags(speed.SpeedConfig, args), args.stage)
 
 
 def cmd_ablation(args) -> int:
@@ -242,7 +176,7 @@ def cmd_ablation(args) -> int:
                   " with `dvc queue status`, then `twohead ablation report`")
         return 0
     runs = abl.load_runs(args.revs or (None if args.runs_dir else baseline_experiments()), args.runs_dir)
-    speeds = [abl.speed(r, runs_dir=args.runs_dir) for r in runs]
+    speeds = [abl.samples_per_s(r, runs_dir=args.runs_dir) for r in runs]
     result = abl.ablation(runs, speeds, seed_key=args.seed_key)
     text = abl.to_markdown(result)
     return _emit(args, result, text)
@@ -317,26 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    " suggests the LR with the lowest val objective. range: the"
                                    " LR range test (Smith 2017), a 200-step exponential ramp. Both write"
                                    " metrics/lr_find.json and plots/lr_find.png; nothing else is touched.")
-    f.add_argument("--stage", choices=["stage2", "stage1"], default="stage2",
+    f.add_argument("--stage", choices=list(STAGES), default="stage2",
                    help="stage2: model.stage1_checkpoint on data/tokenized (train.*); stage1: stage1.base_model")
     f.add_argument("--method", choices=["sweep", "range"], default="sweep")
-    f.add_argument("--lrs", type=float, nargs="+", help="sweep: the candidate LRs (default 1e-5 3e-5 1e-4 3e-4"
-                                                         " 1e-3 3e-3)")
-    f.add_argument("--budget", type=float, default=0.1, help="sweep: training steps in all, as a share of one"
-                                                             " run's (default 0.1)")
-    f.add_argument("--eta", type=int, default=0, help="sweep: successive halving, keep the best 1/eta of each rung"
-                                                      " (default 0: off, every candidate trains as long)")
-    f.add_argument("--val-rows", type=int, default=256, help="sweep: val rows every candidate is scored on"
-                                                             " (0 = all)")
-    f.add_argument("--head-rows", type=int, help="sweep: rows the heads are first fitted on, encoder frozen (default:"
-                                                 " 2 x the last rung's rows; 0 = none: fresh heads)")
-    f.add_argument("--steps", type=int, default=200, help="range: steps of the ramp")
-    f.add_argument("--min-lr", type=float, default=1e-7)
-    f.add_argument("--max-lr", type=float, default=1.0)
-    f.add_argument("--rows", type=int, default=0, help="a seeded subsample of the training rows (0 = all)")
-    f.add_argument("--stop-factor", type=float, default=4.0, help="stop once the smoothed loss exceeds this x its"
-                                                                   " minimum")
     f.add_argument("--params", default="params.yaml")
+    add_flags(f.add_argument_group("the sweep (--method sweep)"), SweepConfig)
+    add_flags(f.add_argument_group("the range test (--method range)"), RangeTestConfig)
     f.set_defaults(func=cmd_lr_find)
 
     v = sub.add_parser("speed", help="the fastest safe training settings for this machine, measured in ~2 minutes",
@@ -346,11 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    " the winners together; projects the configured run's wall-clock and prints the"
                                    " dvc exp run line, flagging what changes results. Writes metrics/speed.json and"
                                    " plots/speed.png; nothing else is touched.")
-    v.add_argument("--stage", choices=["stage2", "stage1"], default="stage2")
-    v.add_argument("--seconds", type=float, default=120.0, help="measurement budget (default 120)")
-    v.add_argument("--batch-sizes", type=int, nargs="+", help="batch sizes to try (default: configured ÷2, ×2,"
-                                                              " ×4, ×8)")
-    v.add_argument("--compile", action="store_true", help="also try train.compile (tried by default on CUDA only)")
+    v.add_argument("--stage", choices=list(STAGES), default="stage2")
+    add_flags(v, SpeedConfig)
     v.add_argument("--json", help="write the table here instead of metrics/speed.json")
     v.add_argument("--plot", help="write the chart here instead of plots/speed.png")
     v.add_argument("--params", default="params.yaml")

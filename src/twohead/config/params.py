@@ -299,7 +299,7 @@ class TrainParams(StepParams):
 class Stage1Params(StepParams):
     """The Stage-1 (Pick/Decline) pretraining recipe: its own values of the :class:`StepParams` fields, a base
     model and Task1 label smoothing; only the machine's settings (:data:`MACHINE_FIELDS`) follow ``train``
-    (see ``twohead.train.stage1``)."""
+    (see ``twohead.train.recipe``)."""
 
     SECTION: typing.ClassVar[str] = "stage1"
 

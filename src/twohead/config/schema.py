@@ -18,6 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: The stages a training recipe builds (:mod:`twohead.train.recipe`), as ``--stage`` of the tools names them.
+STAGES = ("stage1", "stage2")
+
 
 @dataclass(frozen=True)
 class Metric:

@@ -28,13 +28,6 @@ ABLATION: dict[str, dict[str, object]] = {
     "median_norm": {"loss.task2_weight_norm": "median"},
 }
 
-#: Strength params reported with a switch (they mean nothing while it is off).
-STRENGTH: dict[str, tuple[str, ...]] = {
-    "reg.awp_start_epoch": ("reg.awp_lr", "reg.awp_eps"),
-    "loss.task2_weighting": ("loss.task2_weight_beta",),
-}
-
-
 def values(params) -> dict:
     """``{section: {key: value}}`` of the switch params only, from a loaded :class:`~twohead.config.params.Params`
     (reads nothing else: a stage that shows the switches depends on these keys alone)."""

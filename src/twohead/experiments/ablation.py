@@ -18,14 +18,14 @@ from ..config import switches
 from ..config.errors import DataError
 from ..config.layout import paths_from_text
 from ..config.schema import higher_is_better, label
-from .compare import Run, class_vocabulary, load_run, pts, run_metrics
+from .compare import Revision, class_vocabulary, load_revision, pts, revision_metrics
 from .revisions import WORKSPACE, read_text
 from .stats import t_interval, verdict
 
 MARK = {"better": "▲", "worse": "▼", "within noise": "≈"}
 
 
-def load_runs(revs: list[str] | None = None, runs_dir: str | Path | None = None, root=".") -> list[Run]:
+def load_runs(revs: list[str] | None = None, runs_dir: str | Path | None = None, root=".") -> list[Revision]:
     """Runs from revisions / experiment names, or from every sub-folder of ``runs_dir`` (each a project
     layout: dvc.yaml, params.yaml and the evaluate / train outputs it names)."""
     if runs_dir is not None:
@@ -34,18 +34,18 @@ def load_runs(revs: list[str] | None = None, runs_dir: str | Path | None = None,
         folders = sorted(d for d in Path(runs_dir).iterdir() if (d / "dvc.yaml").is_file())
         if not folders:
             raise DataError(f"{runs_dir}: no run folders (sub-folders with dvc.yaml, params.yaml and outputs)")
-        return [_named(load_run(WORKSPACE, d), d.name) for d in folders]
+        return [_named(load_revision(WORKSPACE, d), d.name) for d in folders]
     if not revs:
         raise DataError("no runs: name experiments / revisions, or give --runs-dir")
-    return [load_run(r, root) for r in revs]
+    return [load_revision(r, root) for r in revs]
 
 
-def _named(run: Run, name: str) -> Run:
+def _named(run: Revision, name: str) -> Revision:
     run.rev = name
     return run
 
 
-def speed(run: Run, root=".", runs_dir: str | Path | None = None) -> float:
+def samples_per_s(run: Revision, root=".", runs_dir: str | Path | None = None) -> float:
     """Mean training samples/s of a run (NaN when its speed file is missing)."""
     base = Path(runs_dir) / run.rev if runs_dir is not None else Path(root)
     try:
@@ -56,12 +56,12 @@ def speed(run: Run, root=".", runs_dir: str | Path | None = None) -> float:
         return float("nan")
 
 
-def ablation(runs: list[Run], speeds: list[float], seed_key: str = "train.seed", level: float = 0.95) -> dict:
+def ablation(runs: list[Revision], speeds: list[float], seed_key: str = "train.seed", level: float = 0.95) -> dict:
     vocab = class_vocabulary(runs)
     groups: dict[str, list[tuple]] = {}
     for run, sp in zip(runs, speeds):
         groups.setdefault(switches.label(run.params), []).append(
-            (switches.get(run.params, seed_key), run.rev, run_metrics(run, vocab), sp))
+            (switches.get(run.params, seed_key), run.rev, revision_metrics(run, vocab), sp))
     if "plain" not in groups:
         raise DataError(f"none of the {len(runs)} runs is the plain recipe (every switch off): the ablation needs"
                         " it as the reference (twohead ablation queue adds it)")

@@ -21,7 +21,9 @@ from .stats import MISSING, Coded, detectable_difference, paired_compare, point_
 
 
 @dataclass
-class Run:
+class Revision:
+    """One revision's test outputs as compare reads them (per-row predictions, per-class table) and its params."""
+
     rev: str             # as the user named it
     commit: str          # resolved sha, or "workspace"
     predictions: pd.DataFrame
@@ -37,7 +39,7 @@ class Run:
         return node
 
 
-def load_run(rev: str, root=".") -> Run:
+def load_revision(rev: str, root=".") -> Revision:
     commit = resolve(rev, root)
     layout = paths_from_text(read_text(commit, "dvc.yaml", root), f"{rev}: dvc.yaml")
     for key in ("predictions", "per_class"):
@@ -47,10 +49,10 @@ def load_run(rev: str, root=".") -> Run:
                         dtype={"id": str})
     per_class = pd.read_csv(StringIO(read_text(commit, layout["per_class"], root)), keep_default_na=False)
     params = yaml.safe_load(read_text(commit, "params.yaml", root)) or {}
-    return Run(rev, commit, preds, per_class, params)
+    return Revision(rev, commit, preds, per_class, params)
 
 
-def class_vocabulary(runs: list[Run]) -> list[str]:
+def class_vocabulary(runs: list[Revision]) -> list[str]:
     """Every category name any of the runs knows (sorted): the shared integer codes."""
     names = set()
     for r in runs:
@@ -61,7 +63,7 @@ def class_vocabulary(runs: list[Run]) -> list[str]:
     return sorted(names)
 
 
-def code(run: Run, vocab: list[str], order: pd.Index | None = None) -> Coded:
+def code(run: Revision, vocab: list[str], order: pd.Index | None = None) -> Coded:
     df = run.predictions.set_index("id")
     if order is not None:
         df = df.loc[order]
@@ -80,7 +82,7 @@ def code(run: Run, vocab: list[str], order: pd.Index | None = None) -> Coded:
     return c
 
 
-def check_same_rows(base: Run, other: Run) -> None:
+def check_same_rows(base: Revision, other: Revision) -> None:
     a, b = set(base.predictions["id"]), set(other.predictions["id"])
     if a != b:
         raise DataError(f"{base.rev} and {other.rev} were evaluated on different test rows: {len(a - b)} id(s) only in"
@@ -88,7 +90,7 @@ def check_same_rows(base: Run, other: Run) -> None:
                         " comparison needs the same rows")
 
 
-def band_members(run: Run, vocab: list[str]) -> dict[str, list[int]]:
+def band_members(run: Revision, vocab: list[str]) -> dict[str, list[int]]:
     """Class ids of each frequency band, the bands most frequent first (by their largest train support; in
     order of appearance when the table has no support column)."""
     to_id = {c: i for i, c in enumerate(vocab)}
@@ -106,8 +108,8 @@ def band_members(run: Run, vocab: list[str]) -> dict[str, list[int]]:
 def compare(base_rev: str, other_revs: list[str], root=".", resamples: int = 2000, seed: int = 0) -> dict:
     if resamples < 1000:
         raise DataError(f"--resamples {resamples}: use at least 1000 for a stable 95% interval")
-    base = load_run(base_rev, root)
-    others = [load_run(r, root) for r in other_revs]
+    base = load_revision(base_rev, root)
+    others = [load_revision(r, root) for r in other_revs]
     for o in others:
         check_same_rows(base, o)
     vocab = class_vocabulary([base, *others])
@@ -159,7 +161,7 @@ def baseline_experiments(root=".") -> list[str]:
     return [e.name for e in experiments(root) if e.baseline == head]
 
 
-def run_metrics(run: Run, vocab: list[str]) -> dict[str, float]:
+def revision_metrics(run: Revision, vocab: list[str]) -> dict[str, float]:
     """Every compared metric of one run on its own test rows."""
     return point_values(code(run, vocab), band_members(run, vocab))
 
@@ -169,11 +171,11 @@ def group_compare(revs: list[str], key: str, root=".", seed_key: str = "train.se
     (sorted by value): mean of per-seed differences with its t-interval (runs paired by ``seed_key``)."""
     if not revs:
         raise DataError("no experiments to group: name them, or run some from this commit (dvc exp run --queue …)")
-    runs = [load_run(r, root) for r in revs]
+    runs = [load_revision(r, root) for r in revs]
     vocab = class_vocabulary(runs)
     groups: dict = {}
     for r in runs:
-        groups.setdefault(r.param(key), []).append((r.param(seed_key), r.rev, run_metrics(r, vocab)))
+        groups.setdefault(r.param(key), []).append((r.param(seed_key), r.rev, revision_metrics(r, vocab)))
     values = sorted(groups, key=lambda v: (str(type(v)), v))
     names = list(groups[values[0]][0][2])
     out = {"key": key, "seed_key": seed_key, "groups": [], "differences": []}

@@ -16,12 +16,12 @@ import pandas as pd
 
 from ..config.params import Params
 from ..data.io import METRIC_DIGITS, write_csv, write_json
+from ..data.prepared import read_label_info
 from ..evaluate.calibration import calibrated, reliability
 from ..evaluate.decision import DecideSettings, choose
 from ..evaluate.metrics import band_recall, softmax
 from ..evaluate.plots import decision_plot, reliability_plot
-from .prepared import read_label_info
-from .scoring import Scorer
+from ..train.scoring import Scorer
 
 
 @dataclass(frozen=True)

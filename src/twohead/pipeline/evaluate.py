@@ -19,12 +19,12 @@ import pandas as pd
 from ..config.params import Params
 from ..config.schema import headline
 from ..data.io import METRIC_DIGITS, write_csv, write_json
+from ..data.prepared import read_label_info, texts_by_id
 from ..evaluate.decision import decided_arrays, read_decision
 from ..evaluate.metrics import IGNORE, softmax
 from ..evaluate.tables import band_table, per_class_table, predictions_table, split_metrics, worst_k_table
 from ..experiments.stats import Coded, paired_compare
-from .prepared import read_label_info, texts_by_id
-from .scoring import Scorer
+from ..train.scoring import Scorer
 
 
 @dataclass(frozen=True)

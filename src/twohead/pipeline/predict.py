@@ -1,7 +1,7 @@
 """The predict stage: score ``predict.input`` (a table of new articles) with the trained Stage-2 model,
 reproducibly: the scores change when the model, the input or the predict params change, and only then.
 ``metrics/predict.json`` counts what the model could not fully read (empty, truncated, mostly-unknown-token
-texts: see :class:`~twohead.predict.Predictor`)."""
+texts: see :class:`~twohead.predictor.Predictor`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..config.params import Params
 from ..data.io import METRIC_DIGITS, output_format, read_texts, write_json, write_table
-from ..predict import Predictor
+from ..predictor import Predictor
 
 
 @dataclass(frozen=True)

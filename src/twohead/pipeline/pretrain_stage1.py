@@ -27,14 +27,11 @@ from safetensors.torch import save_file
 from ..config.params import Params, to_dict
 from ..config.schema import STAGE1_COLUMNS, STAGE1_RENAME
 from ..data.io import METRIC_DIGITS, atomic_path, write_csv, write_json
-from ..model.checkpoint import WEIGHT_FILES, load_encoder, validate_checkpoint
-from ..model.two_head import TwoHeadModel
+from ..model.checkpoint import WEIGHT_FILES
 from ..train.fit import fit
+from ..train.recipe import Inputs, recipe, stage1_config
 from ..train.report import speed_summary
 from ..train.resume import StateStore, fingerprint
-from ..train.run import FitData
-from ..train.stage1 import pick_rows_dataset, stage1_run
-from .prepared import read_label_info, read_split
 
 
 @dataclass(frozen=True)
@@ -81,7 +78,7 @@ RESUME_FREE = ("lr", "checkpoint_every_steps", "on_nonfinite")
 def state_fingerprint(p: Params, paths: Stage1Paths) -> dict:
     """What a saved Stage-1 state must match to be resumed: the params Stage 1 reads (:data:`RESUME_FREE`
     excepted) and its input files."""
-    t = stage1_run(p).train
+    t = stage1_config(p).train
     params = {"stage1": {k: v for k, v in to_dict(p.stage1).items() if k not in RESUME_FREE},
               "model": {"pooling": p.model.pooling, "head_dropout": p.model.head_dropout},
               "tokenize": to_dict(p.tokenize),
@@ -94,21 +91,12 @@ def run(p: Params, paths: Stage1Paths) -> dict:
 
     if not stage1_is_used(p, paths):
         return skip(p, paths)
-    s = p.stage1
-    run_cfg = stage1_run(p)
-    t = run_cfg.train
-    set_seed(t.seed)
-    base = Path(s.base_model)
-    tokenizer, _ = validate_checkpoint(base, max_length=p.tokenize.max_length)
-    train_ds = pick_rows_dataset(read_split(paths.prepared, "train"), tokenizer, p.tokenize.max_length,
-                                 p.tokenize.batch_size).subsample(t.max_train_rows, t.seed)
-    val_ds = pick_rows_dataset(read_split(paths.prepared, "val"), tokenizer, p.tokenize.max_length,
-                               p.tokenize.batch_size)
-    weights = read_label_info(paths.prepared).class_weights["task1"]["weights"]
-    model = TwoHeadModel(load_encoder(base), 1, p.model.pooling, p.model.head_dropout)
-    data = FitData(train_ds, val_ds, weights, [1.0], tokenizer.pad_token_id)
+    set_seed(p.stage1.seed)
+    r = recipe(p, "stage1", Inputs(paths.prepared))
+    t, base, train_ds, val_ds = r.cfg.train, r.checkpoint, r.data.train, r.data.val
+    model = r.build()
     store = StateStore(paths.stage1_state, state_fingerprint(p, paths), t.checkpoint_every_steps)
-    res = fit(model, data, run_cfg, store=store)
+    res = fit(model, r.data, r.cfg, store=store)
 
     history = pd.DataFrame(res.history).rename(columns=STAGE1_RENAME)[STAGE1_COLUMNS]
     last = history.iloc[-1].to_dict()
@@ -122,7 +110,7 @@ def run(p: Params, paths: Stage1Paths) -> dict:
             head = {k: v.detach().cpu().contiguous() for k, v in res.model.head_task1.state_dict().items()}
             save_file(head, str(tmp / "stage1_head.safetensors"))
             (tmp / "stage1.json").write_text(json.dumps({"base_model": str(base), "metrics": metrics,
-                                                         "stage1": to_dict(s), "pooling": p.model.pooling},
+                                                         "stage1": to_dict(p.stage1), "pooling": p.model.pooling},
                                                         indent=2) + "\n", encoding="utf-8")
         write_csv(paths.stage1_history, history)
         write_json(paths.stage1_speed, speed_summary(res, t.precision), digits=METRIC_DIGITS)

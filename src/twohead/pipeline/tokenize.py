@@ -7,9 +7,9 @@ from pathlib import Path
 
 from ..config.params import Params
 from ..data.io import write_json
+from ..data.prepared import read_prepared
 from ..data.tokenization import tokenize_splits, write_tokenized
 from ..model.checkpoint import validate_checkpoint
-from .prepared import read_prepared
 
 
 @dataclass(frozen=True)

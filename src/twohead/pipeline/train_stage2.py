@@ -12,20 +12,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config.errors import TrainingError
 from ..config.params import Params, to_dict
 from ..config.schema import HISTORY_COLUMNS
-from ..data.batching import TokenizedDataset
 from ..data.io import METRIC_DIGITS, atomic_path, write_csv, write_json, write_text
-from ..model.checkpoint import load_encoder, validate_checkpoint
-from ..model.two_head import TwoHeadModel, save_stage2
+from ..data.prepared import texts_by_id
+from ..model.two_head import save_stage2
 from ..train.callbacks import BandRecall, Cartography, PartialHistory, ValWorstK
 from ..train.cartography import cartography_tables
 from ..train.fit import Diverged, fit
+from ..train.recipe import Inputs, recipe
 from ..train.report import speed_summary
 from ..train.resume import StateStore, fingerprint
-from ..train.run import FitData, RunConfig
-from .prepared import read_label_info, texts_by_id
 
 
 @dataclass(frozen=True)
@@ -63,31 +60,19 @@ def run(p: Params, paths: TrainPaths) -> dict:
 
     t = p.train
     set_seed(t.seed)
-    info = read_label_info(paths.prepared)
-    names = info.names
-    tokenizer, _ = validate_checkpoint(p.model.stage1_checkpoint)
-    pad_id = tokenizer.pad_token_id
-    train_ds = TokenizedDataset(paths.tokenized / "train.parquet", pad_id).subsample(t.max_train_rows, t.seed)
-    val_ds = TokenizedDataset(paths.tokenized / "val.parquet", pad_id)
-    if int(train_ds.labels_category.max(initial=-100)) >= len(names):
-        raise TrainingError(f"{paths.tokenized}: category ids exceed label_maps.json ({len(names)} classes);"
-                            " re-run prepare_labels and tokenize")
-    model = TwoHeadModel(load_encoder(p.model.stage1_checkpoint), len(names), p.model.pooling, p.model.head_dropout,
-                         p.model.msd_samples)
+    r = recipe(p, "stage2", Inputs(paths.prepared, paths.tokenized))
+    names, info, train_ds, val_ds = r.info.names, r.info, r.data.train, r.data.val
+    model = r.build()
     val_texts = texts_by_id(paths.prepared, "val").reindex(val_ds.ids).fillna("").astype(str).to_numpy(dtype=object)
-
-    data = FitData(train_ds, val_ds, info.class_weights["task1"]["weights"], info.class_weights["task2"]["weights"],
-                   pad_id)
-    run_cfg = RunConfig(t, p.loss, p.hier, p.reg, select="val_acc_task2", tag="train_stage2", eval=p.eval)
     bands = BandRecall(val_ds.labels_category, names, info.bands)
     worst = ValWorstK(val_ds.ids, val_texts, val_ds.labels_category, names, p.eval.worst_k)
     partial = PartialHistory(Path(str(paths.train_history) + ".partial"))
     carto = Cartography(len(train_ds), t.epochs)
     store = StateStore(paths.stage2_state, state_fingerprint(p, paths), t.checkpoint_every_steps)
     try:
-        res = fit(model, data, run_cfg, [bands, worst, partial, carto], store)
+        res = fit(model, r.data, r.cfg, [bands, worst, partial, carto], store)
     except Diverged as exc:  # the steps so far and the bad one, for the user to inspect; no metrics
-        write_text(paths.steps_log, "".join(json.dumps(r) + "\n" for r in exc.step_log))
+        write_text(paths.steps_log, "".join(json.dumps(row) + "\n" for row in exc.step_log))
         raise
 
     metrics = dict(res.history[-1])
@@ -96,13 +81,13 @@ def run(p: Params, paths: TrainPaths) -> dict:
     arrays = carto.arrays()
     if res.accelerator.is_main_process:
         with atomic_path(paths.stage2_model, is_dir=True) as tmp:
-            save_stage2(res.model, tmp, tokenizer, info.label_maps, extra={
+            save_stage2(res.model, tmp, r.tokenizer, info.label_maps, extra={
                 "stage1_checkpoint": p.model.stage1_checkpoint, "kept_epoch": res.kept_epoch,
                 "max_length": p.tokenize.max_length,
                 "params": {k: to_dict(getattr(p, k)) for k in ("model", "loss", "hier", "reg", "train")}})
         write_csv(paths.train_history, pd.DataFrame(res.history, columns=HISTORY_COLUMNS))
         write_csv(paths.band_recall, bands.table())
-        write_text(paths.steps_log, "".join(json.dumps(r) + "\n" for r in res.step_log))
+        write_text(paths.steps_log, "".join(json.dumps(row) + "\n" for row in res.step_log))
         tables = cartography_tables(arrays, train_ds.ids, train_ds.labels_binary, train_ds.labels_category, names,
                                     info.bands["class_band"], texts_by_id(paths.prepared, "train"))
         write_csv(paths.cartography_task1, tables["task1"])

@@ -1,6 +1,6 @@
 """``fit``: the training loop shared by Stage 1 and Stage 2, with per-epoch extras as callbacks.
 
-``fit(model, data, run, callbacks, store)`` trains ``model`` for ``run.train.epochs`` epochs on ``data.train``
+``fit(model, data, cfg, callbacks, store)`` trains ``model`` for ``cfg.train.epochs`` epochs on ``data.train``
 and evaluates it on ``data.val`` after each epoch. It reads no file and writes none: the stage code in
 :mod:`twohead.pipeline` decides what goes where. The run is built by :func:`~twohead.train.setup.prepare_training`
 (shared with the LR range test); where it stands lives in one :class:`RunState`, which is what a
@@ -22,10 +22,10 @@ from ..config.schema import HISTORY_COLUMNS, SPEED_KEYS
 from ..data.batching import make_collate
 from ..model.two_head import TwoHeadModel
 from .callbacks import Callback
-from .loop import EpochAccum, NonFinite, predict, train_one_epoch
+from .loop import EpochAccum, NonFinite, predict_logits, train_one_epoch
 from .report import ProgressLine, epoch_line, start_lines
 from .resume import StateStore, rng_restore, rng_snapshot
-from .run import FitData, RunConfig
+from .run_config import FitData, RunConfig
 from .setup import Setup, prepare_training, smoke_check
 from .validation import val_metrics
 
@@ -138,39 +138,39 @@ class Saves:
                               + (" re-run to resume" if self.store is not None else " no state saved"), self.signum)
 
 
-def fit(model: TwoHeadModel, data: FitData, run: RunConfig, callbacks: Sequence[Callback] = (),
+def fit(model: TwoHeadModel, data: FitData, cfg: RunConfig, callbacks: Sequence[Callback] = (),
         store: StateStore | None = None) -> FitResult:
     """Train with the plain recipe; evaluate on ``data.val`` after each epoch; keep the last or best epoch.
     With a ``store``, the state is saved after every epoch (and every ``store.every_steps`` steps) and a
     matching saved state is resumed; the result is then identical to an uninterrupted run."""
-    t = run.train
-    s = prepare_training(model, data, run)
+    t = cfg.train
+    s = prepare_training(model, data, cfg)
     log = functools.partial(s.accelerator.print, flush=True)  # lines appear as they happen in `dvc repro > log`
-    for line in start_lines(run.tag, s, data, t.precision):
+    for line in start_lines(cfg.tag, s, data, t.precision):
         log(line)
     smoke = make_collate(data.pad_id)([data.train[i] for i in range(min(4, len(data.train)))])
     smoke_check(s, {k: v.to(s.accelerator.device) for k, v in smoke.items()})
     for cb in callbacks:
         cb.on_fit_start(s.accelerator)
-    state = _resume(store, s, callbacks, log, run.tag)
-    progress = ProgressLine(run.tag, t.epochs, s.steps_per_epoch, log=log,
+    state = _resume(store, s, callbacks, log, cfg.tag)
+    progress = ProgressLine(cfg.tag, t.epochs, s.steps_per_epoch, log=log,
                             enabled=None if s.accelerator.is_main_process else False)
     with Saves(store, s.accelerator, state, callbacks) as saves:
         for epoch in range(state.start_epoch, t.epochs + 1):
-            train_metrics = _train_epoch(s, state, saves, epoch, callbacks, data, run, progress)
-            logits1, logits2 = predict(s.accelerator, s.model, s.val_loader, len(data.val), desc=f"val {epoch}")
+            train_metrics = _train_epoch(s, state, saves, epoch, callbacks, data, cfg, progress)
+            logits1, logits2 = predict_logits(s.accelerator, s.model, s.val_loader, len(data.val), desc=f"val {epoch}")
             row = {**train_metrics, **val_metrics(logits1, logits2, data.val.labels_binary,
                                                       data.val.labels_category, s.loss_fn,
-                                                      (run.eval.low_confidence, run.eval.high_confidence)),
-                   "epoch": epoch, "lambda_task1": run.loss.lambda_task1, "lambda_task2": run.loss.lambda_task2,
+                                                      (cfg.eval.low_confidence, cfg.eval.high_confidence)),
+                   "epoch": epoch, "lambda_task1": cfg.loss.lambda_task1, "lambda_task2": cfg.loss.lambda_task2,
                    **dict(zip(("sigma_task1", "sigma_task2"), s.loss_fn.sigmas()))}
             state.history.append({k: row[k] for k in HISTORY_COLUMNS})
             state.speed.append({"epoch": epoch, **{k: row[k] for k in SPEED_KEYS}})
             for cb in callbacks:
                 cb.on_epoch_end(epoch, (logits1, logits2), state.history[-1])
-            log(epoch_line(run.tag, epoch, t.epochs, state.history[-1], state.speed[-1],
-                           task2=run.loss.lambda_task2 > 0 or run.loss.weighting == "uncertainty"))
-            state.keep_if_best(epoch, state.history[-1][run.select], s.raw_model, t.keep)
+            log(epoch_line(cfg.tag, epoch, t.epochs, state.history[-1], state.speed[-1],
+                           task2=cfg.loss.lambda_task2 > 0 or cfg.loss.weighting == "uncertainty"))
+            state.keep_if_best(epoch, state.history[-1][cfg.select], s.raw_model, t.keep)
             saves.save(epoch, None)
             saves.stop_if_signalled(f"after epoch {epoch} (step {state.step})")
     return _result(s, state, store, t.keep, t.epochs)
@@ -184,19 +184,19 @@ def _after_step(saves: Saves, progress: ProgressLine | None, epoch: int, process
 
 
 def _train_epoch(s: Setup, state: RunState, saves: Saves, epoch: int, callbacks, data: FitData,
-                 run: RunConfig, progress: ProgressLine | None = None) -> dict:
+                 cfg: RunConfig, progress: ProgressLine | None = None) -> dict:
     """One training epoch (or the rest of a resumed one); returns its training metrics and timings."""
     s.sampler.passes = epoch - 1
     s.sampler.skip = state.accum.batches * s.accelerator.num_processes if state.accum else 0
     rng = state.rng
     try:
         out = train_one_epoch(s.step, s.train_loader, epoch, state.step, callbacks, accum=state.accum,
-                              on_nonfinite=run.train.on_nonfinite,
+                              on_nonfinite=cfg.train.on_nonfinite,
                               on_step=functools.partial(_after_step, saves, progress, epoch,
                                                         s.accelerator.num_processes),
                               on_first_batch=(lambda: rng_restore(rng)) if rng is not None else None)
     except NonFinite as exc:
-        raise _diverged(exc.info, data, run.tag, state.step_log, saves.store) from None
+        raise _diverged(exc.info, data, cfg.tag, state.step_log, saves.store) from None
     state.accum, state.rng, state.step = None, None, out.last_step
     state.skipped += out.skipped
     state.step_log.extend(out.steps)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..config.schema import LOSS_TERMS, TRAIN_ONLY_TERMS
 from .losses import IGNORE, LossAccumulator, TwoTaskLoss
-from .techniques import AWP, Objective
+from .step import StepContext, train_step
 
 
 def _counts(logits1, logits2, y1, y2) -> torch.Tensor:
@@ -25,24 +25,6 @@ def _counts(logits1, logits2, y1, y2) -> torch.Tensor:
     c1 = ((logits1.argmax(-1) == y1) & v1).sum()
     c2 = ((logits2.argmax(-1) == y2) & v2).sum()
     return torch.stack([c1, v1.sum(), c2, v2.sum()]).float()
-
-
-@dataclass
-class StepContext:
-    """What one optimisation step needs, prepared by Accelerate."""
-
-    accelerator: Any
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    loss_fn: TwoTaskLoss
-    max_grad_norm: float
-    objective: Objective | None = None   # forward + loss of a batch (default: plain, from loss_fn)
-    awp: AWP | None = None               # adversarial weight perturbation (reg.awp_*), None = off
-
-    def __post_init__(self):
-        if self.objective is None:
-            self.objective = Objective(self.loss_fn)
 
 
 @dataclass
@@ -80,6 +62,35 @@ class EpochAccum:
                 "step_rows": [r.cpu() for r in self.step_rows], "grad_norms": [g.cpu() for g in self.grad_norms],
                 "n_rows": self.n_rows, "batches": self.batches, "seconds": self.seconds, "skipped": self.skipped}
 
+    def record(self, st, batch: dict, step: int, lr: float) -> None:
+        """A finite micro-batch's losses, accuracy counts and step-log row (device tensors: no host sync)."""
+        device = self.counts.device
+        out = st.out
+        self.losses.add(out)
+        self.counts += _counts(st.logits1.detach(), st.logits2.detach(), batch["labels_binary"],
+                               batch["labels_category"])
+        self.n_rows += batch["input_ids"].shape[0]
+        self.step_rows.append(torch.stack([torch.tensor(float(step), device=device), out["task1"].detach(),
+                                           out["task2"].detach(), out["total"].detach(), st.grad_norm,
+                                           torch.tensor(lr, device=device)]))
+
+    def metrics(self, accelerator, loss_fn: TwoTaskLoss, lr: float) -> dict[str, float]:
+        """The epoch's training figures (over every process's rows; the one host read of the epoch)."""
+        counts, sums = self.counts, self.losses.sums
+        if accelerator.num_processes > 1:
+            counts = accelerator.reduce(counts, "sum")
+            sums = accelerator.reduce(sums, "sum")
+        c1, n1, c2, n2 = counts.tolist()
+        loss = loss_fn.combine(sums.tolist())
+        gns = torch.stack(self.grad_norms).tolist() if self.grad_norms else [float("nan")]
+        return {
+            **{f"train_loss_{term}": loss[term] for term in LOSS_TERMS + TRAIN_ONLY_TERMS},
+            "train_acc_task1": c1 / n1 if n1 else float("nan"), "train_acc_task2": c2 / n2 if n2 else float("nan"),
+            "lr": float(lr), "grad_norm_mean": float(np.mean(gns)), "grad_norm_max": float(np.max(gns)),
+            "epoch_seconds": self.seconds,
+            "train_samples_per_second": self.n_rows * accelerator.num_processes / max(self.seconds, 1e-9),
+        }
+
     def load_state_dict(self, state: dict) -> None:
         device = self.counts.device
         self.losses.sums = state["sums"].to(device)
@@ -99,18 +110,15 @@ def train_one_epoch(ctx: StepContext, loader, epoch: int, first_step: int, callb
     Each callback's ``on_train_batch(epoch, batch, logits1, logits2)`` gets the batch and its detached
     logits from this (training, dropout-on) forward pass; ``on_step(step, accum)`` runs after every
     optimiser step (checkpoints, interrupts). A non-finite loss or gradient norm raises :class:`NonFinite`
-    (``on_nonfinite="stop"``) or drops that optimiser step and counts it (``"skip"``); checking it costs
-    one device→host sync per batch. ``on_first_batch()`` runs once the loader's iterator exists, before the
-    first forward pass (a resumed epoch restores its RNG snapshot there: creating the iterator draws from it).
+    (``on_nonfinite="stop"``) or drops that optimiser step and counts it (``"skip"``): :func:`train_step`'s guard.
+    ``on_first_batch()`` runs once the loader's iterator exists, before the first forward pass (a resumed epoch
+    restores its RNG snapshot there: creating the iterator draws from it).
     """
-    accelerator, model, loss_fn, objective, awp = ctx.accelerator, ctx.model, ctx.loss_fn, ctx.objective, ctx.awp
-    awp = awp if awp is not None and awp.active(epoch) else None
-    optimizer, scheduler = ctx.optimizer, ctx.scheduler
-    model.train()
-    device = accelerator.device
-    acc = accum or EpochAccum(device)
-    step = first_step
-    poisoned = False  # a non-finite micro-batch inside the current accumulation window (skip mode)
+    accelerator = ctx.accelerator
+    awp = ctx.awp if ctx.awp is not None and ctx.awp.active(epoch) else None
+    ctx.model.train()
+    acc = accum or EpochAccum(accelerator.device)
+    step, window_bad = first_step, False  # window_bad: a non-finite micro-batch earlier in this accumulation window
     t0 = time.perf_counter()
     # disable=None: no bar when stdout is not a terminal (dvc repro > log, CI); the epoch line still prints
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False, initial=acc.batches,
@@ -120,77 +128,33 @@ def train_one_epoch(ctx: StepContext, loader, epoch: int, first_step: int, callb
         if on_first_batch is not None:
             on_first_batch()
             on_first_batch = None
-        with accelerator.accumulate(model):
-            logits1, logits2, out = objective(model, batch)
-            accelerator.backward(out["total"])
-            if awp is not None:  # a second pass at adversarially perturbed weights, gradients added
-                awp.perturb()
-                accelerator.backward(objective(model, batch)[2]["total"])
-                awp.restore()
-            gn = torch.tensor(float("nan"), device=device)
-            if accelerator.sync_gradients:
-                gn = accelerator.clip_grad_norm_(model.parameters(), ctx.max_grad_norm).detach().float()
-            finite = torch.isfinite(out["total"].detach()) & (torch.isfinite(gn) | ~torch.tensor(
-                accelerator.sync_gradients, device=device))
-            bad = not bool(finite.item())
-            if bad and on_nonfinite == "stop":
-                raise NonFinite({"epoch": epoch, "step": step + 1, "batch": i, "rows": batch["index"].tolist(),
-                                 "loss_total": float(out["total"].detach()), "grad_norm": float(gn),
-                                 "lr": [float(x) for x in scheduler.get_last_lr()],
-                                 "steps": _log_rows(epoch, acc.step_rows)})
-            poisoned = poisoned or bad
-            if accelerator.sync_gradients and poisoned:
-                optimizer.zero_grad(set_to_none=True)  # drop this optimiser step
-                acc.skipped += 1
-            else:
-                if accelerator.sync_gradients:
-                    acc.grad_norms.append(gn)
-                optimizer.step()     # Accelerate's wrappers only step on the window's last micro-batch
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+        st = train_step(ctx, batch, awp, window_bad, stop_if_bad=on_nonfinite == "stop")
+        if st.bad and on_nonfinite == "stop":
+            raise NonFinite({"epoch": epoch, "step": step + 1, "batch": i, "rows": batch["index"].tolist(),
+                             "loss_total": float(st.out["total"].detach()), "grad_norm": float(st.grad_norm),
+                             "lr": [float(x) for x in ctx.scheduler.get_last_lr()],
+                             "steps": _log_rows(epoch, acc.step_rows)})
         acc.batches += 1
-        if bad:
-            if accelerator.sync_gradients:
-                poisoned = False
+        acc.skipped += int(st.sync and not st.applied)
+        window_bad = (window_bad or st.bad) and not st.sync
+        if st.applied:
+            acc.grad_norms.append(st.grad_norm)
+            step += 1
+        if st.bad:
             continue
-        if accelerator.sync_gradients:
-            if not poisoned:
-                step += 1
-            poisoned = False
-        acc.losses.add(out)
-        logits1, logits2 = logits1.detach(), logits2.detach()
+        acc.record(st, batch, step, ctx.scheduler.get_last_lr()[0])
         for cb in callbacks:
-            cb.on_train_batch(epoch, batch, logits1, logits2)
-        acc.counts += _counts(logits1, logits2, batch["labels_binary"], batch["labels_category"])
-        acc.n_rows += batch["input_ids"].shape[0]
-        lr = scheduler.get_last_lr()[0]
-        acc.step_rows.append(torch.stack([torch.tensor(float(step), device=device), out["task1"].detach(),
-                                          out["task2"].detach(), out["total"].detach(), gn,
-                                          torch.tensor(lr, device=device)]))
+            cb.on_train_batch(epoch, batch, st.logits1.detach(), st.logits2.detach())
         if refresh and i % refresh == 0 and not bar.disable:
-            bar.set_postfix(loss=f"{out['total'].item():.4f}")
-        if accelerator.sync_gradients and on_step is not None:
+            bar.set_postfix(loss=f"{st.out['total'].item():.4f}")
+        if st.sync and on_step is not None:
             acc.seconds += time.perf_counter() - t0
             t0 = time.perf_counter()
             on_step(step, acc)
     bar.close()
     acc.seconds += time.perf_counter() - t0
-    counts, sums = acc.counts, acc.losses.sums
-    if accelerator.num_processes > 1:  # epoch metrics over every process's rows
-        counts = accelerator.reduce(counts, "sum")
-        sums = accelerator.reduce(sums, "sum")
-    c1, n1, c2, n2 = counts.tolist()
-    loss = loss_fn.combine(sums.tolist())
-    gns = torch.stack(acc.grad_norms).tolist() if acc.grad_norms else [float("nan")]
-    metrics = {
-        **{f"train_loss_{term}": loss[term] for term in LOSS_TERMS + TRAIN_ONLY_TERMS},
-        "train_acc_task1": c1 / n1 if n1 else float("nan"), "train_acc_task2": c2 / n2 if n2 else float("nan"),
-        "lr": float(scheduler.get_last_lr()[0]),
-        "grad_norm_mean": float(np.mean(gns)), "grad_norm_max": float(np.max(gns)),
-        "epoch_seconds": acc.seconds,
-        "train_samples_per_second": acc.n_rows * accelerator.num_processes / max(acc.seconds, 1e-9),
-    }
-    return EpochOutput(metrics, _log_rows(epoch, acc.step_rows), step, acc.skipped)
+    return EpochOutput(acc.metrics(accelerator, ctx.loss_fn, ctx.scheduler.get_last_lr()[0]),
+                       _log_rows(epoch, acc.step_rows), step, acc.skipped)
 
 
 def _log_rows(epoch: int, step_rows: list[torch.Tensor]) -> list[dict]:
@@ -200,7 +164,7 @@ def _log_rows(epoch: int, step_rows: list[torch.Tensor]) -> list[dict]:
 
 
 @torch.inference_mode()
-def predict(accelerator, model, loader, n_rows: int, desc: str = "eval") -> tuple[np.ndarray, np.ndarray]:
+def predict_logits(accelerator, model, loader, n_rows: int, desc: str = "eval") -> tuple[np.ndarray, np.ndarray]:
     """Logits of both heads for every row of the loader's dataset, in dataset order (float32, CPU)."""
     model.eval()
     bar = tqdm(loader, desc=desc, unit="batch", leave=False,

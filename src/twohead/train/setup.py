@@ -1,6 +1,6 @@
 """The shared setup of a training run: device, batches, the switches' model preparation, LLRD groups, AdamW,
-the schedule, Accelerate's wrapping, the loss and the objective. ``fit`` and the LR range test both build their
-run here, so the range test measures exactly what training would run."""
+the schedule, Accelerate's wrapping, the loss and the objective. ``fit`` and the tools that train (LR sweep, range test,
+``twohead speed``) all build their run here, so the tools measure exactly what training would run."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from ..config.errors import TrainingError
 from ..data.batching import LengthGroupedBatchSampler, SortedBatchSampler, make_collate
 from . import techniques
 from .device import make_accelerator
-from .loop import StepContext
 from .losses import TwoTaskLoss
 from .optim import llrd_groups, make_optimizer, make_scheduler
-from .run import FitData, RunConfig
+from .run_config import FitData, RunConfig
+from .step import StepContext
 
 
 @dataclass
@@ -39,21 +39,21 @@ class Setup:
     windowed: int                     # DeBERTa layers with the windowed attention bias
 
 
-def prepare_training(model, data: FitData, run: RunConfig, *, base_lr: float | None = None, schedule: bool = True,
+def prepare_training(model, data: FitData, cfg: RunConfig, *, base_lr: float | None = None, schedule: bool = True,
                      validate: bool = True, schedule_steps: int | None = None) -> Setup:
     """Everything a run needs, prepared by Accelerate. ``base_lr`` replaces ``train.lr`` (the range test uses 1,
     so each group's lr is its LLRD ratio); ``schedule=False`` builds no scheduler and ``validate=False`` no val
     loader (the range test has neither; it also never accumulates gradients); ``schedule_steps`` compresses the
     schedule (warmup share, then decay to 0) into that many optimiser steps instead of the run's (the LR
     sweep)."""
-    t = run.train
+    t = cfg.train
     accelerator = make_accelerator(t.device, t.precision, t.grad_accum if schedule else 1)
     collate = make_collate(data.pad_id)
     sampler = LengthGroupedBatchSampler(data.train.lengths, t.batch_size, t.seed, t.group_by_length)
     train_loader = DataLoader(data.train, batch_sampler=sampler, collate_fn=collate, num_workers=t.num_workers)
     val_loader = DataLoader(data.val, batch_sampler=SortedBatchSampler(data.val.lengths, t.eval_batch_size),
                             collate_fn=collate, num_workers=t.num_workers) if validate else None
-    windowed = techniques.prepare_model(model, run)
+    windowed = techniques.prepare_model(model, cfg)
     lr = t.lr if base_lr is None else base_lr
     groups, group_summary = llrd_groups(model, lr, t.llrd, t.head_lr_mult, t.weight_decay)
     initial_lrs = [g["lr"] for g in groups]
@@ -70,8 +70,8 @@ def prepare_training(model, data: FitData, run: RunConfig, *, base_lr: float | N
     loss_fn = TwoTaskLoss.from_params(
         *(torch.tensor(w, dtype=torch.float32, device=accelerator.device)  # float32: MPS has no float64
           for w in (data.weights_task1, data.weights_task2)),
-        run.loss, run.hier, run.reg, log_vars=raw_model.loss_log_vars)
-    objective, awp = techniques.build(raw_model, loss_fn, run)
+        cfg.loss, cfg.hier, cfg.reg, log_vars=raw_model.loss_log_vars)
+    objective, awp = techniques.build(raw_model, loss_fn, cfg)
     step = StepContext(accelerator, model, optimizer, scheduler, loss_fn, t.max_grad_norm, objective, awp)
     return Setup(accelerator, model, raw_model, sampler, train_loader, val_loader, optimizer, scheduler, loss_fn,
                  step, group_summary, initial_lrs, steps_per_epoch, windowed)

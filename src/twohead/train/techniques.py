@@ -31,18 +31,18 @@ import torch
 
 from ..model import fast_attention
 from .losses import TwoTaskLoss, rdrop_sums
-from .run import RunConfig
+from .run_config import RunConfig
 
 
-def prepare_model(model, run: RunConfig) -> int:
-    """Set the model up for ``run`` before its optimiser groups are built: uncertainty weighting's learned
+def prepare_model(model, cfg: RunConfig) -> int:
+    """Set the model up for ``cfg`` before its optimiser groups are built: uncertainty weighting's learned
     log-variances (``loss.weighting``), the windowed DeBERTa attention bias (``train.fast_attention``) and an
     in-place ``torch.compile`` of the encoder (``train.compile``: dynamic shapes since batch lengths vary; names,
     state dicts, saving and resuming unchanged; heads and loss stay eager). Returns the windowed layer count."""
-    if run.loss.weighting == "uncertainty":
+    if cfg.loss.weighting == "uncertainty":
         model.add_loss_log_vars()
-    windowed = fast_attention.install(model) if run.train.fast_attention else 0
-    if run.train.compile:
+    windowed = fast_attention.install(model) if cfg.train.fast_attention else 0
+    if cfg.train.compile:
         compile_encoder(model)
     return windowed
 
@@ -52,9 +52,9 @@ def compile_encoder(model) -> None:
     model.encoder.compile(dynamic=True)
 
 
-def build(model, loss_fn: TwoTaskLoss, run: RunConfig) -> tuple[Objective, AWP | None]:
+def build(model, loss_fn: TwoTaskLoss, cfg: RunConfig) -> tuple[Objective, AWP | None]:
     """The run's objective (plain, R-Drop, multi-sample dropout) and AWP (None when off), on the unwrapped model."""
-    r = run.reg
+    r = cfg.reg
     awp = AWP(model, r.awp_lr, r.awp_eps, r.awp_start_epoch) if r.awp_start_epoch > 0 else None
     return Objective(loss_fn, r.rdrop_alpha, model.msd_samples), awp
 

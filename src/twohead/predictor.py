@@ -40,7 +40,7 @@ from .evaluate.metrics import softmax
 from .evaluate.tables import topk_names
 from .model.two_head import load_stage2
 from .train.device import make_accelerator
-from .train.loop import predict as predict_logits
+from .train.loop import predict_logits
 
 #: The calibrate stage's output beside the model directory (dvc.yaml: paths.decision).
 DECISION_FILE = "decision.json"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..config.errors import MissingInputError
-from ..data.io import read_json
-from ..data.labels import SPLITS
+from .io import read_json
+from .labels import SPLITS
 
 
 @dataclass

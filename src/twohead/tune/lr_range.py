@@ -1,4 +1,9 @@
-"""The learning-rate range test (Smith, 2017; fastai's ``lr_find``, Lightning's ``Tuner.lr_find``).
+"""``twohead lr-find --method range``: the learning-rate range test (Smith, 2017; fastai's ``lr_find``, Lightning's
+``Tuner.lr_find``) on the data, model, loss, LLRD groups, batch size, precision and device the chosen stage would
+use (:mod:`twohead.train.recipe`). The model is built fresh and discarded: no checkpoint, state, metric or DVC
+output of the pipeline is touched; only the JSON and PNG named in dvc.yaml (``paths.lr_find``,
+``paths.lr_find_plot``) are written. The Stage-2 switches that change the loss (uncertainty weighting, R-Drop,
+multi-sample dropout, hierarchy terms) apply; AWP does not (it starts at a later epoch by design).
 
 The learning rate grows exponentially from ``min_lr`` to ``max_lr`` over ``steps`` optimiser steps, one
 batch each, on a freshly built model. Every AdamW group keeps its ratio to the base LR (the layer-wise
@@ -30,13 +35,17 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
-from ..config.errors import ParamsError
+from ..config.errors import MissingInputError, ParamsError
+from ..config.params import Params
+from ..data.io import METRIC_DIGITS, write_json
+from .common import ToolPaths
+
+if TYPE_CHECKING:
+    import torch
 
 SANE_MIN, SANE_MAX = 1e-6, 1e-2
 BETA = 0.98
@@ -44,12 +53,16 @@ BETA = 0.98
 
 @dataclass
 class RangeTestConfig:
-    steps: int = 200
-    min_lr: float = 1e-7
-    max_lr: float = 1.0
-    stop_factor: float = 4.0
+    """The range test's settings; the documented fields are ``twohead lr-find --method range``'s flags."""
+
+    steps: int = field(default=200, metadata={"help": "range: steps of the ramp"})
+    min_lr: float = field(default=1e-7, metadata={"help": "range: the ramp's first LR"})
+    max_lr: float = field(default=1.0, metadata={"help": "range: the ramp's last LR"})
+    stop_factor: float = field(default=4.0, metadata={"help": "range: stop once the smoothed loss exceeds this x"
+                                                               " its minimum"})
+    rows: int = field(default=0, metadata={"help": "range: a seeded subsample of the training rows (0 = all)"})
     beta: float = BETA
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = 1.0      # the run's train.max_grad_norm (set by run())
 
     def validate(self) -> None:
         if self.steps < 10:
@@ -58,6 +71,8 @@ class RangeTestConfig:
             raise ParamsError(f"lr-find: need 0 < --min-lr < --max-lr (got {self.min_lr:g}, {self.max_lr:g})")
         if self.stop_factor <= 1:
             raise ParamsError(f"lr-find: the stop factor must be > 1 (got {self.stop_factor:g})")
+        if self.rows < 0:
+            raise ParamsError(f"lr-find: --rows must be >= 0 (got {self.rows})")
 
 
 @dataclass
@@ -82,6 +97,9 @@ def range_test(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ratios:
     """Run the test. ``ratios[g]`` = group g's LR ÷ the base LR; ``loss_terms(batch)`` returns at least
     ``{"total": …}`` (a scalar to minimise; other terms are recorded too). ``backward`` / ``clip`` default to
     plain autograd and ``clip_grad_norm_`` (an Accelerator's own are passed by the caller)."""
+    import torch
+    from tqdm.auto import tqdm
+
     cfg.validate()
     if len(ratios) != len(optimizer.param_groups):
         raise ValueError("one LR ratio per optimizer group")
@@ -241,3 +259,75 @@ def _limits(ax, series: list[list[float]]) -> None:
     rng = y_range(series)
     if rng is not None:
         ax.set_ylim(*rng)
+
+
+# --- the run ----------------------------------------------------------------------------------------------------
+
+def run(p: Params, paths: ToolPaths, cfg: RangeTestConfig, stage: str = "stage2", progress: bool = True) -> dict:
+    from accelerate.utils import set_seed
+
+    from ..train.recipe import recipe
+    from ..train.setup import prepare_training
+    from ..train.step import cycle_batches
+
+    cfg.validate()
+    r = recipe(p, stage, paths.inputs(), rows=cfg.rows, with_val=False)
+    t, ds = r.cfg.train, r.data.train
+    set_seed(t.seed)  # before the heads are initialised
+    model = r.build()
+    if len(ds) == 0:
+        raise MissingInputError(f"{paths.tokenized if stage == 'stage2' else paths.prepared}: no training rows")
+    cfg = RangeTestConfig(**{**cfg.__dict__, "max_grad_norm": t.max_grad_norm})
+    # the run as training would build it (switches, LLRD groups, loss, objective), at base lr 1: each group's lr
+    # is then its LLRD ratio, which the range test scales
+    s = prepare_training(model, r.data, r.cfg, base_lr=1.0, schedule=False, validate=False)
+
+    def loss_terms(batch: dict) -> dict:
+        out = s.step.objective(s.model, batch)[2]  # R-Drop / multi-sample dropout as the stage would run
+        terms = {"total": out["total"], "task1": out["task1"]}
+        if stage == "stage2":
+            terms["task2"] = out["task2"]
+        return terms
+
+    accelerator = s.accelerator
+    res = range_test(s.model, s.optimizer, s.initial_lrs, cycle_batches(s.train_loader, s.sampler), loss_terms, cfg,
+                     backward=accelerator.backward,
+                     clip=lambda norm: accelerator.clip_grad_norm_(s.model.parameters(), norm), progress=progress)
+    sugg = suggestions(res)
+    command = None if sugg["suggested_lr"] is None else f"dvc exp run -S {r.lr_key}={sugg['suggested_lr']:.2g}"
+    result = {
+        "stage": stage, "lr_key": r.lr_key, "current_lr": r.current_lr,
+        **{k: sugg[k] for k in ("suggested_lr", "rule", "clipped", "valley", "steepest", "min_div10")},
+        "command": command, "steps_run": len(res.lrs), "steps": cfg.steps, "min_lr": cfg.min_lr,
+        "max_lr": cfg.max_lr, "stopped_early": res.stopped_early, "stop_reason": res.stop_reason,
+        "rows": len(ds), "batch_size": t.batch_size, "device": str(accelerator.device), "precision": t.precision,
+        "seed": t.seed, "seconds": round(res.seconds, 2),
+        "curve": [{"step": i, "lr": lr, **{f"loss_{k}": v[i] for k, v in res.losses.items()},
+                   **{f"smoothed_{k}": v[i] for k, v in res.smoothed.items()}} for i, lr in enumerate(res.lrs)],
+    }
+    caption = (f"checkpoint {r.checkpoint} | {stage} | {len(ds)} rows, batch {t.batch_size}, LLRD {t.llrd:g},"
+               f" {t.precision}, {accelerator.device} | {len(res.lrs)} of {cfg.steps} steps, seed {t.seed}")
+    plot(res, sugg, paths.plot, f"LR range test ({r.lr_key} now {r.current_lr:g})", caption)
+    write_json(paths.json, result, digits=METRIC_DIGITS)
+    return result
+
+
+# --- what it prints ---------------------------------------------------------------------------------------------
+
+def main(p: Params, paths: ToolPaths, cfg: RangeTestConfig, stage: str, log=print) -> int:
+    """Run the test and print its reading; status 1 when it has no suggestion."""
+    r = run(p, paths, cfg, stage=stage)
+    stop = f"stopped early ({r['stop_reason']})" if r["stopped_early"] else "ran every step"
+    log(f"twohead lr-find: {r['steps_run']} of {r['steps']} steps on {r['rows']} rows, {r['device']},"
+        f" {r['seconds']:.1f}s; {stop}")
+    fmt = {k: "-" if r[k] is None else f"{r[k]:.3g}" for k in ("valley", "steepest", "min_div10")}
+    log(f"  valley {fmt['valley']} | steepest {fmt['steepest']} | min/10 {fmt['min_div10']}"
+        f" ({r['lr_key']} now {r['current_lr']:g})")
+    if r["suggested_lr"] is None:
+        log("  no suggestion: the loss curve is too short or never fell; widen --min-lr/--max-lr or add --steps")
+        return 1
+    clipped = " (clipped to the sane range)" if r["clipped"] else ""
+    log(f"  suggested {r['lr_key']} = {r['suggested_lr']:.2g} ({r['rule']} rule){clipped}")
+    log(f"  try it:  {r['command']}")
+    log(f"  curve: {paths.plot}, figures: {paths.json}")
+    return 0

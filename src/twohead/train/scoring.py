@@ -9,8 +9,8 @@ from torch.utils.data import DataLoader
 
 from ..data.batching import SortedBatchSampler, TokenizedDataset, make_collate
 from ..model.two_head import load_stage2
-from ..train.device import make_accelerator
-from ..train.loop import predict
+from .device import make_accelerator
+from .loop import predict_logits
 
 
 class Scorer:
@@ -28,5 +28,5 @@ class Scorer:
         ds = TokenizedDataset(Path(tokenized) / f"{split}.parquet", self.tokenizer.pad_token_id)
         loader = self.accelerator.prepare(DataLoader(ds, batch_sampler=SortedBatchSampler(ds.lengths, self.batch_size),
                                                      collate_fn=make_collate(self.tokenizer.pad_token_id)))
-        logits1, logits2 = predict(self.accelerator, self.model, loader, len(ds), desc=f"score {split}")
+        logits1, logits2 = predict_logits(self.accelerator, self.model, loader, len(ds), desc=f"score {split}")
         return ds, logits1, logits2

@@ -13,7 +13,7 @@ class FitData:
     """Datasets, the class weights of each task (id order) and the tokenizer's pad id."""
 
     train: TokenizedDataset
-    val: TokenizedDataset
+    val: TokenizedDataset | None      # None: a tool that never validates (the LR range test)
     weights_task1: list[float]
     weights_task2: list[float]
     pad_id: int
