@@ -32,7 +32,8 @@ from ablation_runs import set_dotted  # noqa: E402
 from twohead.config.layout import dvc_paths  # noqa: E402
 from twohead.config.params import load_params  # noqa: E402
 from twohead.config.schema import label  # noqa: E402
-from twohead.evaluate.decision import DecideSettings, choose, decided_arrays  # noqa: E402
+from twohead.config.params import DecideParams  # noqa: E402
+from twohead.evaluate.decision import choose, decide  # noqa: E402
 from twohead.evaluate.metrics import softmax  # noqa: E402
 from twohead.experiments.stats import Coded, paired_compare, t_interval  # noqa: E402
 
@@ -93,11 +94,12 @@ def effects(folder: Path, p) -> dict:
                               len(names))
     out = {}
     for name, v in VARIANTS.items():
-        s = DecideSettings(temperature=v["temperature"], prior_correction=v["prior_correction"],
-                           prior_objective=v.get("prior_objective", "acc"),
-                           pick_threshold=0.5 if v["fixed_threshold"] else 0.0)
+        s = DecideParams(temperature=v["temperature"], prior_correction=v["prior_correction"],
+                         prior_objective=v.get("prior_objective", "acc"),
+                         pick_threshold=0.5 if v["fixed_threshold"] else 0.0)
         dec, _ = choose(v1, v2, val.labels_binary, val.labels_category, info.class_weights["task2"]["support"], s)
-        _, d2, dpred2, ddecline = decided_arrays(dec, t1, t2)
+        d = decide(dec, t1, t2)
+        d2, dpred2, ddecline = d.p2, d.pred2, d.decline
         other = Coded.from_arrays(test.labels_binary, ddecline, test.labels_category, dpred2,
                                   d2[np.arange(len(dpred2)), dpred2], len(names))
         out[name] = {"decision": {k: val_ for k, val_ in dec.to_dict().items() if k != "log_prior"},

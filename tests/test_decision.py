@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from twohead.config.errors import DataError
-from twohead.config.params import EvalParams
+from twohead.config.params import DecideParams, EvalParams
 from twohead.evaluate.calibration import ece, fit_temperature, nll, reliability
-from twohead.evaluate.decision import PLAIN, DecideSettings, Decision, choose, decided_arrays, objective_value
+from twohead.evaluate.decision import PLAIN, Decision, choose, decide, objective_value
 from twohead.evaluate.metrics import softmax
 from twohead.evaluate.tables import split_metrics
 
-OFF = DecideSettings(temperature=False, prior_correction=False)
+OFF = DecideParams(temperature=False, prior_correction=False)
 
 
 def _sample(z: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -69,7 +69,7 @@ def test_a_flat_objective_keeps_the_plain_threshold_and_a_pin_is_kept():
     dec, _ = choose(_pick_logits(p_pick), logits2, y1, y2, [2, 2], OFF)
     assert dec.pick_threshold == 0.5  # every t in [0.02, 0.98] is perfect: the tie goes to the plain rule
     pinned, _ = choose(_pick_logits(p_pick), logits2, y1, y2, [2, 2],
-                       DecideSettings(temperature=False, prior_correction=False, pick_threshold=0.3))
+                       DecideParams(temperature=False, prior_correction=False, pick_threshold=0.3))
     assert pinned.pick_threshold == 0.3
 
 
@@ -80,9 +80,9 @@ def test_pick_or_maxprob_declines_flat_task2_rows():
     y2 = np.array(list(np.arange(150) % 4) + [-100] * 50)
     logits1 = _pick_logits(np.full(n, 0.9))
     logits2 = np.vstack([np.eye(4)[np.arange(150) % 4] * 4.0, np.zeros((50, 4))])
-    s = DecideSettings(temperature=False, prior_correction=False, rule="pick_or_maxprob")
+    s = DecideParams(temperature=False, prior_correction=False, rule="pick_or_maxprob")
     dec, _ = choose(logits1, logits2, y1, y2, [1, 1, 1, 1], s)
-    _, _, _, decline = decided_arrays(dec, logits1, logits2)
+    decline = decide(dec, logits1, logits2).decline
     assert decline[150:].all() and not decline[:150].any()
     assert 0.25 < dec.maxprob_threshold <= 0.6
 
@@ -95,7 +95,7 @@ def test_prior_correction_recovers_the_balanced_rule():
     scores = np.eye(4)[y2] * 1.5 + rng.normal(0, 1, (4000, 4))
     logits2 = scores + np.log(prior)
     y1 = np.ones(4000, int)
-    s = DecideSettings(temperature=False, prior_correction=True, prior_objective="macro_f1", tau_max=2.0)
+    s = DecideParams(temperature=False, prior_correction=True, prior_objective="macro_f1", tau_max=2.0)
     dec, report = choose(_pick_logits(np.full(4000, 0.9)), logits2, y1, y2, list((prior * 1e4).astype(int)), s)
     assert 0.7 <= dec.tau <= 1.3
     curve = {r["tau"]: r["macro_f1"] for r in report["prior_correction"]["curve"]}
@@ -109,8 +109,8 @@ def test_plain_decision_reproduces_the_plain_metrics():
     y2 = np.where(y1 == 1, rng.integers(0, 5, 300), -100)
     e = EvalParams()
     plain = split_metrics(y1, y2, softmax(logits1), softmax(logits2), 5, e)
-    p1, p2, pred2, decline = decided_arrays(PLAIN, logits1, logits2)
-    decided = split_metrics(y1, y2, p1, p2, 5, e, decline=decline, pred2=pred2)
+    d = decide(PLAIN, logits1, logits2)
+    decided = split_metrics(y1, y2, d.p1, d.p2, 5, e, decline=d.decline, pred2=d.pred2)
     for group in ("task1", "task2", "combined"):
         for key, value in plain[group].items():
             if key != "ece":
@@ -125,7 +125,7 @@ def test_constraint_objectives_and_unreachable_targets():
     assert objective_value("decline_recall_at_precision", 0.5, y1, y1, decline, y1, 2) == 0.5
     assert objective_value("decline_recall_at_precision", 0.9, y1, y1, decline, y1, 2) == -np.inf
     p_pick = np.array([0.6, 0.7, 0.8, 0.9])  # Decline rows above Pick rows: no threshold gives precision 1
-    s = DecideSettings(temperature=False, prior_correction=False, objective="decline_recall_at_precision", target=1.0)
+    s = DecideParams(temperature=False, prior_correction=False, objective="decline_recall_at_precision", target=1.0)
     y1 = np.array([1, 1, 0, 0])
     with pytest.raises(DataError, match="no threshold on val meets the target"):
         choose(_pick_logits(p_pick), np.zeros((4, 2)), y1, np.full(4, -100), [1, 1], s)

@@ -35,15 +35,12 @@ from .config.errors import CheckpointError
 from .data.batching import SortedBatchSampler, TokenizedDataset, make_collate
 from .data.labels import IGNORE
 from .data.tokenization import encode, to_arrow
-from .evaluate.decision import PLAIN, read_decision
-from .evaluate.metrics import softmax
+from .evaluate.decision import DECISION_FILE, PLAIN, decide, read_decision
 from .evaluate.tables import topk_names
 from .model.two_head import load_stage2
 from .train.device import make_accelerator
 from .train.loop import predict_logits
 
-#: The calibrate stage's output beside the model directory (dvc.yaml: paths.decision).
-DECISION_FILE = "decision.json"
 #: a text is counted as unreadable when more than this share of its (non-special) tokens are unknown
 UNKNOWN_SHARE = 0.5
 
@@ -119,14 +116,6 @@ class Predictor:
                             collate_fn=make_collate(self.tokenizer.pad_token_id))
         return predict_logits(self.accelerator, self.model, loader, len(ds), desc="predict")
 
-    def predict_proba(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """P(Decline), P(Pick) per text ``[n, 2]`` and the Task2 probabilities ``[n, N]`` under the decision
-        (plain: the raw softmax, float32)."""
-        logits1, logits2 = self.logits(texts)
-        if self.decision.is_plain():
-            return softmax(logits1), softmax(logits2)
-        return self.decision.probabilities(logits1, logits2)
-
     def predict(self, texts: Sequence[str], ids: Sequence | None = None, top_k: int = 3) -> pd.DataFrame:
         """One row per text, in input order (see the module docstring for the columns)."""
         n = len(texts)
@@ -136,22 +125,18 @@ class Predictor:
         k = max(1, min(top_k, len(self.names)))
         keep = np.array([not _is_empty(t) for t in texts], dtype=bool)
         self.skipped = int((~keep).sum())
-        logits1, logits2 = self.logits([t for t, ok in zip(texts, keep) if ok])
-        if self.decision.is_plain():
-            probs1, probs2, ranking = softmax(logits1), softmax(logits2), None
-        else:
-            (probs1, probs2), ranking = self.decision.probabilities(logits1, logits2), \
-                self.decision.task2_scores(logits2)
+        d = decide(self.decision, *self.logits([t for t, ok in zip(texts, keep) if ok]))
+        probs1, probs2 = d.p1, d.p2
         out = pd.DataFrame({"id": ids})
         p_pick = np.full(n, np.nan)
         p_pick[keep] = probs1[:, 1]
         out["p_pick"] = p_pick
         declined = np.zeros(n, dtype=bool)
-        declined[keep] = self.decision.decline(probs1[:, 1], probs2.max(1))
+        declined[keep] = d.decline
         pick = np.where(declined, "Decline", "Pick").astype(object)
         pick[~keep] = ""
         out["pick"] = pick
-        top_n, top_p = topk_names(probs2, self.names, k, order_by=ranking)
+        top_n, top_p = topk_names(probs2, self.names, k, order_by=d.scores)
         for j in range(k):
             names = np.full(n, "", dtype=object)
             names[keep] = top_n[:, j]

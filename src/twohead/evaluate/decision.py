@@ -28,12 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from ..config.errors import DataError
+from ..config.params import DecideParams
 from .calibration import ECE_BINS, calibrated, ece, fit_temperature, nll
 from .metrics import combined_view, softmax, task1_metrics, task2_metrics
 
 RULES = ("pick_threshold", "pick_or_maxprob")
-OBJECTIVES = ("combined_acc", "combined_macro_f1", "task1_balanced_acc", "decline_recall_at_precision",
-              "decline_precision_at_recall")
+#: The calibrate stage's output beside the model directory (``models/decision.json`` for ``models/stage2``): where
+#: ``twohead predict`` looks by default; dvc.yaml's ``paths.decision`` names the same file (a test keeps them equal).
+DECISION_FILE = "decision.json"
 PICK_GRID = np.round(np.linspace(0.02, 0.98, 49), 4)
 MAXPROB_GRID = np.round(np.concatenate([[0.0], np.linspace(0.05, 0.6, 12)]), 4)
 
@@ -112,41 +114,37 @@ def decline_scores(y1: np.ndarray, decline: np.ndarray) -> dict[str, float]:
             "task1_balanced_acc": (m["pick_recall"] + m["decline_recall"]) / 2}
 
 
+def _at_least(value: str, floor: str):
+    """An objective: ``value`` of the Decline scores while ``floor`` meets the target, else -inf."""
+    def f(y1, y2, decline, pred2, k, target):
+        s = decline_scores(y1, decline)
+        return s[value] if s[floor] >= target else -np.inf
+    return f
+
+
+#: ``decide.objective`` → its value for one Decline mask (higher is better; -inf when a constraint fails), from the
+#: project's metrics (:mod:`twohead.evaluate.metrics`). Arguments: y1, y2, decline, pred2, n_classes, target.
+OBJECTIVES = {
+    "combined_acc": lambda y1, y2, decline, pred2, k, target: combined_view(y1, y2, decline, pred2, k)["combined_acc"],
+    "combined_macro_f1": lambda y1, y2, decline, pred2, k, target: combined_view(
+        y1, y2, decline, pred2, k)["combined_macro_f1"],
+    "task1_balanced_acc": lambda y1, y2, decline, pred2, k, target: decline_scores(y1, decline)["task1_balanced_acc"],
+    "decline_recall_at_precision": _at_least("decline_recall", "decline_precision"),
+    "decline_precision_at_recall": _at_least("decline_precision", "decline_recall"),
+}
+
+
 def objective_value(objective: str, target: float, y1, y2, decline, pred2, k: int) -> float:
-    """The value of ``objective`` for one Decline mask (higher is better; -inf when a constraint fails), from the
-    project's metrics (:mod:`twohead.evaluate.metrics`)."""
-    if objective in ("combined_acc", "combined_macro_f1"):
-        return combined_view(y1, y2, decline, pred2, k)[objective]
-    s = decline_scores(y1, decline)
-    if objective == "task1_balanced_acc":
-        return s["task1_balanced_acc"]
-    if objective == "decline_recall_at_precision":
-        return s["decline_recall"] if s["decline_precision"] >= target else -np.inf
-    if objective == "decline_precision_at_recall":
-        return s["decline_precision"] if s["decline_recall"] >= target else -np.inf
-    raise ValueError(objective)
+    """The value of ``objective`` (a key of :data:`OBJECTIVES`) for one Decline mask."""
+    return OBJECTIVES[objective](y1, y2, decline, pred2, k, target)
 
 
 # --- choosing ------------------------------------------------------------------------------------------------
 
-@dataclass
-class DecideSettings:
-    """What to choose and how (the ``decide`` params section, as plain values)."""
-
-    temperature: bool = True
-    prior_correction: bool = True
-    prior_objective: str = "acc"
-    tau_max: float = 2.0
-    rule: str = "pick_threshold"
-    objective: str = "combined_acc"
-    target: float = 0.9
-    pick_threshold: float = 0.0      # > 0: pinned
-    maxprob_threshold: float = -1.0  # >= 0: pinned (pick_or_maxprob)
-
-
 def choose(logits1: np.ndarray, logits2: np.ndarray, y1: np.ndarray, y2: np.ndarray, train_counts: list[int],
-           s: DecideSettings) -> tuple[Decision, dict]:
-    """Every decision from val logits and labels alone, and a report of what was tried (curves, before/after)."""
+           s: DecideParams) -> tuple[Decision, dict]:
+    """Every decision from val logits and labels alone, as the ``decide`` params section asks, and a report of what
+    was tried (curves, before/after)."""
     k = logits2.shape[1]
     report: dict = {}
     t1 = fit_temperature(logits1, y1) if s.temperature else 1.0
@@ -206,8 +204,25 @@ def choose(logits1: np.ndarray, logits2: np.ndarray, y1: np.ndarray, y2: np.ndar
     return dec, report
 
 
-def decided_arrays(dec: Decision, logits1: np.ndarray, logits2: np.ndarray):
-    """(Task1 probabilities, Task2 probabilities — both calibrated —, Task2 prediction, Decline mask) under
-    ``dec``."""
+@dataclass
+class Decided:
+    """A decision applied to logits: calibrated probabilities (plain: the raw softmax), the Task2 ranking scores
+    (None when plain: the probabilities rank), the Task2 prediction and the Decline mask."""
+
+    p1: np.ndarray
+    p2: np.ndarray
+    scores: np.ndarray | None
+    pred2: np.ndarray
+    decline: np.ndarray
+
+
+def decide(dec: Decision, logits1: np.ndarray, logits2: np.ndarray) -> Decided:
+    """Apply ``dec`` — the one place a decision meets logits (the evaluate stage, ``twohead predict``). The plain
+    decision gives the raw softmax (float32, the plain rule's figures exactly); any other the calibrated
+    probabilities (float64) and the prior-corrected ranking."""
+    if dec.is_plain():
+        p1, p2 = softmax(logits1), softmax(logits2)
+        return Decided(p1, p2, None, p2.argmax(1), dec.decline(p1[:, 1], p2.max(1)))
     p1, p2 = dec.probabilities(logits1, logits2)
-    return p1, p2, dec.task2_scores(logits2).argmax(1), dec.decline(p1[:, 1], p2.max(1))
+    scores = dec.task2_scores(logits2)
+    return Decided(p1, p2, scores, scores.argmax(1), dec.decline(p1[:, 1], p2.max(1)))

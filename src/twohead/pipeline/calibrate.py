@@ -9,16 +9,16 @@ re-runs this stage, evaluate and predict — never training.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from ..config.params import Params
+from ..config.params import Params, to_dict
 from ..data.io import METRIC_DIGITS, write_csv, write_json
 from ..data.prepared import read_label_info
 from ..evaluate.calibration import calibrated, reliability
-from ..evaluate.decision import DecideSettings, choose
+from ..evaluate.decision import choose
 from ..evaluate.metrics import band_recall, softmax
 from ..evaluate.plots import decision_plot, reliability_plot
 from ..train.scoring import Scorer
@@ -38,19 +38,13 @@ class CalibratePaths:
     figures: Path
 
 
-def settings(p: Params) -> DecideSettings:
-    d = p.decide
-    return DecideSettings(d.temperature, d.prior_correction, d.prior_objective, d.tau_max, d.rule, d.objective,
-                          d.target, d.pick_threshold, d.maxprob_threshold)
-
-
 def run(p: Params, paths: CalibratePaths) -> dict:
     scorer = Scorer(paths.stage2_model, p.train.device, p.train.eval_batch_size)
     info = read_label_info(paths.prepared)
     names = scorer.names
     ds, logits1, logits2 = scorer.split(paths.tokenized, "val")
     y1, y2 = ds.labels_binary, ds.labels_category
-    dec, report = choose(logits1, logits2, y1, y2, info.class_weights["task2"]["support"], settings(p))
+    dec, report = choose(logits1, logits2, y1, y2, info.class_weights["task2"]["support"], p.decide)
 
     bands = info.bands
     raw_pred, dec_pred = logits2.argmax(1), dec.task2_scores(logits2).argmax(1)
@@ -67,7 +61,7 @@ def run(p: Params, paths: CalibratePaths) -> dict:
         "val_objective": {"decided": rule["val_value"], "plain_threshold": rule["val_value_at_plain_threshold"]},
         "val_band_recall": {kind: {r["band"]: r["recall"] for r in rows} for kind, rows in band_rows.items()},
     }
-    decision = {"decision": dec.to_dict(), "chosen_on": "val", "val_rows": len(ds), "settings": asdict(settings(p)),
+    decision = {"decision": dec.to_dict(), "chosen_on": "val", "val_rows": len(ds), "settings": to_dict(p.decide),
                 "report": {k: v for k, v in report.items() if k not in ("decline_pr_curve",)} | {
                     "decline_rule": {k: v for k, v in rule.items() if k != "grid"},
                     "val_band_recall": headline["val_band_recall"]}}

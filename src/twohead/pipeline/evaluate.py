@@ -20,7 +20,7 @@ from ..config.params import Params
 from ..config.schema import headline
 from ..data.io import METRIC_DIGITS, write_csv, write_json
 from ..data.prepared import read_label_info, texts_by_id
-from ..evaluate.decision import decided_arrays, read_decision
+from ..evaluate.decision import decide, read_decision
 from ..evaluate.metrics import IGNORE, softmax
 from ..evaluate.tables import band_table, per_class_table, predictions_table, split_metrics, worst_k_table
 from ..experiments.stats import Coded, paired_compare
@@ -58,10 +58,10 @@ def run(p: Params, paths: EvaluatePaths) -> dict:
         probs1, probs2 = softmax(logits1), softmax(logits2)
         y1, y2 = ds.labels_binary, ds.labels_category
         results[split] = split_metrics(y1, y2, probs1, probs2, len(names), e)
-        d1, d2, dpred2, ddecline = decided_arrays(dec, logits1, logits2)
-        decided[split] = split_metrics(y1, y2, d1, d2, len(names), e, decline=ddecline, pred2=dpred2)
+        d = decide(dec, logits1, logits2)
+        decided[split] = split_metrics(y1, y2, d.p1, d.p2, len(names), e, decline=d.decline, pred2=d.pred2)
         if split == "test":
-            test = (ds, probs1, probs2, d2, dpred2, ddecline)
+            test = (ds, probs1, probs2, d.p2, d.pred2, d.decline)
     # val figures under the decided rule are optimistic (the rule was chosen on val); test is the result
     results["decided"] = {**decided, "decision": {k: v for k, v in dec.to_dict().items() if k != "log_prior"}}
 
