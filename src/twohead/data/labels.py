@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .io import DataError, read_table, row_ref
 from ..config.params import DataParams, SplitParams
+from .io import DataError, read_table, row_ref
 
 IGNORE = -100
 SPLITS = ("train", "val", "test")
@@ -102,6 +102,28 @@ def normalise(df: pd.DataFrame, cfg: DataParams, path: str) -> tuple[pd.DataFram
     Returns the normalised table (``pick``: 1/0/-100; ``category``: name or None), the counts of rows
     dropped per reason, and how many Decline rows had their category removed.
     """
+    _check_columns(df, cfg, path)
+    fmt = cfg.format
+    ids = (_cells(df, cfg.id_column, "data.id_column", path, fmt) if cfg.id_column
+           else pd.Series([str(i) for i in range(len(df))], dtype=object))
+    texts = _cells(df, cfg.text_column, "data.text_column", path, fmt)
+    picks = _cells(df, cfg.pick_column, "data.pick_column", path, fmt)
+    cats = _cells(df, cfg.category_column, "data.category_column", path, fmt)
+    _check_category_names(cats, ids, cfg, path, fmt)
+    _check_ids_and_texts(ids, texts, df, cfg, path, fmt)
+    pick_arr = _pick_codes(picks, ids, cfg, path, fmt)
+    cats, n_decline_cat = _decline_categories(pick_arr, cats, ids, cfg, path, fmt)
+
+    out = pd.DataFrame({"id": ids.astype(str).to_numpy(), "text": texts.to_numpy(),
+                        "pick": pick_arr, "category": cats.to_numpy(dtype=object)})
+    if cfg.split_column:
+        out["split"] = [_split_name(v, path, fmt, i, cfg.split_column) for i, v in enumerate(df[cfg.split_column])]
+    out, dropped = _drop_unlabelled(out, cfg, path)
+    return out, dropped, (n_decline_cat if cfg.decline_with_category == "drop_category" else 0)
+
+
+def _check_columns(df: pd.DataFrame, cfg: DataParams, path: str) -> None:
+    """Every configured column is in the table (a one-column table that looks ;/tab/| separated is named)."""
     needed = {"data.text_column": cfg.text_column, "data.pick_column": cfg.pick_column,
               "data.category_column": cfg.category_column}
     if cfg.id_column:
@@ -116,40 +138,37 @@ def normalise(df: pd.DataFrame, cfg: DataParams, path: str) -> tuple[pd.DataFram
                         " something other than commas; save it as a comma-separated .csv (or tab-separated .tsv)")
             raise DataError(f"{path}: column {col!r} ({key}) not found; columns are {list(df.columns)}{hint}")
 
-    pick_map = {label_key(v): 1 for v in cfg.pick_values}
-    for v in cfg.decline_values:
-        if label_key(v) in pick_map:
-            raise DataError(f"data.pick_values and data.decline_values share the spelling {v!r}")
-        pick_map[label_key(v)] = 0
 
-    fmt = cfg.format
-    def column(name: str, key: str) -> pd.Series:  # cleaned cells as Python objects: str, or None when missing
-        values = df[name].tolist()
-        for i, v in enumerate(values):
-            kind = _junk(v)
-            if kind:
-                raise DataError(f"{path}: {row_ref(path, fmt, i)}: column {name!r} ({key}) holds {kind}"
-                                f" ({str(v)[:60]}), not a single value")
-        if key == "data.text_column":
-            numbers = [i for i, v in enumerate(values) if _is_number(v)]
-            if numbers:
-                i = numbers[0]
-                raise DataError(f"{path}: {row_ref(path, fmt, i)}: column {name!r} ({key}) holds the number"
-                                f" {values[i]!r}, not text; {len(numbers)} such row(s). An article's text must be a"
-                                " string (quote it in JSON Lines if it really is a number)")
-        return pd.Series([_clean(v) for v in values], dtype=object)
+def _cells(df: pd.DataFrame, name: str, key: str, path: str, fmt: str) -> pd.Series:
+    """A column's cleaned cells as Python objects (str, or None when missing); a list/object cell, or a number in
+    the text column, is an error naming its row."""
+    values = df[name].tolist()
+    for i, v in enumerate(values):
+        kind = _junk(v)
+        if kind:
+            raise DataError(f"{path}: {row_ref(path, fmt, i)}: column {name!r} ({key}) holds {kind}"
+                            f" ({str(v)[:60]}), not a single value")
+    if key == "data.text_column":
+        numbers = [i for i, v in enumerate(values) if _is_number(v)]
+        if numbers:
+            i = numbers[0]
+            raise DataError(f"{path}: {row_ref(path, fmt, i)}: column {name!r} ({key}) holds the number"
+                            f" {values[i]!r}, not text; {len(numbers)} such row(s). An article's text must be a"
+                            " string (quote it in JSON Lines if it really is a number)")
+    return pd.Series([_clean(v) for v in values], dtype=object)
 
-    ids = (column(cfg.id_column, "data.id_column") if cfg.id_column
-           else pd.Series([str(i) for i in range(len(df))], dtype=object))
-    texts = column(cfg.text_column, "data.text_column")
-    picks = column(cfg.pick_column, "data.pick_column")
-    cats = column(cfg.category_column, "data.category_column")
+
+def _check_category_names(cats: pd.Series, ids: pd.Series, cfg: DataParams, path: str, fmt: str) -> None:
     for i, c in enumerate(cats):
         if c is not None and any(unicodedata.category(ch) == "Cc" for ch in c):
             raise DataError(f"{path}: {row_ref(path, fmt, i)} (id {ids.iloc[i]!r}): category {c!r} in column"
                             f" {cfg.category_column!r} contains a line break, tab or other control character;"
                             " a category name is one line of text (fix the cell or its quoting)")
 
+
+def _check_ids_and_texts(ids: pd.Series, texts: pd.Series, df: pd.DataFrame, cfg: DataParams, path: str,
+                         fmt: str) -> None:
+    """Ids present and unique, texts present: the first offending row named, with the count."""
     bad_id = ids.isna().to_numpy().nonzero()[0]
     if len(bad_id):
         i = int(bad_id[0])
@@ -170,10 +189,19 @@ def normalise(df: pd.DataFrame, cfg: DataParams, path: str) -> tuple[pd.DataFram
             f" (value {df[cfg.text_column].iloc[i]!r}); {len(bad_text)} such row(s)"
         )
 
-    pick_codes = []
+
+def _pick_codes(picks: pd.Series, ids: pd.Series, cfg: DataParams, path: str, fmt: str) -> np.ndarray:
+    """1 (Pick) / 0 (Decline) / IGNORE (empty) per row, by the configured spellings (matched by
+    :func:`label_key`)."""
+    pick_map = {label_key(v): 1 for v in cfg.pick_values}
+    for v in cfg.decline_values:
+        if label_key(v) in pick_map:
+            raise DataError(f"data.pick_values and data.decline_values share the spelling {v!r}")
+        pick_map[label_key(v)] = 0
+    codes = []
     for i, v in enumerate(picks):
         if v is None:
-            pick_codes.append(IGNORE)
+            codes.append(IGNORE)
             continue
         code = pick_map.get(label_key(v))
         if code is None:
@@ -183,25 +211,28 @@ def normalise(df: pd.DataFrame, cfg: DataParams, path: str) -> tuple[pd.DataFram
                 " (set data.pick_values / data.decline_values for other spellings, e.g. [\"1\"] / [\"0\"]"
                 " for a 1/0 column)"
             )
-        pick_codes.append(code)
-    pick_arr = np.asarray(pick_codes, dtype=np.int64)
+        codes.append(code)
+    return np.asarray(codes, dtype=np.int64)
 
+
+def _decline_categories(pick_arr: np.ndarray, cats: pd.Series, ids: pd.Series, cfg: DataParams, path: str,
+                        fmt: str) -> tuple[pd.Series, int]:
+    """A Decline row has no category: an error, or (``drop_category``) the category removed; returns the
+    categories and how many Decline rows had one."""
     decline_with_cat = (pick_arr == 0) & cats.notna().to_numpy()
-    n_decline_cat = int(decline_with_cat.sum())
-    if n_decline_cat and cfg.decline_with_category == "error":
+    n = int(decline_with_cat.sum())
+    if n and cfg.decline_with_category == "error":
         i = int(decline_with_cat.nonzero()[0][0])
         raise DataError(
             f"{path}: {row_ref(path, fmt, i)} (id {ids.iloc[i]!r}): Decline row with category"
-            f" {cats.iloc[i]!r} in column {cfg.category_column!r}; {n_decline_cat} such row(s)."
+            f" {cats.iloc[i]!r} in column {cfg.category_column!r}; {n} such row(s)."
             " A Decline row has no category; set data.decline_with_category: drop_category to drop them"
         )
-    cats = pd.Series([None if d else c for c, d in zip(cats, decline_with_cat)], dtype=object)
+    return pd.Series([None if d else c for c, d in zip(cats, decline_with_cat)], dtype=object), n
 
-    out = pd.DataFrame({"id": ids.astype(str).to_numpy(), "text": texts.to_numpy(),
-                        "pick": pick_arr, "category": cats.to_numpy(dtype=object)})
-    if cfg.split_column:
-        out["split"] = [_split_name(v, path, fmt, i, cfg.split_column) for i, v in enumerate(df[cfg.split_column])]
 
+def _drop_unlabelled(out: pd.DataFrame, cfg: DataParams, path: str) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Rows with neither label dropped (counted); both Pick and Decline rows must remain."""
     no_label = (out["pick"] == IGNORE) & out["category"].isna()
     dropped = {}
     if no_label.any():
@@ -215,7 +246,7 @@ def normalise(df: pd.DataFrame, cfg: DataParams, path: str) -> tuple[pd.DataFram
             raise DataError(f"{path}: no row is {name} in column {cfg.pick_column!r} (data.pick_column; spellings"
                             f" {spellings}, data.{'pick' if code == 1 else 'decline'}_values): Task1 needs both"
                             " Pick and Decline rows")
-    return out, dropped, (n_decline_cat if cfg.decline_with_category == "drop_category" else 0)
+    return out, dropped
 
 
 def _split_name(value, path: str, fmt: str, i: int, column: str) -> str:
