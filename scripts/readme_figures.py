@@ -25,7 +25,9 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-DOCS = ("README.md", "docs/methods.md", "docs/operations.md", "docs/techniques.md", "docs/data.md")
+DOCS = ("README.md", "docs/methods.md", "docs/training.md", "docs/loss.md", "docs/decisions.md",
+        "docs/learning-rate.md", "docs/speed.md", "docs/metrics.md", "docs/operations.md", "docs/techniques.md",
+        "docs/data.md")
 MARKER = re.compile(r"<!-- fig:(?P<name>[\w.]+) -->(?P<value>.*?)<!-- /fig -->", re.S)
 
 

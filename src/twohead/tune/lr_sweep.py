@@ -315,6 +315,28 @@ def train_trial(build, data, cfg, lr: float, steps: int, horizon: int, rung: int
                    "eval_rows": 0 if diverged else len(data.val)}
 
 
+def _run_rungs(build, data, run_cfg, lrs, rungs: list[Rung], start: dict | None, progress: bool,
+               log) -> tuple[list[Trial], dict]:
+    """Every rung's candidates from the shared start (the survivors of each rung go on); the trials and the
+    summed timings."""
+    trials: list[Trial] = []
+    timing = {"setup_s": 0.0, "train_s": 0.0, "train_rows": 0, "eval_s": 0.0, "eval_rows": 0}
+    alive, horizon = sorted(lrs), rungs[-1].steps
+    for i, rung in enumerate(rungs):
+        this = []
+        for lr in alive:
+            trial, tm = train_trial(build, data, run_cfg, lr, rung.steps, horizon, i, progress, start)
+            this.append(trial)
+            for k in timing:
+                timing[k] += tm[k]
+            state = "diverged" if trial.diverged else f"{trial.score:.3f} (val loss {trial.loss:.3f})"
+            log(f"  rung {i + 1}, {rung.steps:>4} steps: lr {lr:.1e} → {state}")
+        trials += this
+        if i + 1 < len(rungs):
+            alive = sorted(survivors(this, rungs[i + 1].candidates))
+    return trials, timing
+
+
 def run(p: Params, paths: ToolPaths, cfg: SweepConfig, stage: str = "stage2", progress: bool = True,
         log=print) -> dict:
     from ..evaluate.plots import short_path
@@ -347,21 +369,7 @@ def run(p: Params, paths: ToolPaths, cfg: SweepConfig, stage: str = "stage2", pr
         log(f"  shared start: heads fitted to the frozen encoder on {head['rows']} rows ({head['seconds']:.0f}s;"
             f" train loss {head['train_loss_first']:.3f} → {head['train_loss_last']:.3f}); val {ref.score:.3f}"
             f" (val loss {ref.loss:.3f})")
-    trials: list[Trial] = []
-    timing = {"setup_s": 0.0, "train_s": 0.0, "train_rows": 0, "eval_s": 0.0, "eval_rows": 0}
-    alive = sorted(cfg.lrs)
-    for i, rung in enumerate(rungs):
-        this = []
-        for lr in alive:
-            trial, tm = train_trial(r.build, data, run_cfg, lr, rung.steps, horizon, i, progress, start)
-            this.append(trial)
-            for k in timing:
-                timing[k] += tm[k]
-            state = "diverged" if trial.diverged else f"{trial.score:.3f} (val loss {trial.loss:.3f})"
-            log(f"  rung {i + 1}, {rung.steps:>4} steps: lr {lr:.1e} → {state}")
-        trials += this
-        if i + 1 < len(rungs):
-            alive = sorted(survivors(this, rungs[i + 1].candidates))
+    trials, timing = _run_rungs(r.build, data, run_cfg, cfg.lrs, rungs, start, progress, log)
     final = [tr for tr in trials if tr.rung == len(rungs) - 1]
     choice = choose(final, tuple(cfg.lrs))
     seconds = time.perf_counter() - t_start
