@@ -30,10 +30,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from ablation_runs import set_dotted  # noqa: E402
 
 from twohead.config.layout import dvc_paths  # noqa: E402
-from twohead.config.params import (
-    DecideParams,  # noqa: E402
-    load_params,  # noqa: E402
-)
+from twohead.config.params import DecideParams, load_params  # noqa: E402
 from twohead.config.schema import label  # noqa: E402
 from twohead.evaluate.decision import choose, decide  # noqa: E402
 from twohead.evaluate.metrics import softmax  # noqa: E402
