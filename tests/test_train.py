@@ -101,7 +101,7 @@ def test_keep_best_and_smoothing_param_change_the_run(tiny_data, tmp_path):
 def test_failed_run_leaves_no_metrics(tiny_data, tmp_path):
     data_dir, p = tiny_data
     bad = replace(p, "model", stage1_checkpoint=str(tmp_path / "missing"))
-    with pytest.raises(Exception, match="checkpoint directory not found"):
+    with pytest.raises(Exception, match="model.stage1_checkpoint .*missing: not found"):
         train_in(tmp_path, data_dir, bad)
     assert not (tmp_path / "metrics" / "train.json").exists() and not (tmp_path / "models").exists()
 
