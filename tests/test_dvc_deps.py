@@ -11,10 +11,11 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from dvc_deps import closure, rewrite  # noqa: E402
+from dvc_deps import rewrite  # noqa: E402
 
 from conftest import ROOT, dvc_paths
 from dvc_project import make_project, run
+from twohead.modules import closure  # noqa: E402
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 STAGES = DVC["stages"]

@@ -83,7 +83,7 @@ def state_fingerprint(p: Params, paths: Stage1Paths) -> dict:
               "model": {"pooling": p.model.pooling, "head_dropout": p.model.head_dropout},
               "tokenize": to_dict(p.tokenize),
               "train": {k: v for k, v in to_dict(t).items() if k not in RESUME_FREE}}
-    return fingerprint(params, [paths.prepared, Path(p.stage1.base_model)])
+    return fingerprint(params, [paths.prepared, Path(p.stage1.base_model)], code=__file__)
 
 
 def run(p: Params, paths: Stage1Paths) -> dict:

@@ -52,7 +52,7 @@ def state_fingerprint(p: Params, paths: TrainPaths) -> dict:
               "train": train,
               "tokenize.max_length": p.tokenize.max_length,
               "eval": {k: getattr(p.eval, k) for k in ("low_confidence", "high_confidence", "worst_k")}}
-    return fingerprint(params, [paths.prepared, paths.tokenized, Path(p.model.stage1_checkpoint)])
+    return fingerprint(params, [paths.prepared, paths.tokenized, Path(p.model.stage1_checkpoint)], code=__file__)
 
 
 def run(p: Params, paths: TrainPaths) -> dict:

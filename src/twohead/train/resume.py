@@ -7,9 +7,17 @@ history and logs so far, callback states; ``progress_<rank>.pt`` for each furthe
 accelerate launch) and ``fingerprint.json`` into a temporary folder that replaces the previous state only when
 complete: a half-written state is never loaded.
 
-The fingerprint hashes the params the stage reads and its input files. On the next run a state with the
-same fingerprint is resumed; a different one is discarded with a message. Learning rates are left out of
-the fingerprint on purpose: after a divergence the user resumes the last good state with a lower LR.
+The fingerprint hashes the params the stage reads, its input files and **its code** (the stage module and every
+project module it imports, :func:`twohead.modules.code_digest`: a state saved by other code would resume into a
+mixed model). On the next run a state with the same fingerprint is resumed; a different one is discarded with a
+message naming what differs. Learning rates are left out of the fingerprint on purpose: after a divergence the
+user resumes the last good state with a lower LR.
+
+**A state folder is untrusted input** (a DVC output: it travels through caches and remotes). Nothing in it may run
+code when loaded: ``progress.pt`` holds plain data only — tensors, numbers, strings, lists, dicts; NumPy arrays
+and DataFrames are encoded as tensors and lists (:func:`to_plain`) — and is read with ``weights_only=True``
+*before* anything else of the state is applied; Accelerate reads its own files with ``weights_only=True`` too. A
+progress file that is not plain data is refused with a message and the run starts fresh.
 """
 
 from __future__ import annotations
@@ -17,12 +25,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from ..config.errors import OutputError
 from ..data.io import atomic_path
 
 DONE = "DONE.json"
@@ -53,9 +64,77 @@ def inputs_digest(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
-def fingerprint(params: dict, inputs: list[Path]) -> dict:
-    return {"params": hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest(),
-            "inputs": inputs_digest(inputs)}
+def fingerprint(params: dict, inputs: list[Path], code: str | Path | None = None) -> dict:
+    """The params' hash, the input files' hash and (``code``: the stage's module file) the code's hash."""
+    from ..modules import code_digest
+
+    out = {"params": hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest(),
+           "inputs": inputs_digest(inputs)}
+    if code is not None:
+        out["code"] = code_digest(code)
+    return out
+
+
+# --- progress as plain data -------------------------------------------------------------------------------------
+
+_TAG = "__twohead_plain__"
+
+
+def to_plain(obj: Any) -> Any:
+    """``obj`` with every NumPy array / scalar and DataFrame encoded as tensors, lists and tagged dicts, so that
+    ``torch.load(weights_only=True)`` reads it back without running code; :func:`from_plain` inverts it exactly
+    (dtypes included)."""
+    import pandas as pd
+
+    if isinstance(obj, np.generic):  # before float: np.float64 is a float subclass that pickles as a NumPy global
+        return {_TAG: "scalar", "value": to_plain(np.asarray(obj))}
+    if obj is None or isinstance(obj, (bool, int, float, str, torch.Tensor)):
+        return obj
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(to_plain(v) for v in obj)
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind in "biuf":
+            return {_TAG: "ndarray", "value": torch.from_numpy(np.array(obj, order="C", copy=True))}
+        return {_TAG: "objects", "dtype": str(obj.dtype), "value": [to_plain(v) for v in obj.tolist()]}
+    if isinstance(obj, pd.DataFrame):
+        return {_TAG: "frame", "columns": [str(c) for c in obj.columns],
+                "data": [to_plain(obj[c].to_numpy()) for c in obj.columns], "dtypes": [str(d) for d in obj.dtypes],
+                "index": to_plain(obj.index.to_numpy())}
+    raise TypeError(f"training state: cannot store a {type(obj).__name__} as plain data")
+
+
+def from_plain(obj: Any) -> Any:
+    import pandas as pd
+
+    if isinstance(obj, list):
+        return [from_plain(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(from_plain(v) for v in obj)
+    if not isinstance(obj, dict):
+        return obj
+    kind = obj.get(_TAG)
+    if kind is None:
+        return {k: from_plain(v) for k, v in obj.items()}
+    if kind == "ndarray":
+        return obj["value"].numpy()
+    if kind == "objects":
+        return np.array(from_plain(obj["value"]), dtype=object if obj["dtype"] == "object" else obj["dtype"])
+    if kind == "scalar":
+        return from_plain(obj["value"])[()]
+    if kind == "frame":
+        df = pd.DataFrame({c: from_plain(v) for c, v in zip(obj["columns"], obj["data"])},
+                          index=from_plain(obj["index"]))
+        return df.astype(dict(zip(obj["columns"], obj["dtypes"])))
+    raise ValueError(f"unknown plain-data tag {kind!r}")
+
+
+def read_progress(path: Path) -> dict:
+    """``progress.pt`` as plain data (``weights_only=True``: a pickle that would run code is refused)."""
+    return from_plain(torch.load(path, map_location="cpu", weights_only=True))
 
 
 class StateStore:
@@ -82,14 +161,27 @@ class StateStore:
         mine = self.folder / progress_file(accelerator.process_index)
         if not mine.is_file() or not fp.is_file():
             return None
-        saved = json.loads(fp.read_text(encoding="utf-8"))
+        try:
+            saved = json.loads(fp.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            self.log(f"state in {self.folder}: fingerprint.json unreadable ({exc}): starting fresh")
+            return None
         want = self._fingerprint(accelerator)
         if saved != want:
-            what = [k for k in ("params", "inputs", "processes") if saved.get(k) != want.get(k)]
-            self.log(f"state in {self.folder} was saved with other {' and '.join(what)}: starting fresh")
+            what = [k for k in ("params", "inputs", "code", "processes") if saved.get(k) != want.get(k)]
+            self.log(f"state in {self.folder} was saved with other {' and '.join(what)}: starting fresh"
+                     + (" (the code a stage imports changed since: resuming would mix two versions)"
+                        if "code" in what else ""))
+            return None
+        try:  # before anything of the state is applied: a refused file leaves the fresh model untouched
+            progress = read_progress(mine)
+        except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError) as exc:
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            self.log(f"state in {self.folder}: {mine.name} is not plain training data and was not loaded"
+                     f" ({first}): starting fresh")
             return None
         accelerator.load_state(str(self.folder / "accelerate"))
-        return torch.load(mine, map_location="cpu", weights_only=False)
+        return progress
 
     def save(self, accelerator, progress: dict[str, Any]) -> None:
         """Replace the saved state with this one, never leaving a half-written state in its place. Under several
@@ -98,11 +190,17 @@ class StateStore:
         import time
 
         t0 = time.perf_counter()
-        if accelerator.num_processes == 1:
-            with atomic_path(self.folder, is_dir=True) as tmp:
-                self._write(accelerator, tmp, progress)
-        else:
-            self._save_together(accelerator, progress)
+        progress = to_plain(progress)
+        try:
+            if accelerator.num_processes == 1:
+                with atomic_path(self.folder, is_dir=True) as tmp:
+                    self._write(accelerator, tmp, progress)
+            else:
+                self._save_together(accelerator, progress)
+        except (RuntimeError, OSError) as exc:  # torch.save on a full disk raises RuntimeError, not OSError
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise OutputError(f"{self.folder}: could not save the training state ({first}); is the disk full?"
+                              " The previous state is kept") from exc
         self.saves += 1
         self.seconds += time.perf_counter() - t0
 
