@@ -27,7 +27,7 @@ from .config.errors import DataError, OutputError, user_message
 from .config.flags import add_flags
 from .config.schema import STAGES
 from .config.switches import ABLATION
-from .data.io import output_format, read_texts, write_table
+from .data.io import output_format
 from .tune.lr_range import RangeTestConfig
 from .tune.lr_sweep import SweepConfig
 from .tune.speed import SpeedConfig
@@ -48,40 +48,52 @@ def _emit(args, result: dict, text: str) -> int:
 def cmd_predict(args) -> int:
     from transformers.utils import logging as hf_logging
 
-    from .predictor import Predictor
+    from .data.stream import iter_texts
+    from .predictor import Predictor, predict_file, same_file
 
     hf_logging.disable_progress_bar()  # no "Loading weights" bar in a scoring command's output
     fmt = output_format(args.output)  # every input checked before the model is loaded
+    if args.input != "-" and same_file(args.input, args.output):
+        raise DataError(f"{args.output}: is the input file; write the predictions to another file")
     if args.input == "-":
         texts = sys.stdin.read().splitlines()
-        ids = list(range(len(texts)))
         if not texts:
             raise DataError("standard input: no lines to predict")
+        chunks = iter([(texts, list(range(len(texts))))])
     else:
-        texts, ids = read_texts(args.input, args.text_column, args.id_column, encoding=args.encoding)
+        chunks = iter_texts(args.input, args.text_column, args.id_column, encoding=args.encoding)
+        first = next(chunks)  # the input's own errors (columns, encoding) before the model is loaded
+        chunks = _chain(first, chunks)
     predictor = Predictor(args.model_dir, device=args.device, batch_size=args.batch_size,
                           pick_threshold=args.pick_threshold, decision=args.decision, plain=args.plain)
-    df = predictor.predict(texts, ids=ids, top_k=args.top_k)
-    if args.output == "-":
-        _to_stdout(df)
-    else:
-        write_table(df, args.output, fmt)
+    for notice in predictor.start_notices():
+        print(f"twohead predict: {notice}", file=sys.stderr)
+    counts = _to_output(lambda: predict_file(predictor, chunks, args.output, fmt, args.top_k), args.output)
     for notice in predictor.notices():
         print(f"twohead predict: {notice}", file=sys.stderr)
     if args.output != "-":
         how = (f"decision {predictor.decision_path}" if predictor.decision_path else "plain rule") + \
             f", Pick threshold {predictor.pick_threshold:g}"
-        print(f"twohead predict: {len(df)} rows -> {args.output} ({how})", file=sys.stderr)
+        print(f"twohead predict: {counts['rows']} rows -> {args.output} ({how})", file=sys.stderr)
     return 0
 
 
-def _to_stdout(df) -> None:
-    """CSV on standard output: a full disk is one line naming it; a closed pipe (``| head``) ends quietly."""
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _to_output(write, output: str):
+    """Run ``write``; on standard output a full disk is one line naming it and a closed pipe (``| head``) ends
+    quietly."""
     import os
 
+    if output != "-":
+        return write()
     try:
-        df.to_csv(sys.stdout, index=False, float_format="%.8g")
+        out = write()
         sys.stdout.flush()
+        return out
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         raise SystemExit(1) from None
@@ -182,6 +194,17 @@ def cmd_ablation(args) -> int:
     return _emit(args, result, text)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (0 or a negative count is a usage error, not a traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="twohead", description="Two-head news classification: what is not a DVC stage.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -195,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", default="text")
     p.add_argument("--id-column", default=None, help="default: 'id' if the input has it, else the row number")
     p.add_argument("--encoding", default="utf-8", help="text encoding of a CSV / JSON Lines input (e.g. cp1252)")
-    p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--top-k", type=positive_int, default=3)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--device", default="auto", choices=["auto", "mps", "cuda", "cpu"])
     p.add_argument("--decision", default=None, help="a calibrate stage decision file (default: decision.json beside"
                                                    " MODEL_DIR, if there)")

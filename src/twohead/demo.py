@@ -87,7 +87,7 @@ def build_demo_encoder(cfg: DemoEncoderParams, texts_path: str | Path, out_dir: 
             "tokenizer_class": "DebertaV2Tokenizer", "do_lower_case": False, "split_by_punct": False,
             "vocab_type": "spm", "model_max_length": cfg.max_position_embeddings, **SPECIAL_TOKENS,
         }, indent=2) + "\n", encoding="utf-8")
-        tok = AutoTokenizer.from_pretrained(str(tmp))
+        tok = AutoTokenizer.from_pretrained(str(tmp), trust_remote_code=False)
         config = DebertaV2Config(
             vocab_size=len(tok), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
             num_attention_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size,

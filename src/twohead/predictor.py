@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -57,12 +58,14 @@ class Predictor:
         d = Path(model_dir)
         if not d.is_dir():
             raise CheckpointError(f"{d}: model directory not found")
-        self.decision, self.decision_path = PLAIN, None
+        self.decision, self.decision_path, self.missing_decision = PLAIN, None, None
         if not plain:
             path = Path(decision) if decision is not None else d.parent / DECISION_FILE
             if decision is not None or path.is_file():
                 self.decision, _ = read_decision(path)
                 self.decision_path = path
+            else:
+                self.missing_decision = path
         if pick_threshold is not None:
             if not 0 < pick_threshold < 1:
                 raise CheckpointError(f"pick threshold must be in (0, 1), got {pick_threshold}")
@@ -146,6 +149,13 @@ class Predictor:
         out["combined"] = np.where(pick == "Decline", "Decline", out["top1"])
         return out
 
+    def start_notices(self) -> list[str]:
+        """What to say before scoring: a missing decision file means the plain rule (after a failed calibrate, say)."""
+        if self.missing_decision is None:
+            return []
+        return [f"no decision file at {self.missing_decision} (the calibrate stage writes it): the plain rule applies"
+                " (raw softmax, Decline when P(Pick) < 0.5); run `dvc repro calibrate`, or pass --plain to say so"]
+
     def notices(self) -> list[str]:
         """What the last :meth:`predict` could not fully read, one sentence each (empty when all was read)."""
         out = []
@@ -158,3 +168,32 @@ class Predictor:
             out.append(f"{self.unreadable} row(s) are mostly unknown tokens (over {UNKNOWN_SHARE:.0%}): the tokenizer"
                        " does not cover their script, so their predictions carry no information")
         return out
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file (the output would overwrite the input)."""
+    a, b = Path(a), Path(b)
+    if str(a) == "-" or str(b) == "-":
+        return False
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def predict_file(predictor: Predictor, chunks, out: str | Path, fmt: str, top_k: int) -> dict:
+    """Score (texts, ids) chunks into ``out`` chunk by chunk (memory flat in the number of rows); the output appears
+    only when complete. Returns the counts over every chunk: rows, picked, skipped, truncated, unreadable."""
+    from .data.stream import table_writer
+
+    counts = {"rows": 0, "picked": 0, "skipped": 0, "truncated": 0, "unreadable": 0}
+    with table_writer(out, fmt) as writer:
+        for texts, ids in chunks:
+            df = predictor.predict(texts, ids=ids, top_k=top_k)
+            writer.write(df)
+            counts["rows"] += len(df)
+            counts["picked"] += int((df["pick"] == "Pick").sum())
+            for k in ("skipped", "truncated", "unreadable"):
+                counts[k] += getattr(predictor, k)
+    predictor.skipped, predictor.truncated, predictor.unreadable = (counts[k] for k in
+                                                                    ("skipped", "truncated", "unreadable"))
+    return counts

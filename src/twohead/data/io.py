@@ -243,29 +243,3 @@ def output_format(out: str | Path) -> str:
         raise DataError(f"{out}: cannot tell the output format from the suffix; use one of {sorted(OUTPUT_FORMATS)}"
                         " or - for standard output (CSV)")
     return fmt
-
-
-def write_table(df: pd.DataFrame, out: str | Path, fmt: str) -> None:
-    """Write ``df`` atomically as CSV, Parquet or JSON Lines."""
-    if fmt == "csv":
-        write_csv(out, df)
-    elif fmt == "parquet":
-        write_parquet(out, df)
-    else:
-        write_text(out, df.to_json(orient="records", lines=True, force_ascii=False) or "")
-
-
-def read_texts(path: str | Path, text_column: str, id_column: str | None = None, encoding: str = "utf-8",
-               encoding_hint: str = "pass --encoding") -> tuple[list, list]:
-    """(texts, ids) of a table of articles. ``id_column`` None or "": 'id' if the table has it, else the
-    row number. A missing column is a :class:`DataError` listing the columns the table has."""
-    detect_format(path)
-    df = read_table(path, what="input file", encoding=encoding, encoding_hint=encoding_hint)
-    flag = {"text": text_column, "id": id_column}
-    for what, col in flag.items():
-        if col and col not in df.columns:
-            raise DataError(f"{path}: no {what} column {col!r}; the columns are {list(df.columns)}")
-    if not id_column:
-        id_column = "id" if "id" in df.columns else None
-    ids = df[id_column].tolist() if id_column else list(range(len(df)))
-    return df[text_column].tolist(), ids

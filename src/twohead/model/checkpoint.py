@@ -26,7 +26,37 @@ def check_files(path: str | Path) -> Path:
         raise CheckpointError(f"{path}: no config.json; this is not a Hugging Face model directory")
     if not any((path / f).is_file() for f in WEIGHT_FILES):
         raise CheckpointError(f"{path}: no weights ({' / '.join(WEIGHT_FILES[:2])}) next to config.json")
+    refuse_custom_code(path)
     return path
+
+
+def refuse_custom_code(path: Path) -> None:
+    """A checkpoint is data: one whose config asks transformers for its own Python code (``auto_map``, a
+    ``trust_remote_code`` architecture) is refused before transformers could offer to run it. Every load here also
+    passes ``trust_remote_code=False``."""
+    import json
+
+    for name in ("config.json", "tokenizer_config.json"):
+        f = path / name
+        if not f.is_file():
+            continue
+        try:
+            cfg = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{f}: not valid JSON ({exc})") from None
+        if isinstance(cfg, dict) and cfg.get("auto_map"):
+            refs = ", ".join(sorted(str(v) for v in _flat(cfg["auto_map"])))[:120]
+            raise CheckpointError(f"{f}: the checkpoint needs its own Python code (auto_map: {refs}); twohead never"
+                                  " runs code from a checkpoint — use a model of a standard transformers"
+                                  " architecture (e.g. DeBERTa-v2/v3, BERT)")
+
+
+def _flat(value) -> list:
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _flat(v)]
+    if isinstance(value, (list, tuple)):
+        return [x for v in value for x in _flat(v)]
+    return [value]
 
 
 def _check_safetensors(file: Path) -> None:
@@ -91,7 +121,7 @@ def load_config(path: str | Path):
 
     path = check_files(path)
     try:
-        config = AutoConfig.from_pretrained(str(path))
+        config = AutoConfig.from_pretrained(str(path), trust_remote_code=False)
     except Exception as exc:
         raise CheckpointError(f"{path}: config.json cannot be read as a transformers config: {exc}") from exc
     if getattr(config, "is_encoder_decoder", False):
@@ -108,7 +138,7 @@ def load_encoder(checkpoint: str | Path):
 
     config = load_config(checkpoint)
     try:
-        return AutoModel.from_pretrained(str(checkpoint), config=config)
+        return AutoModel.from_pretrained(str(checkpoint), config=config, trust_remote_code=False)
     except Exception as exc:
         raise CheckpointError(f"{checkpoint}: cannot load the encoder weights: {exc}") from exc
 
@@ -172,7 +202,8 @@ def load_tokenizer(checkpoint: str | Path):
                 f" without tokenizer.json; loading it needs the package(s) {names}: pip install {names}"
             )
     try:
-        tok = AutoTokenizer.from_pretrained(str(path))
+        refuse_custom_code(path)
+        tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
     except Exception as exc:  # transformers raises many types here; all mean "cannot load"
         files = sorted(p.name for p in path.iterdir())
         raise CheckpointError(f"{path}: cannot load a tokenizer from this directory ({exc}); files: {files}") from exc

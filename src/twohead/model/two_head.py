@@ -87,21 +87,55 @@ def save_stage2(model: TwoHeadModel, out_dir: str | Path, tokenizer, label_maps:
     (out / "label_maps.json").write_text(json.dumps(label_maps, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def read_stage2_meta(d: Path) -> tuple[dict, dict]:
+    """``twohead.json`` and ``label_maps.json`` of a Stage-2 directory, checked against each other: every problem
+    is one line naming the file."""
+    meta_path, maps_path = d / "twohead.json", d / "label_maps.json"
+    if not meta_path.is_file():
+        raise CheckpointError(f"{d}: no twohead.json; not a Stage-2 model directory (run train_stage2)")
+    out = []
+    for f in (meta_path, maps_path):
+        try:
+            out.append(json.loads(f.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise CheckpointError(f"{f}: not found; a Stage-2 model directory holds it (run train_stage2)") from None
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{f}: not valid JSON ({exc})") from None
+    meta, maps = out
+    for key, kind in (("n_categories", int), ("pooling", str), ("head_dropout", (int, float))):
+        if not isinstance(meta, dict) or not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            raise CheckpointError(f"{meta_path}: {key!r} is missing or not a {getattr(kind, '__name__', 'number')}")
+    names = maps.get("task2", {}).get("names") if isinstance(maps, dict) and isinstance(maps.get("task2"), dict) \
+        else None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"{maps_path}: no task2.names list of category names")
+    if len(names) != meta["n_categories"] or meta["n_categories"] < 1:
+        raise CheckpointError(f"{maps_path}: {len(names)} category names but {meta_path.name} says the model has"
+                              f" {meta['n_categories']}: the two files come from different runs")
+    return meta, maps
+
+
 def load_stage2(model_dir: str | Path, device: str | torch.device = "cpu"):
     """Load a Stage-2 directory: returns ``(model, tokenizer, label_maps)``, the model in eval mode."""
     from safetensors.torch import load_file
 
     d = Path(model_dir)
-    meta_path = d / "twohead.json"
-    if not meta_path.is_file():
-        raise CheckpointError(f"{d}: no twohead.json; not a Stage-2 model directory (run train_stage2)")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    label_maps = json.loads((d / "label_maps.json").read_text(encoding="utf-8"))
+    meta, label_maps = read_stage2_meta(d)
     encoder = load_encoder(d)
     model = TwoHeadModel(encoder, meta["n_categories"], meta["pooling"], meta["head_dropout"])
-    heads = load_file(str(d / "heads.safetensors"))
-    model.head_task1.load_state_dict({k.split(".", 1)[1]: v for k, v in heads.items() if k.startswith("head_task1.")})
-    model.head_task2.load_state_dict({k.split(".", 1)[1]: v for k, v in heads.items() if k.startswith("head_task2.")})
+    heads_file = d / "heads.safetensors"
+    if not heads_file.is_file():
+        raise CheckpointError(f"{heads_file}: not found; a Stage-2 model directory holds both heads there"
+                              " (run train_stage2)")
+    try:
+        heads = load_file(str(heads_file))
+        model.head_task1.load_state_dict({k.split(".", 1)[1]: v for k, v in heads.items()
+                                          if k.startswith("head_task1.")})
+        model.head_task2.load_state_dict({k.split(".", 1)[1]: v for k, v in heads.items()
+                                          if k.startswith("head_task2.")})
+    except Exception as exc:  # a damaged file or heads of another shape: one line naming the file
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{heads_file}: cannot load the heads ({first})") from None
     fast_attention.install(model)  # inference: the windowed relative-attention bias (same values, less work)
     model.to(device).eval()
     return model, load_tokenizer(d), label_maps

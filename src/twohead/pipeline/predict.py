@@ -8,9 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config.errors import DataError
 from ..config.params import Params
-from ..data.io import METRIC_DIGITS, output_format, read_texts, write_json, write_table
-from ..predictor import Predictor
+from ..data.io import METRIC_DIGITS, output_format, write_json
+from ..data.stream import iter_texts
+from ..predictor import Predictor, predict_file, same_file
 
 
 @dataclass(frozen=True)
@@ -27,14 +29,15 @@ class PredictPaths:
 def run(p: Params, paths: PredictPaths) -> dict:
     c = p.predict
     fmt = output_format(paths.scored)
-    texts, ids = read_texts(c.input, c.text_column, c.id_column or None, encoding=c.encoding,
-                            encoding_hint="set predict.encoding to")
+    if same_file(c.input, paths.scored):
+        raise DataError(f"predict.input {c.input} is the stage's output {paths.scored}; score another file")
+    chunks = iter_texts(c.input, c.text_column, c.id_column or None, encoding=c.encoding,
+                        encoding_hint="set predict.encoding to")
     predictor = Predictor(paths.stage2_model, device=p.train.device, batch_size=c.batch_size,
                           decision=paths.decision)
-    df = predictor.predict(texts, ids=ids, top_k=c.top_k)
-    summary = {"rows": len(df), "picked": int((df["pick"] == "Pick").sum()), "pick_threshold": predictor.pick_threshold,
-               "skipped": predictor.skipped, "truncated": predictor.truncated, "unreadable": predictor.unreadable,
+    counts = predict_file(predictor, chunks, paths.scored, fmt, c.top_k)  # in chunks: memory flat in the rows
+    summary = {"rows": counts["rows"], "picked": counts["picked"], "pick_threshold": predictor.pick_threshold,
+               "skipped": counts["skipped"], "truncated": counts["truncated"], "unreadable": counts["unreadable"],
                "max_length": predictor.max_length}
-    write_table(df, paths.scored, fmt)
     write_json(paths.predict_metrics, summary, digits=METRIC_DIGITS)
     return {**summary, "notices": predictor.notices()}
