@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 
 from .config.errors import CheckpointError
 from .data.batching import SortedBatchSampler, TokenizedDataset, make_collate
-from .data.labels import IGNORE
+from .data.labels import IGNORE, visible
 from .data.tokenization import encode, to_arrow
 from .evaluate.decision import DECISION_FILE, PLAIN, decide, read_decision
 from .evaluate.tables import topk_names
@@ -47,7 +47,8 @@ UNKNOWN_SHARE = 0.5
 
 
 def _is_empty(text) -> bool:
-    return text is None or (isinstance(text, float) and np.isnan(text)) or not str(text).strip()
+    """No text, or only whitespace and invisible format characters (a zero-width-only cell is empty too)."""
+    return text is None or (isinstance(text, float) and np.isnan(text)) or not visible(str(text))
 
 
 class Predictor:
@@ -72,6 +73,10 @@ class Predictor:
             self.decision = dataclasses.replace(self.decision, pick_threshold=float(pick_threshold))
         self.pick_threshold = self.decision.pick_threshold
         model, self.tokenizer, maps = load_stage2(d)
+        if self.decision_path is not None:  # the decision must belong to this model
+            self.decision, _ = read_decision(self.decision_path, maps["task2"]["names"])
+            if pick_threshold is not None:
+                self.decision = dataclasses.replace(self.decision, pick_threshold=float(pick_threshold))
         meta = json.loads((d / "twohead.json").read_text(encoding="utf-8"))
         params = meta.get("params", {})
         self.max_length = int(meta.get("max_length") or params.get("tokenize", {}).get("max_length", 512))

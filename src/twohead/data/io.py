@@ -70,9 +70,39 @@ def read_json(path: str | Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+#: A cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(...) runs when the CSV is opened).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+
+
+def spreadsheet_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with every text cell that a spreadsheet would run as a formula prefixed by ``'`` (OWASP's CSV
+    injection advice); numbers written as text ("-0.5") are left alone. Unchanged (the same object) when no cell
+    needs it."""
+    out = None
+    for col in df.columns:
+        s = df[col]
+        if s.dtype.kind not in "OSU" and str(s.dtype) not in ("string", "str"):
+            continue
+        text = s.astype("string")
+        risky = text.str.startswith(FORMULA_START).fillna(False) & ~text.str.match(_NUMBER).fillna(False)
+        if risky.any():
+            out = df.copy() if out is None else out
+            out[col] = s.where(~risky.to_numpy(), "'" + text.astype(object))
+    return df if out is None else out
+
+
+def page_safe(names) -> list[str]:
+    """Names for a CSV that ``dvc plots show`` / ``plots diff`` embed in an HTML page's inline script: ``<`` and
+    ``>`` become the look-alikes ‹ › so no name can close the script block or open a tag (``</script>``,
+    ``<img onerror=…>``). Every other character is kept."""
+    return [str(n).replace("<", "\u2039").replace(">", "\u203a") for n in names]
+
+
 def write_csv(path: str | Path, df: pd.DataFrame) -> None:
+    """Write ``df`` atomically as CSV (floats to METRIC_DIGITS digits, formula-looking text cells neutralised)."""
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False, float_format=f"%.{METRIC_DIGITS}g")
+        spreadsheet_safe(df).to_csv(tmp, index=False, float_format=f"%.{METRIC_DIGITS}g")
 
 
 def write_parquet(path: str | Path, df: pd.DataFrame) -> None:

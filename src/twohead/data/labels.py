@@ -49,6 +49,7 @@ class Prepared:
     categories: list[str]
     dropped: dict[str, int] = field(default_factory=dict)
     decline_category_dropped: int = 0
+    names_respelled: int = 0      # category spellings merged by :func:`visible` (reported in data.json when > 0)
     rare_train_only: list[str] = field(default_factory=list)
     cross_split_duplicates: dict[str, int] = field(default_factory=dict)  # val/test texts also in train
     warnings: list[str] = field(default_factory=list)
@@ -83,6 +84,14 @@ def label_key(value: str) -> str:
     return str(int(float(v))) if _INTEGRAL.fullmatch(v) else v
 
 
+def visible(text: str) -> str:
+    """``text`` in Unicode NFC with the invisible format characters (zero-width space, joiners, BOM, soft hyphen:
+    category Cf) removed and outer whitespace stripped — the one spelling of a name, and what decides whether a
+    text is empty."""
+    text = unicodedata.normalize("NFC", text)
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf").strip()
+
+
 def _junk(value) -> str | None:
     """'a list' / 'an object' when a cell holds a structure (JSON Lines, Parquet), else None."""
     if isinstance(value, dict):
@@ -96,11 +105,12 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float, np.number)) and not _missing(value)
 
 
-def normalise(df: pd.DataFrame, cfg: DataParams, path: str) -> tuple[pd.DataFrame, dict[str, int], int]:
+def normalise(df: pd.DataFrame, cfg: DataParams, path: str) -> tuple[pd.DataFrame, dict[str, int], int, int]:
     """Validate the raw table and map it to ``id, text, pick, category`` with clean values.
 
     Returns the normalised table (``pick``: 1/0/-100; ``category``: name or None), the counts of rows
-    dropped per reason, and how many Decline rows had their category removed.
+    dropped per reason, how many Decline rows had their category removed, and how many category spellings were
+    merged by :func:`visible`.
     """
     _check_columns(df, cfg, path)
     fmt = cfg.format
@@ -108,7 +118,7 @@ def normalise(df: pd.DataFrame, cfg: DataParams, path: str) -> tuple[pd.DataFram
            else pd.Series([str(i) for i in range(len(df))], dtype=object))
     texts = _cells(df, cfg.text_column, "data.text_column", path, fmt)
     picks = _cells(df, cfg.pick_column, "data.pick_column", path, fmt)
-    cats = _cells(df, cfg.category_column, "data.category_column", path, fmt)
+    cats, n_respelled = _category_spellings(_cells(df, cfg.category_column, "data.category_column", path, fmt))
     _check_category_names(cats, ids, cfg, path, fmt)
     _check_ids_and_texts(ids, texts, df, cfg, path, fmt)
     pick_arr = _pick_codes(picks, ids, cfg, path, fmt)
@@ -119,7 +129,16 @@ def normalise(df: pd.DataFrame, cfg: DataParams, path: str) -> tuple[pd.DataFram
     if cfg.split_column:
         out["split"] = [_split_name(v, path, fmt, i, cfg.split_column) for i, v in enumerate(df[cfg.split_column])]
     out, dropped = _drop_unlabelled(out, cfg, path)
-    return out, dropped, (n_decline_cat if cfg.decline_with_category == "drop_category" else 0)
+    return out, dropped, (n_decline_cat if cfg.decline_with_category == "drop_category" else 0), n_respelled
+
+
+def _category_spellings(cats: pd.Series) -> tuple[pd.Series, int]:
+    """Category names in one spelling (:func:`visible`): ``POLITICS`` and ``POLITICS\\u200b``, or ``CAFÉ`` in NFC and
+    NFD, are one class. Returns the names and how many distinct raw spellings were changed."""
+    changed = {c for c in set(cats.dropna()) if visible(c) != c}
+    if not changed:
+        return cats, 0
+    return pd.Series([None if c is None else (visible(c) or None) for c in cats], dtype=object), len(changed)
 
 
 def _check_columns(df: pd.DataFrame, cfg: DataParams, path: str) -> None:
@@ -181,7 +200,7 @@ def _check_ids_and_texts(ids: pd.Series, texts: pd.Series, df: pd.DataFrame, cfg
             f"{path}: {row_ref(path, fmt, i)}: duplicate id {ids.iloc[i]!r} in column {cfg.id_column!r}"
             f" (first seen at {row_ref(path, fmt, first)}); {int(ids.duplicated().sum())} duplicate id(s) in all"
         )
-    bad_text = texts.isna().to_numpy().nonzero()[0]
+    bad_text = np.array([t is None or not visible(t) for t in texts]).nonzero()[0]  # zero-width-only is empty
     if len(bad_text):
         i = int(bad_text[0])
         raise DataError(
@@ -303,7 +322,9 @@ def prepare(data_cfg: DataParams, split_cfg: SplitParams) -> Prepared:
     """Read ``data.raw_path``, validate it, split it, and encode labels (see the module docstring)."""
     path = data_cfg.raw_path
     raw = read_table(path, data_cfg.format, encoding=data_cfg.encoding)
-    df, dropped, n_decline_cat = normalise(raw, data_cfg, path)
+    df, dropped, n_decline_cat, respelled = normalise(raw, data_cfg, path)
+    respell_note = ([f"{path}: {respelled} category spelling(s) had invisible characters or another Unicode form"
+                     " (zero-width spaces, NFD accents): merged into one spelling each"] if respelled else [])
 
     rare: list[str] = []
     if data_cfg.split_column:
@@ -351,7 +372,8 @@ def prepare(data_cfg: DataParams, split_cfg: SplitParams) -> Prepared:
                             " epochs, and evaluate needs test rows")
     dup_counts, warnings = _cross_split_duplicates(splits, data_cfg, path)
     return Prepared(splits=splits, categories=categories, dropped=dropped, decline_category_dropped=n_decline_cat,
-                    rare_train_only=rare, cross_split_duplicates=dup_counts, warnings=comma_warning + warnings)
+                    rare_train_only=rare, cross_split_duplicates=dup_counts,
+                    warnings=respell_note + comma_warning + warnings, names_respelled=respelled)
 
 
 def _cross_split_duplicates(splits: dict[str, pd.DataFrame], cfg: DataParams, path) -> tuple[dict, list[str]]:

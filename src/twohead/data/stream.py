@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..config.errors import DataError, OutputError
 from .atomic import atomic_path
-from .io import METRIC_DIGITS, _check_csv_shape, _csv_sep, detect_format, read_table
+from .io import METRIC_DIGITS, _check_csv_shape, _csv_sep, detect_format, read_table, spreadsheet_safe
 
 CHUNK_ROWS = 10_000   # rows scored at a time: ~50 MB of working memory, whatever the file's size
 
@@ -108,9 +108,9 @@ class _Appender:
         if self.path is None:
             import sys
 
-            df.to_csv(sys.stdout, index=False, header=first, float_format="%.8g")
+            spreadsheet_safe(df).to_csv(sys.stdout, index=False, header=first, float_format="%.8g")
         elif self.fmt == "csv":
-            df.to_csv(self.path, index=False, header=first, mode="w" if first else "a",
+            spreadsheet_safe(df).to_csv(self.path, index=False, header=first, mode="w" if first else "a",
                       float_format=f"%.{METRIC_DIGITS}g")
         elif self.fmt == "jsonl":
             text = df.to_json(orient="records", lines=True, force_ascii=False) or ""

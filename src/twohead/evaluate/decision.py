@@ -29,10 +29,11 @@ import numpy as np
 
 from ..config.errors import DataError
 from ..config.params import DecideParams
-from .calibration import ECE_BINS, calibrated, ece, fit_temperature, nll
+from .calibration import ECE_BINS, T_MAX, T_MIN, calibrated, ece, fit_temperature, nll
 from .metrics import combined_view, softmax, task1_metrics, task2_metrics
 
 RULES = ("pick_threshold", "pick_or_maxprob")
+TAU_LIMIT = 5.0   # |τ| of a decision read from a file (decide.tau_max is at most 5)
 #: The calibrate stage's output beside the model directory (``models/decision.json`` for ``models/stage2``): where
 #: ``twohead predict`` looks by default; dvc.yaml's ``paths.decision`` names the same file (a test keeps them equal).
 DECISION_FILE = "decision.json"
@@ -75,33 +76,74 @@ class Decision:
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "decision") -> Decision:
+        """A decision read from a file, every value checked: a file is untrusted (a reversed prior, T = 0 or -1,
+        a threshold of 2 would each silently change every answer)."""
+        if not isinstance(d, dict):
+            raise DataError(f"{source}: the decision is not a JSON object")
         names = {f for f in cls.__dataclass_fields__}
         unknown = set(d) - names
         if unknown:
             raise DataError(f"{source}: unknown decision key(s) {sorted(unknown)}")
-        dec = cls(**{k: v for k, v in d.items() if k in names})
-        if dec.rule not in RULES:
-            raise DataError(f"{source}: rule {dec.rule!r} is not one of {list(RULES)}")
-        if dec.tau and len(dec.log_prior) == 0:
-            raise DataError(f"{source}: tau {dec.tau} needs log_prior")
-        return dec
+
+        def number(key: str, lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> float:
+            v = d.get(key, getattr(PLAIN, key))
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and \
+                (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+            if not ok:
+                raise DataError(f"{source}: {key} is {v!r}; it must be a number in {'(' if lo_open else '['}{lo:g},"
+                                f" {hi:g}{')' if hi_open else ']'}")
+            return float(v)
+
+        values = {"temperature_task1": number("temperature_task1", T_MIN, T_MAX),
+                  "temperature_task2": number("temperature_task2", T_MIN, T_MAX),
+                  "tau": number("tau", -TAU_LIMIT, TAU_LIMIT),
+                  "pick_threshold": number("pick_threshold", 0.0, 1.0, lo_open=True, hi_open=True),
+                  "maxprob_threshold": number("maxprob_threshold", 0.0, 1.0, hi_open=True)}
+        rule = d.get("rule", PLAIN.rule)
+        if rule not in RULES:
+            raise DataError(f"{source}: rule {rule!r} is not one of {list(RULES)}")
+        prior = d.get("log_prior", [])
+        if not isinstance(prior, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                  and np.isfinite(x) for x in prior):
+            raise DataError(f"{source}: log_prior must be a list of finite numbers")
+        if values["tau"] and len(prior) == 0:
+            raise DataError(f"{source}: tau {values['tau']} needs log_prior")
+        return cls(log_prior=[float(x) for x in prior], rule=rule, **values)
+
+    def check_classes(self, names: list[str], classes: list[str] | None, source: str) -> None:
+        """The decision belongs to a model with these category ``names``: the class names it was chosen for (when
+        the file records them) and the prior's length must match."""
+        if classes is not None and list(classes) != list(names):
+            raise DataError(f"{source}: chosen for {len(classes)} categories ({', '.join(map(str, classes[:3]))}, …)"
+                            f" but the model has {len(names)} ({', '.join(names[:3])}, …): the decision belongs to"
+                            " another model; re-run calibrate (dvc repro calibrate)")
+        if self.log_prior and len(self.log_prior) != len(names):
+            raise DataError(f"{source}: its class prior has {len(self.log_prior)} entries but the model has"
+                            f" {len(names)} categories: the decision belongs to another model; re-run calibrate")
 
 
 PLAIN = Decision()
 
 
-def read_decision(path: str | Path) -> tuple[Decision, dict]:
-    """The decision and the whole JSON (its report) from ``decision.json``."""
+def read_decision(path: str | Path, names: list[str] | None = None) -> tuple[Decision, dict]:
+    """The decision and the whole JSON (its report) from ``decision.json``, checked (values, and — given the model's
+    category ``names`` — that it was chosen for that model)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{path}: no decision file; run `dvc repro calibrate`") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
-    if "decision" not in data:
+    if not isinstance(data, dict) or "decision" not in data:
         raise DataError(f"{path}: no 'decision' section (not a calibrate output?)")
-    return Decision.from_dict(data["decision"], str(path)), data
+    dec = Decision.from_dict(data["decision"], str(path))
+    classes = data.get("classes")
+    if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
+        raise DataError(f"{path}: 'classes' must be the list of category names")
+    if names is not None:
+        dec.check_classes(names, classes, str(path))
+    return dec, data
 
 
 # --- objectives on val ---------------------------------------------------------------------------------------

@@ -8,6 +8,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+# Text is text: a category named "COST $\bad$" must not reach matplotlib's math-text parser (it stopped the plot
+# stage, and "C$ / US$" rendered garbled). No figure here uses math text.
+matplotlib.rcParams["text.parse_math"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402

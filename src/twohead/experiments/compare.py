@@ -225,6 +225,7 @@ def groups_plot(g: dict, path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False  # a "$" in a revision or class name is text
     import matplotlib.pyplot as plt
 
     from ..data.io import atomic_path

@@ -41,6 +41,7 @@ class CalibratePaths:
 def run(p: Params, paths: CalibratePaths) -> dict:
     scorer = Scorer(paths.stage2_model, p.train.device, p.train.eval_batch_size)
     info = read_label_info(paths.prepared)
+    scorer.check_classes(info.names, paths.prepared)
     names = scorer.names
     ds, logits1, logits2 = scorer.split(paths.tokenized, "val")
     y1, y2 = ds.labels_binary, ds.labels_category
@@ -61,7 +62,8 @@ def run(p: Params, paths: CalibratePaths) -> dict:
         "val_objective": {"decided": rule["val_value"], "plain_threshold": rule["val_value_at_plain_threshold"]},
         "val_band_recall": {kind: {r["band"]: r["recall"] for r in rows} for kind, rows in band_rows.items()},
     }
-    decision = {"decision": dec.to_dict(), "chosen_on": "val", "val_rows": len(ds), "settings": to_dict(p.decide),
+    decision = {"decision": dec.to_dict(), "classes": list(names), "n_classes": len(names), "chosen_on": "val",
+                "val_rows": len(ds), "settings": to_dict(p.decide),
                 "report": {k: v for k, v in report.items() if k not in ("decline_pr_curve",)} | {
                     "decline_rule": {k: v for k, v in rule.items() if k != "grid"},
                     "val_band_recall": headline["val_band_recall"]}}

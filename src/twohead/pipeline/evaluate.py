@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..config.params import Params
 from ..config.schema import headline
-from ..data.io import METRIC_DIGITS, write_csv, write_json
+from ..data.io import METRIC_DIGITS, page_safe, write_csv, write_json
 from ..data.prepared import read_label_info, texts_by_id
 from ..evaluate.decision import decide, read_decision
 from ..evaluate.metrics import IGNORE, softmax
@@ -50,7 +50,8 @@ def run(p: Params, paths: EvaluatePaths) -> dict:
     names = scorer.names
     info = read_label_info(paths.prepared)
     bands, train_support = info.bands, info.class_weights["task2"]["support"]
-    dec, _ = read_decision(paths.decision)
+    scorer.check_classes(info.names, paths.prepared)
+    dec, _ = read_decision(paths.decision, names)
 
     results, decided, test = {}, {}, None
     for split in ("test", "val"):
@@ -81,7 +82,9 @@ def run(p: Params, paths: EvaluatePaths) -> dict:
         write_csv(paths.per_class, per_class)
         write_json(paths.band_metrics, band_table(y2, pred2, names, bands, per_class), digits=METRIC_DIGITS)
         write_csv(paths.worst_k, worst_k_table(ids, texts, y2, probs2, names, e.worst_k))
-        write_csv(paths.confusion, pd.DataFrame({"actual": name_arr[y2[m]], "predicted": name_arr[pred2[m]]}))
+        # a DVC plot, rendered into an HTML page: names made page-safe
+        write_csv(paths.confusion, pd.DataFrame({"actual": page_safe(name_arr[y2[m]]),
+                                                 "predicted": page_safe(name_arr[pred2[m]])}))
         write_csv(paths.predictions, predictions_table(ids, y1, y2, probs1, probs2, names))
         write_json(paths.test_metrics, results, digits=METRIC_DIGITS)
         # last: a failed run leaves no metrics file

@@ -51,6 +51,7 @@ def run(p: Params, paths: PreparePaths) -> dict:
         "task2_weights_clipped": {"low": w2["n_clipped_low"], "high": w2["n_clipped_high"]},
         "cross_split_duplicates": prep.cross_split_duplicates,
         "warnings": prep.warnings,
+        **({"category_spellings_merged": prep.names_respelled} if prep.names_respelled else {}),
     }
     for w in prep.warnings:
         print(f"[prepare_labels] warning: {w}", flush=True)

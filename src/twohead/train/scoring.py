@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import DataLoader
 
+from ..config.errors import DataError
 from ..data.batching import SortedBatchSampler, TokenizedDataset, make_collate
 from ..model.two_head import load_stage2
 from .device import make_accelerator
@@ -17,11 +18,19 @@ class Scorer:
     """The model of ``stage2_model`` on ``device`` (fp32), ready to score tokenized splits."""
 
     def __init__(self, stage2_model: str | Path, device: str, batch_size: int):
+        self.model_dir = Path(stage2_model)
         model, self.tokenizer, self.label_maps = load_stage2(stage2_model)
         self.names: list[str] = self.label_maps["task2"]["names"]
         self.accelerator = make_accelerator(device, "fp32", 1)
         self.model = self.accelerator.prepare(model)
         self.batch_size = batch_size
+
+    def check_classes(self, names: list[str], prepared: Path) -> None:
+        """The model was trained on these categories (``prepared``'s label map), or a one-line error."""
+        if list(self.names) != list(names):
+            raise DataError(f"{self.model_dir}: its {len(self.names)} categories ({', '.join(self.names[:3])}, …) are"
+                            f" not those of {prepared} ({len(names)}: {', '.join(names[:3])}, …): the model comes"
+                            " from another run; re-run train_stage2 (dvc repro)")
 
     def split(self, tokenized: Path, split: str) -> tuple[TokenizedDataset, np.ndarray, np.ndarray]:
         """(dataset, Task1 logits, Task2 logits) of ``<tokenized>/<split>.parquet``, rows in file order."""
