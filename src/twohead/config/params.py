@@ -177,15 +177,21 @@ class HierParams(Section):
         need(self.pick_consistency_weight >= 0 and self.decline_uniform_weight >= 0, "hier.*_weight must be >= 0")
 
 
+#: The longest token sequence a run may ask for: DeBERTa's attention holds heads × L² scores per layer and row
+#: (4096² × 12 heads × 4 bytes ≈ 0.8 GB per layer per row already).
+MAX_LENGTH = 4096
+
+
 @dataclass(frozen=True)
 class TokenizeParams(Section):
     SECTION: typing.ClassVar[str] = "tokenize"
 
-    max_length: int = 256  # >= 8, <= the checkpoint's positions
+    max_length: int = 256  # >= 8, <= MAX_LENGTH and the checkpoint's positions
     batch_size: int = 1000  # rows per tokenizer call; >= 1
 
     def __post_init__(self):
-        need(self.max_length >= 8, "tokenize.max_length must be >= 8")
+        need(8 <= self.max_length <= MAX_LENGTH, f"tokenize.max_length must be in [8, {MAX_LENGTH}]: attention"
+             " memory grows with its square (a relative-position encoder has no position table to stop it)")
         need(self.batch_size >= 1, "tokenize.batch_size must be >= 1")
 
 

@@ -370,6 +370,13 @@ def prepare(data_cfg: DataParams, split_cfg: SplitParams) -> Prepared:
                    else f"split.{name}_ratio is {ratio}" if ratio is not None else "every row went elsewhere")
             raise DataError(f"{path}: the {name} split is empty ({why}); training needs val rows to select and report"
                             " epochs, and evaluate needs test rows")
+    train_pick = splits["train"]["labels_binary"]
+    for code, label in ((0, "Decline"), (1, "Pick")):
+        if not (train_pick == code).any():
+            n = int((df["labels_binary"] == code).sum())
+            raise DataError(f"{path}: the train split has no {label} row ({n} in all, every one in val/test"
+                            + (f" by column {data_cfg.split_column!r}" if data_cfg.split_column else "")
+                            + f"); Task1 cannot learn {label} from train: move some {label} rows to train")
     dup_counts, warnings = _cross_split_duplicates(splits, data_cfg, path)
     return Prepared(splits=splits, categories=categories, dropped=dropped, decline_category_dropped=n_decline_cat,
                     rare_train_only=rare, cross_split_duplicates=dup_counts,

@@ -20,6 +20,11 @@ from tqdm.auto import tqdm
 from .io import atomic_path
 
 
+#: No token covers more characters than this (WordPiece reads words of up to 100 characters; SentencePiece pieces
+#: are at most 16): a text longer than ``max_length`` × this is cut to that many characters before tokenizing.
+CHARS_PER_TOKEN = 100
+
+
 def encode(tokenizer, texts: list[str], max_length: int, batch_size: int, desc: str = "tokenize"
            ) -> tuple[list[list[int]], int]:
     """Token ids per text, truncated to ``max_length`` (special tokens included), without padding.
@@ -29,10 +34,14 @@ def encode(tokenizer, texts: list[str], max_length: int, batch_size: int, desc: 
     """
     ids: list[list[int]] = []
     n_trunc = 0
+    limit = max_length * CHARS_PER_TOKEN
     for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", leave=False, disable=None):
-        chunk = texts[start:start + batch_size]
+        # a multi-MB text is cut to what max_length tokens can cover before the tokenizer sees it (it would tokenize
+        # the whole text, then truncate)
+        raw = texts[start:start + batch_size]
+        chunk = [t if len(t) <= limit else t[:limit] for t in raw]
         out = tokenizer(chunk, truncation=True, max_length=max_length + 1, add_special_tokens=True)["input_ids"]
-        long = [i for i, x in enumerate(out) if len(x) > max_length]
+        long = [i for i, x in enumerate(out) if len(x) > max_length or len(raw[i]) > limit]  # cut = truncated
         if long:
             n_trunc += len(long)
             again = tokenizer([chunk[i] for i in long], truncation=True, max_length=max_length)["input_ids"]

@@ -126,24 +126,36 @@ def compare(base_rev: str, other_revs: list[str], root=".", resamples: int = 200
 
 
 def pts(x: float) -> str:
-    return "n/a" if x is None or np.isnan(x) else f"{100 * x:+.1f}"
+    """Points (×100), signed; a difference under 0.1 point keeps its digits (never a bare "+0.0" next to a
+    verdict)."""
+    if x is None or np.isnan(x):
+        return "n/a"
+    return f"{100 * x:+.1f}" if x == 0 or abs(100 * x) >= 0.1 else f"{100 * x:+.3f}"
 
 
 def _half_width(m: dict) -> float:
     return 100 * (m["ci_high"] - m["ci_low"]) / 2
 
 
+#: What a verdict between single runs means (said with every such comparison).
+ONE_RUN_CAVEAT = ("One run per side: the paired interval holds both trained models fixed, so a verdict says whether"
+                  " *these two models* differ on these test rows — not whether the recipe does. Seed-to-seed"
+                  " variance is not in it (two seeds of one recipe can differ \"beyond noise\" here). To judge a"
+                  " setting: run it over seeds and use `twohead compare --group-by PARAM`.")
+
+
 def to_markdown(result: dict) -> str:
     lines = [f"Paired comparison on the same {result['test_rows']} test rows; {result['resamples']} bootstrap"
-             f" resamples (seed {result['seed']}); differences in points (×100).", ""]
+             f" resamples (seed {result['seed']}); differences in points (×100).", "", ONE_RUN_CAVEAT, ""]
     for c in result["comparisons"]:
         lines += [f"### {c['rev']} vs {result['base']['rev']}", "",
                   f"| metric | {result['base']['rev']} | {c['rev']} | Δ | 95% CI of Δ | McNemar p | verdict |",
                   "|---|---|---|---|---|---|---|"]
         for name, m in c["metrics"].items():
             p = "" if m["p_value"] is None else f"{m['p_value']:.3g}"
+            said = m["verdict"] + (" (these two models)" if m["verdict"] in ("better", "worse") else "")
             lines.append(f"| {label(name)} | {m['base']:.4f} | {m['other']:.4f} | {pts(m['delta'])} |"
-                         f" [{pts(m['ci_low'])}, {pts(m['ci_high'])}] | {p} | {m['verdict']} |")
+                         f" [{pts(m['ci_low'])}, {pts(m['ci_high'])}] | {p} | {said} |")
         lines.append("")
     half = 100 * result["detectable_task2_acc"]
     widths = ", ".join(f"±{_half_width(c['metrics']['task2_acc']):.1f} for {c['rev']}" for c in result["comparisons"])

@@ -111,9 +111,25 @@ def check_weights(path: str | Path) -> None:
             _check_safetensors(f)
         else:
             with open(f, "rb") as fh:
-                zipped = fh.read(2) == b"PK"  # torch.save's zip format (an old pickle file is not checked)
+                zipped = fh.read(2) == b"PK"  # torch.save's zip format
             if zipped and not zipfile.is_zipfile(f):
                 raise CheckpointError(f"{f}: a damaged or truncated zip archive; copy or download it again")
+            _check_plain_weights(f, zipped)
+
+
+def _check_plain_weights(f: Path, zipped: bool) -> None:
+    """A ``.bin`` weight file is a pickle: it must load as plain tensors (``weights_only=True``, memory-mapped, so
+    nothing is read into memory), as transformers will load it — one that needs code is refused here, in seconds."""
+    import pickle
+
+    import torch
+
+    try:
+        torch.load(f, map_location="cpu", weights_only=True, mmap=zipped)  # mmap needs torch.save's zip format
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0][:140] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{f}: not plain tensors ({first}); loading it would need to run code from the file,"
+                              " which is refused — convert the checkpoint to model.safetensors") from None
 
 
 def load_config(path: str | Path):

@@ -105,6 +105,11 @@ def read_stage2_meta(d: Path) -> tuple[dict, dict]:
     for key, kind in (("n_categories", int), ("pooling", str), ("head_dropout", (int, float))):
         if not isinstance(meta, dict) or not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
             raise CheckpointError(f"{meta_path}: {key!r} is missing or not a {getattr(kind, '__name__', 'number')}")
+    from ..config.params import MAX_LENGTH
+
+    ml = meta.get("max_length")
+    if ml is not None and (not isinstance(ml, int) or isinstance(ml, bool) or not 8 <= ml <= MAX_LENGTH):
+        raise CheckpointError(f"{meta_path}: max_length {ml!r} is not a whole number in [8, {MAX_LENGTH}]")
     names = maps.get("task2", {}).get("names") if isinstance(maps, dict) and isinstance(maps.get("task2"), dict) \
         else None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
