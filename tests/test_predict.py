@@ -209,3 +209,123 @@ def test_a_file_in_the_way_of_the_output_folder_is_named(scored, capsys, tmp_pat
     (tmp_path / "x").write_text("")
     rc, _, err = _run([out / "models" / "stage2", out / "test.csv", "-o", tmp_path / "x" / "sub" / "p.csv"], capsys)
     assert rc == 2 and f"cannot write it ({tmp_path / 'x'} is a file, not a folder)" in err
+
+
+# --- untrusted inputs and scale (reliability round 4) -------------------------------------------------------------
+
+def test_predict_refuses_to_overwrite_its_input(scored, capsys, tmp_path):
+    out, _, test = scored
+    src = tmp_path / "in.csv"
+    test.to_csv(src, index=False)
+    before = src.read_bytes()
+    rc, _, err = _run([out / "models" / "stage2", src, "-o", src], capsys)
+    assert rc == 2 and "is the input file" in err and len(err.strip().splitlines()) == 1
+    assert src.read_bytes() == before
+
+
+@pytest.mark.parametrize("args, said", [(["--batch-size", "0"], "must be at least 1"),
+                                        (["--batch-size", "-3"], "must be at least 1"),
+                                        (["--top-k", "0"], "must be at least 1")])
+def test_bad_counts_are_usage_errors(scored, capsys, args, said):
+    out, _, _ = scored
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", str(out / "models" / "stage2"), str(out / "test.csv"), *args])
+    assert exc.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_an_output_that_is_a_folder_is_named(scored, capsys, tmp_path):
+    out, _, _ = scored
+    (tmp_path / "p.csv").mkdir()
+    rc, _, err = _run([out / "models" / "stage2", out / "test.csv", "-o", tmp_path / "p.csv"], capsys)
+    assert rc == 2 and "p.csv: is a folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_predict_streams_in_chunks_with_the_same_rows_and_counts(scored, tmp_path, monkeypatch):
+    """Chunks of 7 rows give the same file as one chunk (the row order, ids, every value) and the counts sum."""
+    import twohead.data.stream as stream
+    from twohead.predictor import predict_file
+
+    out, _, test = scored
+    src = tmp_path / "in.csv"
+    test.assign(text=[""] + list(test["text"][1:])).to_csv(src, index=False)  # one empty row
+    pred = Predictor(out / "models" / "stage2")
+    whole = predict_file(pred, stream.iter_texts(src, "text", chunk_rows=10 ** 6), tmp_path / "a.csv", "csv", 3)
+    small = predict_file(pred, stream.iter_texts(src, "text", chunk_rows=7), tmp_path / "b.csv", "csv", 3)
+    a, b = (pd.read_csv(tmp_path / f"{x}.csv", keep_default_na=False) for x in "ab")
+    assert whole == small and whole["rows"] == len(test) and whole["skipped"] == 1 and pred.skipped == 1
+    probs = [c for c in a if c.startswith("p_")]
+    pd.testing.assert_frame_equal(a.drop(columns=probs), b.drop(columns=probs))
+    np.testing.assert_allclose(*(pd.read_csv(tmp_path / f"{x}.csv")[probs].to_numpy(float) for x in "ab"), atol=1e-5)
+    for fmt, suffix in (("jsonl", ".jsonl"), ("parquet", ".parquet")):
+        predict_file(pred, stream.iter_texts(src, "text", chunk_rows=7), tmp_path / f"c{suffix}", fmt, 3)
+    assert len(pd.read_json(tmp_path / "c.jsonl", lines=True)) == len(pd.read_parquet(tmp_path / "c.parquet")) \
+        == len(test)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["a.csv", "b.csv", "c.jsonl", "c.parquet", "in.csv"]
+
+
+def test_a_decision_file_is_checked_against_the_model(scored, tmp_path):
+    import json
+
+    from twohead.config.errors import DataError
+
+    out, _, _ = scored
+    good = json.loads((out / "models" / "decision.json").read_text())
+    assert good["classes"] and good["n_classes"] == len(good["classes"])
+
+    def load(**changes):
+        bad = json.loads(json.dumps(good))
+        for key, value in changes.items():
+            if key == "classes":
+                bad["classes"] = value
+            else:
+                bad["decision"][key] = value
+        path = tmp_path / "d.json"
+        path.write_text(json.dumps(bad))
+        return Predictor(out / "models" / "stage2", decision=path)
+
+    for changes, said in (({"temperature_task1": 0}, "temperature_task1 is 0"),
+                          ({"temperature_task2": -1}, "temperature_task2 is -1"),
+                          ({"pick_threshold": 2}, "pick_threshold is 2"),
+                          ({"tau": None}, "tau is None"),
+                          ({"classes": list(reversed(good["classes"]))}, "belongs to another model"),
+                          ({"log_prior": [0.0], "tau": 1.0}, "class prior has 1 entries")):
+        with pytest.raises(DataError, match=said):
+            load(**changes)
+
+
+def test_a_missing_decision_is_said_before_scoring(scored, capsys, tmp_path):
+    import shutil
+
+    out, _, _ = scored
+    model = tmp_path / "models" / "stage2"
+    shutil.copytree(out / "models" / "stage2", model)  # no decision.json beside it (a failed calibrate)
+    rc, _, err = _run([model, out / "test.csv", "-o", tmp_path / "p.csv"], capsys)
+    assert rc == 0 and err.splitlines()[0].startswith("twohead predict: no decision file at")
+    assert "the plain rule applies" in err.splitlines()[0]
+
+
+@pytest.mark.parametrize("damage, said", [("heads", "heads.safetensors: not found"),
+                                          ("meta", "twohead.json: not valid JSON"),
+                                          ("maps", "2 category names but twohead.json says"),
+                                          ("max_length", "max_length 100000 is not a whole number")])
+def test_a_damaged_stage2_directory_is_one_line(scored, capsys, tmp_path, damage, said):
+    import json
+    import shutil
+
+    out, _, _ = scored
+    model = tmp_path / "stage2"
+    shutil.copytree(out / "models" / "stage2", model)
+    if damage == "heads":
+        (model / "heads.safetensors").unlink()
+    elif damage == "meta":
+        (model / "twohead.json").write_text("{not json")
+    elif damage == "maps":
+        maps = json.loads((model / "label_maps.json").read_text())
+        maps["task2"]["names"] = maps["task2"]["names"][:2]
+        (model / "label_maps.json").write_text(json.dumps(maps))
+    else:
+        meta = json.loads((model / "twohead.json").read_text())
+        meta["max_length"] = 100000
+        (model / "twohead.json").write_text(json.dumps(meta))
+    rc, _, err = _run([model, out / "test.csv", "-o", tmp_path / "p.csv", "--plain"], capsys)
+    assert rc == 2 and said in err and len(err.strip().splitlines()) == 1, err
