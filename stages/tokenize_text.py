@@ -21,7 +21,9 @@ def main(p, paths: TokenizePaths) -> None:
     print(
         f"[tokenize] {s['rows']} rows at {s['rows_per_second']:,.0f} rows/s; length mean {s['mean_length']:.1f},"
         f" p95 {s['p95_length']:.0f}, max {s['max_length_seen']}; truncated {s['truncated_share']:.1%}"
-        f" (max_length {s['max_length']}); tokenizer {s['tokenizer']}"
+        f" (max_length {s['max_length']}); tokenizer {s['tokenizer']}; unknown tokens"
+        f" {s['coverage']['unknown_share']:.2%}, characters its normaliser changes"
+        f" {s['coverage']['normaliser_changed_share']:.2%}"
     )
 
 

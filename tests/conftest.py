@@ -107,7 +107,7 @@ def tiny_data(tmp_path_factory, demo_encoder_dir):
     tmp = tmp_path_factory.mktemp("tiny")
     p = tiny_params(tmp, demo_encoder_dir)
     prepare_labels.run(p, prepare_labels.PreparePaths(tmp / "prepared", tmp / "metrics" / "data.json"))
-    tokenize.run(p, tokenize.TokenizePaths(tmp / "prepared", tmp / "tokenized"))
+    tokenize.run(p, tokenize.TokenizePaths(tmp / "prepared", tmp / "tokenized", tmp / "tokenizer.json"))
     return tmp, p
 
 

@@ -68,7 +68,7 @@ def test_each_layout_loads_and_trains_one_short_epoch(layout, demo_encoder_dir, 
     assert info["model_type"] == ("bert" if layout == "bert" else "deberta-v2")
     data_dir, p = tiny_data
     p = replace(replace(p, "model", stage1_checkpoint=str(ckpt)), "train", epochs=1, max_train_rows=64)
-    tokenize.run(p, tokenize.TokenizePaths(data_dir / "prepared", tmp_path / "tokenized"))
+    tokenize.run(p, tokenize.TokenizePaths(data_dir / "prepared", tmp_path / "tokenized", tmp_path / "tok.json"))
     (tmp_path / "prepared").symlink_to(data_dir / "prepared")
     m = train_in(tmp_path, tmp_path, p)
     assert m["epoch"] == 1 and m["train_rows"] == 64 and 0 <= m["val_acc_task2"] <= 1

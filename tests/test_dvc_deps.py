@@ -93,14 +93,21 @@ def test_stage_paths_come_from_dvc_yaml(name):
         assert f.name in layout, f"{cls.__name__}.{f.name} has no entry in dvc.yaml vars.paths"
         assert f"{flag} ${{paths.{f.name}}}" in cmd, f"stage {name}: cmd does not pass {flag} ${{paths.{f.name}}}"
         assert f.default is dataclasses.MISSING, f"{cls.__name__}.{f.name} has a default path: paths live in dvc.yaml"
-    assert len(re.findall(r"--[\w-]+", cmd)) == len(dataclasses.fields(cls)), f"stage {name}: cmd passes unknown flags"
+    flags = [f for f in re.findall(r"--[\w-]+", cmd) if f != "--environment"]  # run_stage's own flag
+    assert len(flags) == len(dataclasses.fields(cls)), f"stage {name}: cmd passes unknown flags"
+    if name != "validate_params":  # every stage that computes something records what produced its numbers
+        record = f"${{paths.environment}}/{name}.json"
+        assert f"--environment {record}" in cmd, f"stage {name}: cmd does not record its environment"
+        outs = {next(iter(o)): o[next(iter(o))] for o in STAGES[name]["outs"] if isinstance(o, dict)}
+        assert outs.get(record) == {"cache": False}, f"stage {name}: {record} is not a git-kept output"
 
 
 def test_plot_stage_declares_exactly_the_figures_it_writes():
     from twohead.pipeline.plot import FIGURES
 
     outs = {next(iter(o)) if isinstance(o, dict) else o for o in STAGES["plot"]["outs"]}
-    assert outs == {f"${{paths.figures}}/{name}" for name in FIGURES} | {"${paths.summary}"}
+    assert outs == {f"${{paths.figures}}/{name}" for name in FIGURES} | {"${paths.summary}",
+                                                                         "${paths.environment}/plot.json"}
 
 
 @pytest.mark.slow

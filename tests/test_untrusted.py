@@ -150,3 +150,47 @@ def test_a_verdict_between_single_runs_says_what_it_means():
                         "detectable_task2_acc": 0.03})
     assert ONE_RUN_CAVEAT in text and "better (these two models)" in text and "[+0.010, +0.070]" in text
     assert "--group-by" in text and np.isfinite(0.0)
+
+
+def test_tokenizer_coverage_flags_a_checkpoint_that_cannot_read_the_texts(demo_encoder_dir):
+    """The demo encoder's tokenizer reads the demo's English; on Japanese news most tokens are unknown — said with
+    examples — and an uncased BERT-style normaliser that strips voicing marks is caught too."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from twohead.data.coverage import coverage, warnings
+    from twohead.model.checkpoint import load_tokenizer
+
+    tok = load_tokenizer(demo_encoder_dir)
+    english = ["Senate passes the budget bill", "Stocks rally as markets open higher"]
+    japanese = ["インタビューで首相は経済政策について語った", "東京都で新しい美術館が開館した"]
+    ok = coverage(tok, english)
+    assert ok["ok"] and ok["unknown_share"] < 0.01 and warnings(ok, "x") == []
+    bad = coverage(tok, japanese)
+    assert not bad["ok"] and bad["unknown_share"] > 0.05 and bad["unknown_examples"]
+    assert "unknown token" in warnings(bad, "model.stage1_checkpoint")[0]
+
+    vocab = {"[UNK]": 0, "[PAD]": 1, **{ch: i + 2 for i, ch in enumerate("インタヒュービーで")}}
+    core = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    core.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
+    core.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    bert = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]")
+    c = coverage(bert, ["インタビューで"])
+    assert c["normaliser_changed_share"] > 0.1 and "ビ" in c["changed_examples"][0]
+    assert any("normaliser changes or drops" in w for w in warnings(c, "x"))
+
+
+def test_check_says_when_predict_input_is_still_the_demo(tmp_path, demo_encoder_dir):
+    import yaml
+
+    from conftest import DEMO_CSV, ROOT, committed_text
+
+    raw = yaml.safe_load(committed_text("params.yaml"))
+    rows = _rows(["A", "B"])
+    raw["data"]["raw_path"] = str(write_table(tmp_path / "mine.csv", rows))
+    raw["model"]["stage1_checkpoint"] = str(demo_encoder_dir)
+    raw["predict"]["input"] = str(DEMO_CSV)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    report = run_check(tmp_path / "params.yaml", root=ROOT)
+    assert any("still the demo's articles" in w for w in report.warnings)
+    assert any("reads the texts" in m for m in report.ok)

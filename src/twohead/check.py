@@ -36,15 +36,31 @@ def _pipeline_outputs(root: Path) -> set[Path]:
         return set()
 
 
-def check_checkpoint(path: str, max_length: int, report: Report, what: str) -> None:
+def check_checkpoint(path: str, max_length: int, report: Report, what: str):
+    """The checkpoint validated (reported); its tokenizer, or None when it failed."""
     from .model.checkpoint import validate_checkpoint
 
     try:
-        _, info = validate_checkpoint(path, max_length=max_length)
+        tok, info = validate_checkpoint(path, max_length=max_length)
         report.ok.append(f"{what} {path}: {info['model_type']}, hidden {info['hidden_size']},"
                          f" {info['num_hidden_layers']} layers, tokenizer {info['tokenizer']}")
+        return tok
     except TwoheadError as exc:
         report.errors.append(f"{what}: {exc}")
+        return None
+
+
+def check_coverage(tok, texts: list[str], report: Report, what: str) -> None:
+    """Whether the tokenizer reads the user's texts (:mod:`twohead.data.coverage`), before any training."""
+    from .data.coverage import coverage, warnings
+
+    c = coverage(tok, texts)
+    found = warnings(c, what)
+    report.warnings.extend(found)
+    if not found:
+        report.ok.append(f"{what}: reads the texts ({c['unknown_share']:.2%} unknown tokens,"
+                         f" {c['normaliser_changed_share']:.2%} of the characters changed by its normaliser;"
+                         f" {c['texts']} sampled)")
 
 
 def run_check(params_path: str | Path = "params.yaml", root: str | Path = ".") -> Report:
@@ -60,6 +76,7 @@ def run_check(params_path: str | Path = "params.yaml", root: str | Path = ".") -
         report.errors.append(str(exc))
         return report  # nothing else can be read without valid params
 
+    prep = None
     try:
         prep = prepare(p.data, p.split)
         sizes = ", ".join(f"{k} {len(v)}" for k, v in prep.splits.items())
@@ -70,19 +87,38 @@ def run_check(params_path: str | Path = "params.yaml", root: str | Path = ".") -
 
     outputs = _pipeline_outputs(root)
     ckpt = Path(p.model.stage1_checkpoint)
+    tok, what = None, "model.stage1_checkpoint"
     if ckpt.resolve() in outputs and not ckpt.exists():
         base = Path(p.stage1.base_model)
         if base.resolve() in outputs and not base.exists():
             report.ok.append(f"model.stage1_checkpoint {ckpt} and stage1.base_model {base} are built by the pipeline"
                              " (dvc repro makes them)")
         else:
-            check_checkpoint(str(base), p.tokenize.max_length, report, "stage1.base_model")
+            what = "stage1.base_model (its tokenizer is the checkpoint's)"
+            tok = check_checkpoint(str(base), p.tokenize.max_length, report, "stage1.base_model")
     else:
-        check_checkpoint(str(ckpt), p.tokenize.max_length, report, "model.stage1_checkpoint")
+        tok = check_checkpoint(str(ckpt), p.tokenize.max_length, report, "model.stage1_checkpoint")
+    if tok is not None and prep is not None:
+        check_coverage(tok, prep.splits["train"]["text"].tolist(), report, what)
 
     src = Path(p.predict.input)
     if src.is_file():
-        report.ok.append(f"predict.input {src}: found")
+        demo = _demo_texts(root)
+        if demo is not None and src.resolve() == demo and Path(p.data.raw_path).resolve() != demo:
+            report.warnings.append(f"predict.input {src}: still the demo's articles while data.raw_path is"
+                                   f" {p.data.raw_path}; set predict.input (and predict.text_column / id_column)"
+                                   " to the table you want scored")
+        else:
+            report.ok.append(f"predict.input {src}: found")
     else:
         report.errors.append(f"predict.input {src}: file not found (the predict stage scores it)")
     return report
+
+
+def _demo_texts(root: Path) -> Path | None:
+    from .config.layout import dvc_paths
+
+    try:
+        return (root / dvc_paths(root)["demo_texts"]).resolve()
+    except (TwoheadError, KeyError):
+        return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import signal
 import sys
@@ -50,11 +51,19 @@ def run_stage(name: str, main: Callable[[Params, P], None], paths_cls: type[P], 
     with ``[stage] error: …`` on stderr and exit status 2 (no traceback, no half-written output)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on Ctrl-C is a KeyboardInterrupt
-    paths = parse_paths(paths_cls, argv, prog=f"stages/{name}.py")
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--environment", type=Path, default=None)  # where to record what produced the numbers
+    known, rest = pre.parse_known_args(argv)
+    paths = parse_paths(paths_cls, rest, prog=f"stages/{name}.py")
     # no "Loading weights" / "Writing model shards" bars from transformers in a stage's log (read at its import)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         main(load_params(params_path), paths)
+        if known.environment is not None:
+            from ..data.atomic import write_text
+            from ..environment import environment
+
+            write_text(known.environment, json.dumps(environment(name), indent=2) + "\n")
     except BaseException as exc:  # noqa: B902 - Ctrl-C too: one line and status 130, not a traceback
         said = user_message(exc)
         if said is None:
