@@ -132,3 +132,18 @@ def test_stage1_sweep_scores_task1(tiny_data, tmp_path):
             log=lambda *_: None)
     assert r["lr_key"] == "stage1.lr" and r["score"] == "val_acc_task1"
     assert all(t["metrics"]["val_acc_task1"] == t["score"] for t in r["trials"])
+
+
+def test_without_a_terminal_each_candidate_reports_progress_and_a_short_run_names_its_floor(tiny_data, tmp_path,
+                                                                                             monkeypatch):
+    from twohead.tune import lr_sweep
+
+    data_dir, p = tiny_data
+    paths = tool_paths(tmp_path, "lr_find", "lr_find_plot", prepared=data_dir / "prepared",
+                       tokenized=data_dir / "tokenized")
+    monkeypatch.setattr(lr_sweep, "HEARTBEAT_S", 0.0)  # a line after every step (pytest's stdout is no terminal)
+    said: list[str] = []
+    lr_sweep.run(p, paths, SweepConfig(lrs=(1e-4, 1e-3), budget=0.01, min_steps=3, head_rows=0), progress=False,
+                 log=said.append)
+    assert any(line.strip().startswith("lr 1e-04: 1/3 steps") for line in said), said
+    assert any("at least 3 steps (--min-steps)" in line and "not --budget 1%" in line for line in said), said

@@ -40,12 +40,29 @@ def caption(p: Params) -> str:
 
 
 def save_figure(fig, path: Path, text: str) -> None:
-    """Footer ``text`` under the figure, tight layout, written atomically as PNG, figure closed."""
-    fig.text(0.5, 0.01, text, ha="center", va="bottom", fontsize=7, color="0.35")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    """Footer ``text`` under the figure — wrapped to the figure's width, so a narrow figure does not cut it on both
+    sides —, tight layout, written atomically as PNG, figure closed."""
+    import textwrap
+
+    width_in, height_in = fig.get_size_inches()
+    lines = textwrap.wrap(text, width=max(int(width_in * 17), 40)) or [""]  # 7-pt text: ~17 characters an inch
+    fig.text(0.5, 0.01, "\n".join(lines), ha="center", va="bottom", fontsize=7, color="0.35")
+    footer = min(0.03 + len(lines) * 0.125 / height_in, 0.4)  # ~0.125 in per 7-pt line
+    fig.tight_layout(rect=(0, footer, 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
     plt.close(fig)
+
+
+def note_figure(title: str, message: str, path: Path, text: str) -> None:
+    """A figure that says why there is nothing to draw (instead of an empty or constant curve)."""
+    import textwrap
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))  # the size of the curve it stands in for
+    ax.set_axis_off()
+    ax.set_title(title)
+    ax.text(0.5, 0.55, textwrap.fill(message, 70), ha="center", va="center", fontsize=9, transform=ax.transAxes)
+    save_figure(fig, path, text)
 
 
 def curves(hist: pd.DataFrame, series: dict[str, str], title: str, ylabel: str, path: Path, text: str,

@@ -10,7 +10,7 @@ import pandas as pd
 from ..config.params import Params
 from ..data.io import read_json, write_text
 from ..evaluate.diagnose import diagnose
-from ..evaluate.plots import band_curves, caption, curves, data_map, per_class_recall, top_confusions
+from ..evaluate.plots import band_curves, caption, curves, data_map, note_figure, per_class_recall, top_confusions
 from ..evaluate.summary import summary_markdown
 
 #: The figures this stage writes into ``PlotPaths.figures`` (dvc.yaml declares each; a test checks both agree).
@@ -60,8 +60,13 @@ def run(p: Params, paths: PlotPaths) -> list[Path]:
     go("consistency.png", curves, hist, {"val_gold_pick_low_conf": f"gold Pick, Task2 max-prob < {low:g}",
                                          "val_gold_decline_high_conf": f"gold Decline, Task2 max-prob > {high:g}"},
        "Hierarchy consistency on val (lower is better)", "share of rows", unit_range=True)
-    go("task_weighting.png", curves, hist, {"sigma_task1": "σ Task1 (Pick/Decline)", "sigma_task2": "σ Task2"},
-       "Uncertainty weighting: learned σ per task (1 = fixed weighting)", "σ = exp(s/2)")
+    if p.loss.weighting == "uncertainty":
+        go("task_weighting.png", curves, hist, {"sigma_task1": "σ Task1 (Pick/Decline)", "sigma_task2": "σ Task2"},
+           "Uncertainty weighting: learned σ per task", "σ = exp(s/2)")
+    else:  # a flat σ = 1 line says nothing: say what the weights are instead
+        go("task_weighting.png", note_figure, "Task weighting: fixed",
+           f"loss.weighting is fixed: L = {p.loss.lambda_task1:g}·L1 + {p.loss.lambda_task2:g}·L2 every step (no σ"
+           " is learned). With loss.weighting: uncertainty this figure shows each task's learned σ per epoch.")
     band_rows = pd.read_csv(paths.band_recall)
     band_info = read_json(Path(paths.prepared) / "bands.json")
     totals = pd.Series(band_info["class_band"]).value_counts().to_dict()
@@ -71,9 +76,11 @@ def run(p: Params, paths: PlotPaths) -> list[Path]:
        p.eval.top_confusions)
     go("cartography_task1.png", data_map, pd.read_csv(paths.cartography_task1), "Task1 (Pick/Decline)")
     go("cartography_task2.png", data_map, pd.read_csv(paths.cartography_task2), "Task2 (category)")
+    # every figure of the run: this stage's, then the calibrate stage's (reliability, decision) and `twohead
+    # lr-find`'s (it is there once the tool has run)
     shown = ["task2_accuracy.png", "task2_loss.png", "task1_accuracy.png", "task1_loss.png", "band_recall.png",
              "per_class_recall.png", "top_confusions.png", "consistency.png", "cartography_task2.png",
-             "cartography_task1.png"]
+             "cartography_task1.png", "task_weighting.png", "reliability.png", "decision.png", "lr_find.png"]
     write_text(paths.summary, summary_markdown(read_json(paths.test_metrics), hist, diagnose(hist, band_rows), text,
                                                [str(Path(out / n).relative_to(Path(paths.summary).parent))
                                                 for n in shown]))

@@ -187,9 +187,16 @@ def score_name(select: str) -> str:
 
 # --- the run ----------------------------------------------------------------------------------------------------
 
-def _train_steps(s, steps: int, desc: str, progress: bool) -> tuple[int, bool]:
+#: with no terminal (logs to a file, CI), a line per candidate in progress at most this often
+HEARTBEAT_S = 30.0
+
+
+def _train_steps(s, steps: int, desc: str, progress: bool, log=None, clock=time.perf_counter) -> tuple[int, bool]:
     """``steps`` optimiser steps of a prepared run on its (endlessly repeated, reshuffled) batches; (rows seen,
-    whether the loss went non-finite — the loop stops there)."""
+    whether the loss went non-finite — the loop stops there). A terminal gets a progress bar; without one
+    (``log`` given), a line every :data:`HEARTBEAT_S` seconds says how far the candidate is."""
+    import sys
+
     from tqdm.auto import tqdm
 
     from ..train.step import cycle_batches, train_step
@@ -199,6 +206,8 @@ def _train_steps(s, steps: int, desc: str, progress: bool) -> tuple[int, bool]:
         return rows, False
     s.model.train()
     bar = tqdm(total=steps, desc=desc, unit="step", leave=False, disable=None if progress else True)
+    beat = log if (log is not None and bar.disable and not sys.stdout.isatty()) else None
+    t0 = last = clock()
     for batch in cycle_batches(s.train_loader, s.sampler):
         st = train_step(s.step, batch)
         rows += batch["input_ids"].shape[0]
@@ -210,6 +219,9 @@ def _train_steps(s, steps: int, desc: str, progress: bool) -> tuple[int, bool]:
             bar.update(1)
             if done >= steps:
                 break
+            if beat is not None and clock() - last >= HEARTBEAT_S:
+                last = clock()
+                beat(f"    {desc}: {done}/{steps} steps, {last - t0:.0f}s")
     bar.close()
     return rows, False
 
@@ -274,7 +286,7 @@ def head_start(build, data, cfg,  rows: int, steps: int, lr: float) -> tuple[dic
 
 
 def train_trial(build, data, cfg, lr: float, steps: int, horizon: int, rung: int,
-                progress: bool = True, start: dict | None = None) -> tuple[Trial, dict]:
+                progress: bool = True, start: dict | None = None, log=None) -> tuple[Trial, dict]:
     """One candidate: a fresh model (seeded, or ``start``'s weights: the same start for every LR), ``steps``
     optimiser steps of the schedule compressed to ``horizon`` steps, then the val subsample. Returns the trial
     and its timings."""
@@ -295,7 +307,7 @@ def train_trial(build, data, cfg, lr: float, steps: int, horizon: int, rung: int
     setup_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    rows, diverged = _train_steps(s, steps, f"lr {lr:.0e}", progress)
+    rows, diverged = _train_steps(s, steps, f"lr {lr:.0e}", progress, log)
     train_s = time.perf_counter() - t1
     t2 = time.perf_counter()
     if diverged:
@@ -325,7 +337,7 @@ def _run_rungs(build, data, run_cfg, lrs, rungs: list[Rung], start: dict | None,
     for i, rung in enumerate(rungs):
         this = []
         for lr in alive:
-            trial, tm = train_trial(build, data, run_cfg, lr, rung.steps, horizon, i, progress, start)
+            trial, tm = train_trial(build, data, run_cfg, lr, rung.steps, horizon, i, progress, start, log)
             this.append(trial)
             for k in timing:
                 timing[k] += tm[k]
@@ -360,6 +372,10 @@ def run(p: Params, paths: ToolPaths, cfg: SweepConfig, stage: str = "stage2", pr
         + " → ".join(f"{g.candidates} × {g.steps} steps" for g in rungs)
         + f" = {plan_steps(rungs)} steps ({plan_steps(rungs) / run_steps:.0%} of the run's {run_steps});"
           f" scored on {len(val_sub)} val rows")
+    if rungs[0].steps == cfg.min_steps and plan_steps(rungs) > cfg.budget * run_steps:
+        log(f"  note: this run is short — every candidate trains at least {cfg.min_steps} steps (--min-steps), so"
+            f" the sweep costs {plan_steps(rungs) / run_steps:.0%} of the run's steps, not --budget"
+            f" {cfg.budget:.0%}; fewer --lrs cost less")
     start, head = None, {"rows": 0}
     head_rows = 2 * horizon * t.batch_size if cfg.head_rows is None else cfg.head_rows
     if head_rows:
