@@ -212,9 +212,9 @@ def _check_csv_shape(path: Path, sep: str, encoding: str) -> None:
             raise DataError(f"{path}: line {start} cannot be read as CSV: {exc}") from exc
 
 
-def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
-    """JSON Lines, one object per line; a broken line is named by its number."""
-    rows = []
+def jsonl_objects(path: Path, encoding: str):
+    """The objects of a JSON Lines file, one per non-blank line, read as they come; a broken line is named by its
+    number."""
     with open(path, encoding=encoding) as f:
         for n, line in enumerate(f, start=1):
             if not line.strip():
@@ -225,8 +225,11 @@ def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
                 raise DataError(f"{path}: line {n} is not valid JSON ({exc.msg} at column {exc.colno})") from exc
             if not isinstance(obj, dict):
                 raise DataError(f"{path}: line {n} is not a JSON object (one object per line expected)")
-            rows.append(obj)
-    return pd.DataFrame(rows)
+            yield obj
+
+
+def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
+    return pd.DataFrame(list(jsonl_objects(path, encoding)))
 
 
 def row_ref(path: str | Path, fmt: str, index: int) -> str:

@@ -6,7 +6,6 @@ to a temporary file renamed into place only when complete (nothing half-written)
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 from typing import Iterator
 
@@ -14,7 +13,7 @@ import pandas as pd
 
 from ..config.errors import DataError, OutputError
 from .atomic import atomic_path
-from .io import METRIC_DIGITS, _check_csv_shape, _csv_sep, detect_format, read_table, spreadsheet_safe
+from .io import METRIC_DIGITS, _check_csv_shape, _csv_sep, detect_format, jsonl_objects, read_table, spreadsheet_safe
 
 CHUNK_ROWS = 10_000   # rows scored at a time: ~50 MB of working memory, whatever the file's size
 
@@ -39,21 +38,12 @@ def _raw_chunks(path: Path, fmt: str, encoding: str, chunk_rows: int, columns: l
         for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=columns):
             yield batch.to_pandas()
     else:
-        rows, n = [], 0
-        with open(path, encoding=encoding) as f:
-            for n, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}: line {n} is not valid JSON ({exc.msg} at column {exc.colno})") from exc
-                if not isinstance(obj, dict):
-                    raise DataError(f"{path}: line {n} is not a JSON object (one object per line expected)")
-                rows.append(obj)
-                if len(rows) >= chunk_rows:
-                    yield pd.DataFrame(rows)
-                    rows = []
+        rows = []
+        for obj in jsonl_objects(path, encoding):
+            rows.append(obj)
+            if len(rows) >= chunk_rows:
+                yield pd.DataFrame(rows)
+                rows = []
         if rows:
             yield pd.DataFrame(rows)
 
