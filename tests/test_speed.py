@@ -137,3 +137,30 @@ def test_speed_on_the_tiny_data_writes_only_its_json_and_png(tiny_data, tmp_path
     # the process-wide Accelerate state was left clean: a later fp32 run in this process still builds
     from twohead.train.device import make_accelerator
     assert make_accelerator("cpu", "fp32", 1).mixed_precision == "no"
+
+
+def test_a_machine_that_drifts_makes_the_recommendation_unreliable():
+    """A busy machine: every step gets slower as the fake clock advances (another job starts). The configured
+    settings re-measured at the end are far slower than at the start: nothing is recommended, and the reason names
+    the measured drift; a machine that holds still gets a recommendation that quotes its measured drift."""
+    clock = Clock()
+
+    def busy(s):  # 0.05 s a step at first, 3 times slower once 10 fake seconds have passed
+        return 0.05 * (3.0 if clock.t > 10 else 1.0)
+    rows = sp.search(lambda s: FakeStepper(s, clock, busy), BASE, "cuda", 40.0, [16, 64], deberta=True,
+                     try_compile=False, bf16=(True, ""), clock=clock, log=lambda *_: None)
+    assert [m.axis for m in rows if m.status == "ok"][-1] == "baseline again"
+    rec = sp.recommend(BASE, rows)
+    assert not rec["reliable"] and "drifted -67%" in rec["unreliable_because"]
+    assert rec["safe"]["kept_configured"] and rec["fastest"]["kept_configured"]  # nothing adopted on bad data
+
+    still, _ = _search(lambda s: 0.01 * s.batch_size ** 0.8)
+    ok = sp.recommend(BASE, still)
+    assert ok["reliable"] and ok["measured_drift"] == pytest.approx(0.0) and ok["noise"] == pytest.approx(0.05)
+
+
+def test_the_baseline_is_re_measured_even_when_the_budget_is_spent():
+    rows, _ = _search(lambda s: 30.0 if s.precision == "fp16" else 0.05, seconds=20.0)
+    again = [m for m in rows if m.axis == "baseline again"]
+    assert len(again) == 1 and again[0].status == "ok"
+    assert sp.reliability(rows) == (True, "")

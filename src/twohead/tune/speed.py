@@ -200,23 +200,45 @@ def command(s: Setting, base: Setting) -> str | None:
     return "dvc exp run " + " ".join(f"-S train.{k}={fmt.get(v, v)}" for k, v in d.items())
 
 
+#: the baseline may move this much between its first and its last measurement before the search is called unreliable
+MAX_DRIFT = 0.10
+
+
+def reliability(rows: list[Measured]) -> tuple[bool, str]:
+    """Whether the machine held still while the settings were timed: the baseline is measured first and again at
+    the end; a drift beyond :data:`MAX_DRIFT`, or a baseline not re-measured, makes every comparison unreliable."""
+    d = drift(rows)
+    if d != d:
+        return False, "the configured settings were not re-measured at the end, so the machine's drift is unknown"
+    if abs(d) > MAX_DRIFT:
+        first = next(m for m in rows if m.axis == "baseline").samples_per_s
+        again = next(m for m in rows if m.axis == "baseline again").samples_per_s
+        return False, (f"the machine drifted {d:+.0%} during the search (the configured settings: {first:.1f} then"
+                       f" {again:.1f} samples/s; more than ±{MAX_DRIFT:.0%}): something else was running")
+    return True, ""
+
+
 def recommend(base: Setting, rows: list[Measured], min_gain: float = 0.05) -> dict:
     """``safe``: the fastest setting whose results match the configured run's (its precision and batch size,
     only the neutral switches changed); ``fastest``: the fastest of all, with what it changes. A gain within
-    the noise (``min_gain`` or the baseline's own drift over the search, whichever is larger) is no reason to
-    change: the configured setting is kept."""
+    the noise — the baseline's own drift over the search as measured, at least ``min_gain`` — is no reason to
+    change: the configured setting is kept. When the machine did not hold still (:func:`reliability`) nothing is
+    recommended: ``reliable`` is False and ``unreliable_because`` says why."""
     base_ms = [m for m in rows if m.axis in ("baseline", "baseline again") and m.status == "ok"]
     ref = float(np.mean([m.samples_per_s for m in base_ms])) if base_ms else math.nan
-    noise = max(min_gain, abs(drift(rows))) if drift(rows) == drift(rows) else min_gain
+    measured = drift(rows)
+    noise = max(min_gain, abs(measured)) if measured == measured else math.nan
+    reliable, why = reliability(rows)
     same = fastest(rows, lambda m: m.setting.precision == base.precision and m.setting.batch_size == base.batch_size)
     top = fastest(rows)
-    out = {"noise": noise, "configured_samples_per_s": ref}
+    out = {"noise": noise, "measured_drift": measured, "noise_floor": min_gain, "reliable": reliable,
+           "unreliable_because": why, "configured_samples_per_s": ref}
     for key, m in (("safe", same), ("fastest", top)):
         if m is None:
             out[key] = None
             continue
         gain = m.samples_per_s / ref if ref == ref and ref > 0 else math.nan
-        keep = not (gain > 1 + noise)
+        keep = not reliable or not (gain > 1 + noise)
         s = base if keep else m.setting
         out[key] = {"setting": s.name(), "samples_per_s": ref if keep else m.samples_per_s,
                     "speedup": 1.0 if keep else gain, "command": command(s, base), "flags": flags(s, base),
@@ -415,12 +437,13 @@ def search(make: Callable[[Setting], Stepper], base: Setting, device_type: str, 
                                  f"not tried on {device_type} (slow to compile there; add --compile)"))
     total = len(plan) + len(ladder) + 2
 
-    def run(axis: str, s: Setting) -> Measured:
+    def run(axis: str, s: Setting, slice_s: float | None = None) -> Measured:
         left = max(deadline - clock(), 0.0)
         remaining = total - len(rows)
-        # the configured setting is always measured (everything is compared with it), whatever the budget
-        m = measure(make, s, axis, slice_s=max(0.5, 0.6 * left / max(remaining, 1)),
-                    deadline=math.inf if axis == "baseline" else deadline, clock=clock)
+        # the configured setting is always measured, first and last (everything is compared with it, and the two
+        # measurements are the drift), whatever the budget
+        m = measure(make, s, axis, slice_s=slice_s or max(0.5, 0.6 * left / max(remaining, 1)),
+                    deadline=math.inf if axis in ("baseline", "baseline again") else deadline, clock=clock)
         m.flags = flags(s, base)
         rows.append(m)
         log(f"  {axis:<14} {s.name():<58} " + (f"{m.samples_per_s:8.1f} samples/s" if m.status == "ok"
@@ -439,7 +462,9 @@ def search(make: Callable[[Setting], Stepper], base: Setting, device_type: str, 
     best = combine(base, rows)
     if best not in [m.setting for m in rows if m.status == "ok"]:
         run("combined", best)
-    run("baseline again", base)  # the same setting at the end: how much the machine drifted meanwhile
+    # the same setting at the end, whatever the budget and as long as the first time: how much the machine drifted
+    # meanwhile — the noise the recommendation quotes is this, measured
+    run("baseline again", base, slice_s=rows[0].seconds or None)
     return rows + notes
 
 
@@ -588,13 +613,21 @@ def main(p: Params, paths: ToolPaths, cfg: SpeedConfig, stage: str, log=print) -
     if base:
         log(f"  the configured run ({r['configured']}): ≈ {base['projected_run_seconds'] / 60:.1f} min for"
             f" {r['epochs']} epochs of {r['train_rows']} rows")
+    rec_all = r["recommendation"]
+    if not rec_all["reliable"]:
+        log(f"  no recommendation — unreliable: {rec_all['unreliable_because']}. Re-run on an idle machine (nothing"
+            " else training), or with a larger --seconds; the table above is what was measured")
+        log(f"  table: {paths.json}, chart: {paths.plot} ({r['seconds']:.0f}s)")
+        return 0
     for key, what in (("safe", "fastest with the same results"), ("fastest", "fastest of all")):
-        rec = r["recommendation"].get(key)
+        rec = rec_all.get(key)
         if not rec:
             continue
         cmd = rec["command"] or "keep the configured settings"
         kept = (f" (best measured: {rec['best_measured']['setting']}, ×{rec['best_measured']['speedup']:.2f} —"
-                f" within the ±{r['recommendation']['noise']:.0%} noise)") if rec["kept_configured"] else ""
+                f" within the noise: the configured settings moved {rec_all['measured_drift']:+.1%} between the"
+                f" first and the last measurement, ±{rec_all['noise']:.0%} allowed)") if rec["kept_configured"] \
+            else ""
         log(f"  {what}: {rec['setting']} — {rec['samples_per_s']:.1f} samples/s, ×{rec['speedup']:.2f}{kept}")
         log(f"    {cmd}")
         for flag in rec["flags"]:
