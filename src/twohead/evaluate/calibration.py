@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from ..data.labels import IGNORE
 from .metrics import softmax
@@ -37,6 +36,8 @@ def nll(logits: np.ndarray, y: np.ndarray, temperature: float = 1.0) -> float:
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     """The T minimising the NLL of the labelled rows; 1.0 when no row has a label."""
+    from scipy.optimize import minimize_scalar  # lazy: predict loads no scipy
+
     if not (y != IGNORE).any():
         return 1.0
     res = minimize_scalar(lambda log_t: nll(logits, y, float(np.exp(log_t))),

@@ -12,13 +12,14 @@ of :data:`twohead.config.schema.METRICS`.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, recall_score
 
 from ..data.labels import IGNORE  # noqa: F401  (re-used by evaluation)
 
 
 def task1_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """Task1 accuracy and precision / recall / F1 of Pick (1) and precision / recall of Decline (0)."""
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support  # lazy: predict loads no sklearn
+
     m = y != IGNORE
     if not m.any():
         return dict.fromkeys(("task1_acc", "pick_precision", "pick_recall", "pick_f1", "decline_precision",
@@ -30,6 +31,8 @@ def task1_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 
 
 def task2_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score  # lazy: predict loads no sklearn
+
     m = y != IGNORE
     if not m.any():
         return dict.fromkeys(("task2_acc", "task2_macro_f1", "task2_weighted_f1"), float("nan"))
@@ -43,6 +46,8 @@ def task2_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 
 def per_class_recall(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Recall per class id (NaN for classes with no gold row)."""
+    from sklearn.metrics import recall_score  # lazy: predict loads no sklearn
+
     m = y != IGNORE
     out = np.full(n_classes, np.nan)
     present = np.unique(y[m])
@@ -77,6 +82,8 @@ def combined_view(y1: np.ndarray, y2: np.ndarray, decline: np.ndarray, pred2: np
     whose combined gold label is known: gold Decline rows, and gold Pick rows with a category.
     Macro-F1 averages over the gold classes present (Decline included).
     """
+    from sklearn.metrics import accuracy_score, f1_score  # lazy: predict loads no sklearn
+
     gold = np.where(y1 == 0, n_classes, np.where((y1 == 1) & (y2 != IGNORE), y2, IGNORE))
     pred = np.where(decline, n_classes, pred2)
     m = gold != IGNORE

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import precision_recall_fscore_support
 
 from ..config.schema import report_tree
 from .calibration import ece
@@ -35,6 +34,7 @@ def split_metrics(y1, y2, probs1, probs2, n_classes: int, e, decline=None, pred2
 
 
 def per_class_table(y2, pred2, names, class_band, train_support) -> pd.DataFrame:
+    from sklearn.metrics import precision_recall_fscore_support  # lazy: predict loads no sklearn
     m = y2 != IGNORE
     ids = np.arange(len(names))
     p, r, f, s = precision_recall_fscore_support(y2[m], pred2[m], labels=ids, average=None, zero_division=0)
