@@ -21,7 +21,22 @@ def start_lines(tag: str, s, data, precision: str) -> list[str]:
         lines.append(f"[{tag}] fast_attention: windowed relative-attention bias in {s.windowed} DeBERTa layer(s)")
     lines.append(f"[{tag}] training-batch padding share (first epoch's batches): "
                  f"{pad_share(data.train.lengths, s.sampler.batches(0)):.1%}")
-    return lines
+    return lines + [f"[{tag}] warning: {w}" for w in machine_warnings(s.accelerator.device.type, precision,
+                                                                       getattr(s.train_loader, "num_workers", 0))]
+
+
+def machine_warnings(device_type: str, precision: str, num_workers: int, platform: str = sys.platform) -> list[str]:
+    """What is known to go wrong with these settings on this machine (said before the first step)."""
+    from .device import MPS_FP16_NOTE
+
+    out = []
+    if num_workers > 0 and platform == "darwin":
+        out.append(f"train.num_workers = {num_workers} on macOS: DataLoader worker processes there have failed"
+                   " (`_share_filename_` errors, deadlocks on Python 3.12) and were slower in reports (an epoch of"
+                   " 1–2 min with 2 workers, 15 s with 0); 0, the default, loads batches in the training process")
+    if device_type == "mps" and precision == "fp16":
+        out.append(MPS_FP16_NOTE)
+    return out
 
 
 def epoch_line(tag: str, epoch: int, epochs: int, f: dict, speed: dict, task2: bool = True) -> str:

@@ -91,6 +91,11 @@ def smoke_check(s: Setup, batch: dict) -> None:
         raise
     except Exception as exc:
         hint = ""
+        from .device import mps_kernel_hint
+
+        missing = mps_kernel_hint(exc)
+        if missing:
+            raise TrainingError(f"one forward+backward step failed on {accelerator.device}: {missing}") from exc
         if accelerator.device.type == "mps":
             hint = (" DeBERTa's relative-position code has used int64 ops that some torch/macOS MPS builds reject;"
                     " update torch/macOS, or run with train.device=cpu."
