@@ -329,3 +329,18 @@ def test_a_damaged_stage2_directory_is_one_line(scored, capsys, tmp_path, damage
         (model / "twohead.json").write_text(json.dumps(meta))
     rc, _, err = _run([model, out / "test.csv", "-o", tmp_path / "p.csv", "--plain"], capsys)
     assert rc == 2 and said in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_evaluate_refuses_a_model_from_another_run(scored):
+    """calibrate / evaluate score with a model whose classes must be the prepared label map's (a KeyError
+    traceback before)."""
+    from pathlib import Path
+
+    from twohead.config.errors import DataError
+    from twohead.train.scoring import Scorer
+
+    out, _, _ = scored
+    scorer = Scorer(out / "models" / "stage2", "cpu", 8)
+    scorer.check_classes(list(scorer.names), Path("data/prepared"))  # its own run: fine
+    with pytest.raises(DataError, match="comes from another run; re-run train_stage2"):
+        scorer.check_classes(list(reversed(scorer.names)), Path("data/prepared"))
