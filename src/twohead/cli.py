@@ -20,6 +20,7 @@ nothing is half-written (outputs go to a temporary file that is renamed into pla
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from typing import Sequence
 
@@ -63,7 +64,7 @@ def cmd_predict(args) -> int:
     else:
         chunks = iter_texts(args.input, args.text_column, args.id_column, encoding=args.encoding)
         first = next(chunks)  # the input's own errors (columns, encoding) before the model is loaded
-        chunks = _chain(first, chunks)
+        chunks = itertools.chain([first], chunks)
     predictor = Predictor(args.model_dir, device=args.device, batch_size=args.batch_size,
                           pick_threshold=args.pick_threshold, decision=args.decision, plain=args.plain)
     for notice in predictor.start_notices():
@@ -76,11 +77,6 @@ def cmd_predict(args) -> int:
             f", Pick threshold {predictor.pick_threshold:g}"
         print(f"twohead predict: {counts['rows']} rows -> {args.output} ({how})", file=sys.stderr)
     return 0
-
-
-def _chain(first, rest):
-    yield first
-    yield from rest
 
 
 def _to_output(write, output: str):

@@ -59,12 +59,12 @@ class Predictor:
         d = Path(model_dir)
         if not d.is_dir():
             raise CheckpointError(f"{d}: model directory not found")
-        self.decision, self.decision_path, self.missing_decision = PLAIN, None, None
-        if not plain:
+        self.decision, self.decision_path, self.missing_decision, classes = PLAIN, None, None, None
+        if not plain:  # read (and its values checked) before the model is loaded
             path = Path(decision) if decision is not None else d.parent / DECISION_FILE
             if decision is not None or path.is_file():
-                self.decision, _ = read_decision(path)
-                self.decision_path = path
+                self.decision, data = read_decision(path)
+                self.decision_path, classes = path, data.get("classes")
             else:
                 self.missing_decision = path
         if pick_threshold is not None:
@@ -74,9 +74,7 @@ class Predictor:
         self.pick_threshold = self.decision.pick_threshold
         model, self.tokenizer, maps = load_stage2(d)
         if self.decision_path is not None:  # the decision must belong to this model
-            self.decision, _ = read_decision(self.decision_path, maps["task2"]["names"])
-            if pick_threshold is not None:
-                self.decision = dataclasses.replace(self.decision, pick_threshold=float(pick_threshold))
+            self.decision.check_classes(maps["task2"]["names"], classes, str(self.decision_path))
         meta = json.loads((d / "twohead.json").read_text(encoding="utf-8"))
         params = meta.get("params", {})
         self.max_length = int(meta.get("max_length") or params.get("tokenize", {}).get("max_length", 512))

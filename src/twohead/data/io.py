@@ -6,6 +6,7 @@ is renamed into place only once complete; on an exception the temp path is remov
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -134,7 +135,7 @@ def read_table(path: str | Path, fmt: str = "auto", what: str = "raw data file (
     if not path.is_file():
         raise DataError(f"{path}: {what} not found")
     fmt = detect_format(path, fmt)
-    try:
+    with reading(path, fmt, encoding, encoding_hint):
         if fmt == "csv":
             sep = _csv_sep(path)
             _check_csv_shape(path, sep, encoding)
@@ -143,6 +144,17 @@ def read_table(path: str | Path, fmt: str = "auto", what: str = "raw data file (
             df = pd.read_parquet(path)
         else:
             df = _read_jsonl(path, encoding)
+    if len(df) == 0:
+        raise DataError(f"{path}: the file has no data rows")
+    return df
+
+
+@contextlib.contextmanager
+def reading(path: Path, fmt: str, encoding: str, encoding_hint: str):
+    """A reader's errors as one line naming the file (and the line): a wrong or unknown encoding, an empty file,
+    a file that is not the format its name says. Shared by the whole-file and the chunked readers."""
+    try:
+        yield
     except UnicodeDecodeError as exc:
         raw = path.read_bytes()  # the reader's offset is within a buffer: find the file offset
         try:
@@ -163,9 +175,6 @@ def read_table(path: str | Path, fmt: str = "auto", what: str = "raw data file (
         raise DataError(f"{path}: the file is empty") from exc
     except ValueError as exc:
         raise DataError(f"{path}: cannot be read as {fmt}: {exc}") from exc
-    if len(df) == 0:
-        raise DataError(f"{path}: the file has no data rows")
-    return df
 
 
 def _csv_sep(path: Path) -> str:

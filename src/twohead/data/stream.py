@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..config.errors import DataError, OutputError
 from .atomic import atomic_path
-from .io import METRIC_DIGITS, _check_csv_shape, _csv_sep, detect_format, jsonl_objects, read_table, spreadsheet_safe
+from .io import METRIC_DIGITS, _check_csv_shape, _csv_sep, detect_format, jsonl_objects, reading, spreadsheet_safe
 
 CHUNK_ROWS = 10_000   # rows scored at a time: ~50 MB of working memory, whatever the file's size
 
@@ -61,21 +61,17 @@ def iter_texts(path: str | Path, text_column: str, id_column: str | None = None,
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        names = pq.ParquetFile(path).schema_arrow.names
+        with reading(path, fmt, encoding, encoding_hint):
+            names = pq.ParquetFile(path).schema_arrow.names
         id_col = _columns_ok(path, names, text_column, id_column)
         columns = [text_column] + ([id_col] if id_col and id_col != text_column else [])
     seen, id_col = 0, None
     chunks = _raw_chunks(path, fmt, encoding, chunk_rows, columns)
     while True:
-        try:
-            df = next(chunks)
-        except StopIteration:
+        with reading(path, fmt, encoding, encoding_hint):  # read_table's one-line errors, chunk by chunk
+            df = next(chunks, None)
+        if df is None:
             break
-        except (UnicodeDecodeError, LookupError, ValueError) as exc:
-            if isinstance(exc, DataError):
-                raise
-            read_table(path, what="input file", encoding=encoding, encoding_hint=encoding_hint)  # its one-line error
-            raise DataError(f"{path}: cannot be read as {fmt}: {exc}") from exc
         if seen == 0:
             id_col = _columns_ok(path, list(df.columns), text_column, id_column)
         ids = df[id_col].tolist() if id_col else list(range(seen, seen + len(df)))
