@@ -164,3 +164,27 @@ def test_the_baseline_is_re_measured_even_when_the_budget_is_spent():
     again = [m for m in rows if m.axis == "baseline again"]
     assert len(again) == 1 and again[0].status == "ok"
     assert sp.reliability(rows) == (True, "")
+
+
+def test_the_search_tries_the_padding_and_on_a_gpu_the_cache_cadence():
+    """Padding is toggled on every device; the cache cadence only where there is a device cache (MPS / CUDA). A
+    faster padding is recommended with its `dvc exp run -S` command and shown as a neutral switch (same results)."""
+    rows, _ = _search(lambda s: 0.05 if s.padding == "longest" else 0.08)
+    axes = {m.axis: m.setting for m in rows}
+    assert axes["padding"].padding == "longest" and axes["empty_cache_steps"].empty_cache_steps == sp.CACHE_STEPS_TRIED
+    rec = sp.recommend(BASE, rows)
+    assert rec["safe"]["command"] == "dvc exp run -S train.padding=longest" and rec["safe"]["flags"] == []
+    clock = Clock()
+    cpu = sp.search(lambda s: FakeStepper(s, clock, lambda s: 0.05), BASE, "cpu", 20.0, [16], deberta=False,
+                    try_compile=False, bf16=(True, ""), clock=clock, log=lambda *_: None)
+    assert "padding" in {m.axis for m in cpu} and "empty_cache_steps" not in {m.axis for m in cpu}
+    assert "empty_cache every 50" in replace(BASE, empty_cache_steps=50).name()
+
+
+def test_the_table_shows_gpu_memory_as_allocated_over_reserved():
+    m = sp.Measured(BASE, "baseline", steps=5, seconds=1.0, rows=160, tokens=6400, peak_memory_mb=900.0,
+                    memory={"allocated_mb": 812.0, "reserved_mb": 1034.0})
+    text = sp.table([m], 160.0)
+    assert "memory MB (allocated / reserved)" in text and "| 812 / 1,034 |" in text
+    m.memory = {}
+    assert "peak RSS MB" in sp.table([m], 160.0) and "| 900 |" in sp.table([m], 160.0)

@@ -35,6 +35,12 @@ def test_outputs_and_fields(trained, tiny_data):
     assert "epoch_seconds" not in saved and "epoch_seconds" not in hist.columns
     speed = json.loads((out / "metrics" / "train_speed.json").read_text())
     assert speed["train_samples_per_second_mean"] > 0 and [e["epoch"] for e in speed["epochs"]] == [1, 2]
+    # batch shapes, observed in the run (auto → longest on the CPU), and the host memory
+    assert speed["padding"] == "longest" and all(e["train_shapes"] >= 1 for e in speed["epochs"])
+    assert speed["max_train_shapes_per_epoch"] == max(e["train_shapes"] for e in speed["epochs"]) >= 1
+    assert speed["val_shapes"] >= 1
+    assert speed["memory"]["max_peak_rss_mb"] > 100 and speed["memory"]["cache_clears"] == 0  # the CPU: host RSS
+    assert all(e["memory_mb"]["peak_rss_mb"] > 100 for e in speed["epochs"])
     assert speed["epoch_seconds_mean"] == pytest.approx(np.mean([e["epoch_seconds"] for e in speed["epochs"]]),
                                                         rel=1e-5)
     steps = [json.loads(x) for x in (out / "logs" / "steps.jsonl").read_text().splitlines()]
@@ -121,6 +127,10 @@ def test_progress_line_in_a_log_says_where_the_run_stands():
     off = ProgressLine("t", 5, 100, every=0, log=lines.append, enabled=False)
     off(1, 10, 320, 5.0)
     assert len(lines) == 1
+    gpu = ProgressLine("t", 5, 100, every=0, log=lines.append, enabled=True, clock=lambda: 99.0,
+                       memory=lambda: {"allocated_mb": 812.4, "reserved_mb": 1034.0})
+    gpu(1, 10, 320, 5.0)
+    assert lines[-1].endswith("| run ETA 4:05 | mem 812/1034 MB")
 
 
 def test_stage1_epoch_line_leaves_out_task2():

@@ -66,7 +66,8 @@ def cmd_predict(args) -> int:
         first = next(chunks)  # the input's own errors (columns, encoding) before the model is loaded
         chunks = itertools.chain([first], chunks)
     predictor = Predictor(args.model_dir, device=args.device, batch_size=args.batch_size,
-                          pick_threshold=args.pick_threshold, decision=args.decision, plain=args.plain)
+                          pick_threshold=args.pick_threshold, decision=args.decision, plain=args.plain,
+                          padding=args.padding)
     for notice in predictor.start_notices():
         print(f"twohead predict: {notice}", file=sys.stderr)
     counts = _to_output(lambda: predict_file(predictor, chunks, args.output, fmt, args.top_k), args.output)
@@ -217,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=positive_int, default=3)
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--device", default="auto", choices=["auto", "mps", "cuda", "cpu"])
+    p.add_argument("--padding", default="auto", choices=["auto", "buckets", "longest"],
+                   help="batch lengths: a short ladder (buckets: few shapes, for MPS / CUDA) or each batch's longest"
+                        " row; auto: per device")
     p.add_argument("--decision", default=None, help="a calibrate stage decision file (default: decision.json beside"
                                                    " MODEL_DIR, if there)")
     p.add_argument("--plain", action="store_true", help="ignore any decision: raw softmax, Decline when"

@@ -33,7 +33,7 @@ import pandas as pd
 from torch.utils.data import DataLoader
 
 from .config.errors import CheckpointError
-from .data.batching import SortedBatchSampler, TokenizedDataset, make_collate
+from .data.batching import SortedBatchSampler, TokenizedDataset, batch_shapes, make_collate, resolve_padding
 from .data.labels import IGNORE, visible
 from .data.tokenization import encode, to_arrow
 from .evaluate.decision import DECISION_FILE, PLAIN, decide, read_decision
@@ -52,10 +52,12 @@ def _is_empty(text) -> bool:
 
 
 class Predictor:
-    """A loaded Stage-2 model. ``device``: auto (mps → cuda → cpu) | mps | cuda | cpu."""
+    """A loaded Stage-2 model. ``device``: auto (mps → cuda → cpu) | mps | cuda | cpu; ``padding``: auto | buckets
+    | longest (as ``train.padding``); ``shapes``: the (rows, length) batch shapes run so far."""
 
     def __init__(self, model_dir: str | Path, device: str = "auto", batch_size: int = 64,
-                 pick_threshold: float | None = None, decision: str | Path | None = None, plain: bool = False):
+                 pick_threshold: float | None = None, decision: str | Path | None = None, plain: bool = False,
+                 padding: str = "auto"):
         d = Path(model_dir)
         if not d.is_dir():
             raise CheckpointError(f"{d}: model directory not found")
@@ -82,6 +84,8 @@ class Predictor:
         self.batch_size = batch_size
         self.accelerator = make_accelerator(device, "fp32", 1)
         self.model = self.accelerator.prepare(model)
+        self.padding = resolve_padding(padding, self.accelerator.device.type)
+        self.shapes: set[tuple[int, int]] = set()
         self.skipped = self.truncated = self.unreadable = 0
 
     def _count_unreadable(self, ids: list[list[int]]) -> int:
@@ -118,8 +122,10 @@ class Predictor:
         rows = pd.DataFrame({"id": np.arange(len(texts)).astype(str), "labels_binary": IGNORE,
                              "labels_category": IGNORE})
         ds = TokenizedDataset(to_arrow(rows, ids), self.tokenizer.pad_token_id)
-        loader = DataLoader(ds, batch_sampler=SortedBatchSampler(ds.lengths, self.batch_size),
-                            collate_fn=make_collate(self.tokenizer.pad_token_id))
+        sampler = SortedBatchSampler(ds.lengths, self.batch_size)
+        self.shapes.update(batch_shapes(ds.lengths, list(sampler), self.padding, self.max_length))
+        loader = DataLoader(ds, batch_sampler=sampler,
+                            collate_fn=make_collate(self.tokenizer.pad_token_id, self.padding, self.max_length))
         return predict_logits(self.accelerator, self.model, loader, len(ds), desc="predict")
 
     def predict(self, texts: Sequence[str], ids: Sequence | None = None, top_k: int = 3) -> pd.DataFrame:

@@ -282,7 +282,8 @@ class StepParams(OptimParams):
 
 #: The ``train.*`` fields Stage 1 reads too: the machine's settings (where and how fast to run), not the recipe.
 #: Every other ``train.*`` key is Stage 2's alone (Stage 1 has its own ``stage1.*`` copy of the recipe keys).
-MACHINE_FIELDS = ("device", "precision", "eval_batch_size", "num_workers", "compile", "fast_attention")
+MACHINE_FIELDS = ("device", "precision", "eval_batch_size", "num_workers", "compile", "fast_attention", "padding",
+                  "empty_cache_steps")
 
 
 @dataclass(frozen=True)
@@ -294,11 +295,15 @@ class TrainParams(StepParams):
     num_workers: int = 0  # >= 0
     compile: bool = False  # torch.compile the encoder in place (dynamic shapes)
     fast_attention: bool = True  # windowed DeBERTa relative-attention bias (same values, less work on short rows)
+    # batches padded to a short ladder of lengths (buckets) or to their longest row; auto: per device
+    padding: Literal["auto", "buckets", "longest"] = "auto"
+    empty_cache_steps: int = 0  # >= 0: free the MPS / CUDA allocator's cache every N optimiser steps (0 = never)
 
     def __post_init__(self):
         super().__post_init__()
         need(self.eval_batch_size >= 1, "train.eval_batch_size must be >= 1")
         need(self.num_workers >= 0, "train.num_workers must be >= 0")
+        need(self.empty_cache_steps >= 0, "train.empty_cache_steps must be >= 0 (0 = never)")
 
 
 @dataclass(frozen=True)

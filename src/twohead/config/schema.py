@@ -126,7 +126,7 @@ TRAIN_METRICS = ("acc_task1", "acc_task2")
 OPTIM_KEYS = ("lambda_task1", "lambda_task2", "sigma_task1", "sigma_task2", "lr", "grad_norm_mean", "grad_norm_max")
 
 #: Wall-clock figures per epoch: only in the speed file.
-SPEED_KEYS = ("epoch_seconds", "train_samples_per_second")
+SPEED_KEYS = ("epoch_seconds", "train_samples_per_second", "train_shapes")
 
 
 def loss_columns(prefix: str) -> list[str]:

@@ -7,7 +7,11 @@
   then shuffles the batches: batches are near-uniform in length (little padding) yet random.
   Every pass draws from a generator seeded by (seed, pass number), so a run is reproducible.
 * :class:`SortedBatchSampler` (evaluation): batches in length order, for the least padding.
-* :func:`collate`: dynamic padding to the longest row of the batch.
+* :func:`make_collate`: pads each batch to its longest row (``longest``) or up to the next length of a short
+  ladder (``buckets``: 16, 24, …, 64 in steps of 8, then 80, …, 128 in 16s, 160, …, 256 in 32s, …: a quarter of
+  the octave: at most 25% extra above 32 tokens, and 15 lengths up to 256). A device that builds a kernel graph per input
+  shape (Apple MPS caches one per shape; ``torch.compile`` recompiles) then sees a few shapes per epoch instead
+  of one per distinct row length; the pad positions are masked either way.
 """
 
 from __future__ import annotations
@@ -75,10 +79,50 @@ class TokenizedDataset(Dataset):
         return out
 
 
-def make_collate(pad_id: int):
+#: ``train.padding`` values once ``auto`` is resolved
+PADDINGS = ("buckets", "longest")
+
+#: ``auto`` per device kind: buckets wherever a new input shape costs a graph build (MPS caches one per shape,
+#: CUDA recompiles under ``compile`` and re-tunes kernels); longest on the CPU, which has no per-shape cost and where
+#: the buckets' extra pads measured 5% slower (benchmarks/bench_padding.py, docs/speed.md)
+AUTO_PADDING = {"mps": "buckets", "cuda": "buckets", "cpu": "longest"}
+
+
+def resolve_padding(padding: str, device_kind: str) -> str:
+    """``train.padding`` for this device (``auto`` → :data:`AUTO_PADDING`)."""
+    if padding == "auto":
+        return AUTO_PADDING.get(device_kind, "buckets")
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be auto, buckets or longest, not {padding!r}")
+    return padding
+
+
+def bucket_width(n: int, cap: int | None = None) -> int:
+    """The padded length of a batch whose longest row has ``n`` tokens under ``buckets``: ``n`` rounded up to the
+    ladder (at least 16; in the octave (b, 2b] steps of max(8, b/4)), never beyond ``cap`` (≥ n) when given."""
+    if n <= 16:
+        w = 16
+    else:
+        base = 1 << ((n - 1).bit_length() - 1)
+        step = max(8, base // 4)
+        w = -(-n // step) * step
+    return min(w, cap) if cap is not None and cap >= n else w
+
+
+def batch_width(n: int, padding: str, cap: int | None = None) -> int:
+    """The padded length of a batch whose longest row has ``n`` tokens."""
+    return n if padding == "longest" else bucket_width(n, cap)
+
+
+def make_collate(pad_id: int, padding: str = "longest", cap: int | None = None):
+    """Batches of ``TokenizedDataset`` items, padded as ``padding`` says (a resolved value of :data:`PADDINGS`);
+    ``cap``: the longest row the data can hold (``tokenize.max_length``), which no bucket passes."""
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, not {padding!r} (resolve 'auto' first)")
+
     def collate(items: list[tuple[np.ndarray, int, int, int]]) -> dict[str, torch.Tensor]:
         n = len(items)
-        width = max(len(x[0]) for x in items)
+        width = batch_width(max(len(x[0]) for x in items), padding, cap)
         ids = np.full((n, width), pad_id, dtype=np.int64)
         mask = np.zeros((n, width), dtype=np.int64)
         for j, (x, _, _, _) in enumerate(items):
@@ -140,11 +184,18 @@ class SortedBatchSampler(Sampler[list[int]]):
         yield from self._batches
 
 
-def pad_share(lengths: np.ndarray, batches: list[list[int]]) -> float:
+def pad_share(lengths: np.ndarray, batches: list[list[int]], padding: str = "longest",
+              cap: int | None = None) -> float:
     """Share of padding tokens in the given batches (0 = no padding at all)."""
     real = padded = 0
     for b in batches:
         lb = lengths[b]
         real += int(lb.sum())
-        padded += int(lb.max()) * len(b)
+        padded += batch_width(int(lb.max()), padding, cap) * len(b)
     return 1.0 - real / padded if padded else 0.0
+
+
+def batch_shapes(lengths: np.ndarray, batches: list[list[int]], padding: str = "longest",
+                 cap: int | None = None) -> list[tuple[int, int]]:
+    """The distinct (rows, padded length) input shapes these batches make, sorted."""
+    return sorted({(len(b), batch_width(int(lengths[b].max()), padding, cap)) for b in batches if len(b)})

@@ -39,7 +39,7 @@ class CalibratePaths:
 
 
 def run(p: Params, paths: CalibratePaths) -> dict:
-    scorer = Scorer(paths.stage2_model, p.train.device, p.train.eval_batch_size)
+    scorer = Scorer(paths.stage2_model, p.train.device, p.train.eval_batch_size, p.train.padding)
     info = read_label_info(paths.prepared)
     scorer.check_classes(info.names, paths.prepared)
     names = scorer.names

@@ -46,7 +46,7 @@ class EvaluatePaths:
 
 def run(p: Params, paths: EvaluatePaths) -> dict:
     e = p.eval
-    scorer = Scorer(paths.stage2_model, p.train.device, p.train.eval_batch_size)
+    scorer = Scorer(paths.stage2_model, p.train.device, p.train.eval_batch_size, p.train.padding)
     names = scorer.names
     info = read_label_info(paths.prepared)
     bands, train_support = info.bands, info.class_weights["task2"]["support"]

@@ -34,10 +34,11 @@ def run(p: Params, paths: PredictPaths) -> dict:
     chunks = iter_texts(c.input, c.text_column, c.id_column or None, encoding=c.encoding,
                         encoding_hint="set predict.encoding to")
     predictor = Predictor(paths.stage2_model, device=p.train.device, batch_size=c.batch_size,
-                          decision=paths.decision)
+                          decision=paths.decision, padding=p.train.padding)
     counts = predict_file(predictor, chunks, paths.scored, fmt, c.top_k)  # in chunks: memory flat in the rows
     summary = {"rows": counts["rows"], "picked": counts["picked"], "pick_threshold": predictor.pick_threshold,
                "skipped": counts["skipped"], "truncated": counts["truncated"], "unreadable": counts["unreadable"],
-               "max_length": predictor.max_length}
+               "max_length": predictor.max_length, "padding": predictor.padding,
+               "batch_shapes": len(predictor.shapes)}
     write_json(paths.predict_metrics, summary, digits=METRIC_DIGITS)
     return {**summary, "notices": predictor.notices()}

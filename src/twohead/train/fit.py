@@ -50,6 +50,7 @@ class FitResult:
     accelerator: Any
     skipped_steps: int = 0           # optimiser steps dropped (train.on_nonfinite: skip)
     state: dict | None = None        # state saves: count, seconds, size (when a StateStore was used)
+    machine: dict = field(default_factory=dict)  # padding, batch shapes, device memory (train_speed.json)
 
 
 @dataclass
@@ -148,13 +149,14 @@ def fit(model: TwoHeadModel, data: FitData, cfg: RunConfig, callbacks: Sequence[
     log = functools.partial(s.accelerator.print, flush=True)  # lines appear as they happen in `dvc repro > log`
     for line in start_lines(cfg.tag, s, data, t.precision):
         log(line)
-    smoke = make_collate(data.pad_id)([data.train[i] for i in range(min(4, len(data.train)))])
+    first_rows = [data.train[i] for i in range(min(4, len(data.train)))]
+    smoke = make_collate(data.pad_id, s.padding, data.max_length)(first_rows)
     smoke_check(s, {k: v.to(s.accelerator.device) for k, v in smoke.items()})
     for cb in callbacks:
         cb.on_fit_start(s.accelerator)
     state = _resume(store, s, callbacks, log, cfg.tag)
     progress = ProgressLine(cfg.tag, t.epochs, s.steps_per_epoch, log=log,
-                            enabled=None if s.accelerator.is_main_process else False)
+                            enabled=None if s.accelerator.is_main_process else False, memory=s.memory.sample)
     with Saves(store, s.accelerator, state, callbacks) as saves:
         for epoch in range(state.start_epoch, t.epochs + 1):
             train_metrics = _train_epoch(s, state, saves, epoch, callbacks, data, cfg, progress)
@@ -165,7 +167,8 @@ def fit(model: TwoHeadModel, data: FitData, cfg: RunConfig, callbacks: Sequence[
                    "epoch": epoch, "lambda_task1": cfg.loss.lambda_task1, "lambda_task2": cfg.loss.lambda_task2,
                    **dict(zip(("sigma_task1", "sigma_task2"), s.loss_fn.sigmas()))}
             state.history.append({k: row[k] for k in HISTORY_COLUMNS})
-            state.speed.append({"epoch": epoch, **{k: row[k] for k in SPEED_KEYS}})
+            state.speed.append({"epoch": epoch, **{k: row[k] for k in SPEED_KEYS},
+                                "memory_mb": {k: round(v, 1) for k, v in s.memory.sample().items()}})
             for cb in callbacks:
                 cb.on_epoch_end(epoch, (logits1, logits2), state.history[-1])
             log(epoch_line(cfg.tag, epoch, t.epochs, state.history[-1], state.speed[-1],
@@ -176,8 +179,10 @@ def fit(model: TwoHeadModel, data: FitData, cfg: RunConfig, callbacks: Sequence[
     return _result(s, state, store, t.keep, t.epochs)
 
 
-def _after_step(saves: Saves, progress: ProgressLine | None, epoch: int, processes: int, step: int,
+def _after_step(saves: Saves, progress: ProgressLine | None, epoch: int, processes: int, memory, step: int,
                 acc: EpochAccum) -> None:
+    if memory is not None:
+        memory.after_step(step)
     if progress is not None:
         progress(epoch, step, acc.n_rows * processes, acc.seconds)
     saves.after_step(epoch, step, acc)
@@ -193,7 +198,7 @@ def _train_epoch(s: Setup, state: RunState, saves: Saves, epoch: int, callbacks,
         out = train_one_epoch(s.step, s.train_loader, epoch, state.step, callbacks, accum=state.accum,
                               on_nonfinite=cfg.train.on_nonfinite,
                               on_step=functools.partial(_after_step, saves, progress, epoch,
-                                                        s.accelerator.num_processes),
+                                                        s.accelerator.num_processes, s.memory),
                               on_first_batch=(lambda: rng_restore(rng)) if rng is not None else None)
     except NonFinite as exc:
         raise _diverged(exc.info, data, cfg.tag, state.step_log, saves.store) from None
@@ -225,8 +230,11 @@ def _result(s: Setup, state: RunState, store: StateStore | None, keep: str, epoc
         kept_epoch = state.best_epoch
     saves = None if store is None else {"saves": store.saves, "save_seconds": store.seconds,
                                         "state_mb": store.size_mb()}
+    machine = {"padding": s.padding, "max_train_shapes_per_epoch": max((r.get("train_shapes", 0) for r in state.speed),
+                                                                       default=0),
+               "val_shapes": s.val_shapes, "memory": s.memory.summary() if s.memory else {}}
     return FitResult(state.history, state.speed, state.step_log, state.best_epoch, state.best_score, kept_epoch,
-                     s.raw_model, s.accelerator, state.skipped, saves)
+                     s.raw_model, s.accelerator, state.skipped, saves, machine)
 
 
 def _apply_new_lrs(scheduler, new: list[float], log, tag: str) -> None:

@@ -56,11 +56,13 @@ class EpochAccum:
         self.batches = 0       # batches of this epoch done (the sampler skips them on resume)
         self.seconds = 0.0
         self.skipped = 0
+        self.shapes: set[tuple[int, int]] = set()  # distinct (rows, length) input shapes seen this epoch
 
     def state_dict(self) -> dict:
         return {"sums": self.losses.sums.cpu(), "counts": self.counts.cpu(),
                 "step_rows": [r.cpu() for r in self.step_rows], "grad_norms": [g.cpu() for g in self.grad_norms],
-                "n_rows": self.n_rows, "batches": self.batches, "seconds": self.seconds, "skipped": self.skipped}
+                "n_rows": self.n_rows, "batches": self.batches, "seconds": self.seconds, "skipped": self.skipped,
+                "shapes": [list(s) for s in sorted(self.shapes)]}
 
     def record(self, st, batch: dict, step: int, lr: float) -> None:
         """A finite micro-batch's losses, accuracy counts and step-log row (device tensors: no host sync)."""
@@ -89,6 +91,7 @@ class EpochAccum:
             "lr": float(lr), "grad_norm_mean": float(np.mean(gns)), "grad_norm_max": float(np.max(gns)),
             "epoch_seconds": self.seconds,
             "train_samples_per_second": self.n_rows * accelerator.num_processes / max(self.seconds, 1e-9),
+            "train_shapes": len(self.shapes),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -99,6 +102,7 @@ class EpochAccum:
         self.grad_norms = [g.to(device) for g in state["grad_norms"]]
         self.n_rows, self.batches = state["n_rows"], state["batches"]
         self.seconds, self.skipped = state["seconds"], state["skipped"]
+        self.shapes = {(int(a), int(b)) for a, b in state["shapes"]}
 
 
 def train_one_epoch(ctx: StepContext, loader, epoch: int, first_step: int, callbacks: Sequence = (),
@@ -128,6 +132,7 @@ def train_one_epoch(ctx: StepContext, loader, epoch: int, first_step: int, callb
         if on_first_batch is not None:
             on_first_batch()
             on_first_batch = None
+        acc.shapes.add(tuple(batch["input_ids"].shape))
         st = train_step(ctx, batch, awp, window_bad, stop_if_bad=on_nonfinite == "stop")
         if st.bad and on_nonfinite == "stop":
             raise NonFinite({"epoch": epoch, "step": step + 1, "batch": i, "rows": batch["index"].tolist(),

@@ -139,5 +139,6 @@ def recipe(p: Params, stage: str, inputs: Inputs, rows: int | None = None, with_
     t = cfg.train
     train = split("train").subsample(t.max_train_rows if rows is None else rows, t.seed)
     val = split("val") if with_val else None
-    data = FitData(train, val, info.class_weights["task1"]["weights"], weights2, tokenizer.pad_token_id)
+    data = FitData(train, val, info.class_weights["task1"]["weights"], weights2, tokenizer.pad_token_id,
+                   max_length)
     return Recipe(stage, cfg, data, tokenizer, ckpt, lr_key, current, info, p.model, n_cat, msd)

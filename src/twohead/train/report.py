@@ -7,7 +7,8 @@ import time
 
 import numpy as np
 
-from ..data.batching import pad_share
+from ..data.batching import batch_shapes, pad_share
+from .memory import format_memory
 from .optim import format_groups
 
 
@@ -19,8 +20,11 @@ def start_lines(tag: str, s, data, precision: str) -> list[str]:
              f"[{tag}] optimizer groups (LLRD):\n" + format_groups(s.group_summary)]
     if s.windowed:
         lines.append(f"[{tag}] fast_attention: windowed relative-attention bias in {s.windowed} DeBERTa layer(s)")
-    lines.append(f"[{tag}] training-batch padding share (first epoch's batches): "
-                 f"{pad_share(data.train.lengths, s.sampler.batches(0)):.1%}")
+    first = s.sampler.batches(0)
+    lines.append(f"[{tag}] padding {s.padding} (train.padding = {s.cfg_padding}): training-batch padding share"
+                 f" {pad_share(data.train.lengths, first, s.padding, data.max_length):.1%}, "
+                 f"{len(batch_shapes(data.train.lengths, first, s.padding, data.max_length))} distinct batch shapes"
+                 f" (first epoch), {s.val_shapes} in validation")
     return lines + [f"[{tag}] warning: {w}" for w in machine_warnings(s.accelerator.device.type, precision,
                                                                        getattr(s.train_loader, "num_workers", 0))]
 
@@ -63,8 +67,9 @@ class ProgressLine:
     training steps left at the rate so far (validation not included)."""
 
     def __init__(self, tag: str, epochs: int, steps_per_epoch: int, every: float = 30.0, log=print,
-                 enabled: bool | None = None, clock=time.perf_counter):
+                 enabled: bool | None = None, clock=time.perf_counter, memory=None):
         self.tag, self.epochs, self.steps_per_epoch, self.every, self.log = tag, epochs, steps_per_epoch, every, log
+        self.memory = memory  # () -> memory figures (train.memory.device_memory), appended to the line
         self.enabled = (not sys.stdout.isatty()) if enabled is None else enabled
         self.clock = clock
         self.last = clock()
@@ -80,8 +85,9 @@ class ProgressLine:
         per_step = seconds / max(in_epoch, 1)
         left_epoch = max(self.steps_per_epoch - in_epoch, 0) * per_step
         left_run = left_epoch + (self.epochs - epoch) * self.steps_per_epoch * per_step
+        mem = f" | {format_memory(self.memory())}" if self.memory is not None else ""
         self.log(f"[{self.tag}] epoch {epoch}/{self.epochs} step {in_epoch}/{self.steps_per_epoch} |"
-                 f" {rows / seconds:.0f} samples/s | epoch ETA {_clock(left_epoch)} | run ETA {_clock(left_run)}")
+                 f" {rows / seconds:.0f} samples/s | epoch ETA {_clock(left_epoch)} | run ETA {_clock(left_run)}{mem}")
 
 
 def speed_summary(res, precision: str) -> dict:
@@ -89,4 +95,4 @@ def speed_summary(res, precision: str) -> dict:
     return {"train_samples_per_second_mean": float(np.mean([s["train_samples_per_second"] for s in res.speed])),
             "epoch_seconds_mean": float(np.mean([s["epoch_seconds"] for s in res.speed])),
             "device": str(res.accelerator.device), "precision": precision, "processes": res.accelerator.num_processes,
-            "epochs": res.speed, **({"state": res.state} if res.state else {})}
+            **res.machine, "epochs": res.speed, **({"state": res.state} if res.state else {})}

@@ -17,6 +17,7 @@ class FitData:
     weights_task1: list[float]
     weights_task2: list[float]
     pad_id: int
+    max_length: int | None = None     # tokenize.max_length: no padded batch is longer
 
 
 @dataclass

@@ -12,10 +12,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..config.errors import TrainingError
-from ..data.batching import LengthGroupedBatchSampler, SortedBatchSampler, make_collate
+from ..data.batching import LengthGroupedBatchSampler, SortedBatchSampler, batch_shapes, make_collate, resolve_padding
 from . import techniques
 from .device import make_accelerator
 from .losses import TwoTaskLoss
+from .memory import MemoryWatch
 from .optim import llrd_groups, make_optimizer, make_scheduler
 from .run_config import FitData, RunConfig
 from .step import StepContext
@@ -37,6 +38,10 @@ class Setup:
     initial_lrs: list[float]          # each group's base learning rate (before the schedule touches them)
     steps_per_epoch: int
     windowed: int                     # DeBERTa layers with the windowed attention bias
+    padding: str = "longest"          # train.padding resolved for this device
+    cfg_padding: str = "longest"      # train.padding as configured (auto, buckets, longest)
+    val_shapes: int = 0               # distinct (rows, length) shapes of one validation pass
+    memory: MemoryWatch | None = None  # device memory high-water marks and cache clearing
 
 
 def prepare_training(model, data: FitData, cfg: RunConfig, *, base_lr: float | None = None, schedule: bool = True,
@@ -48,11 +53,16 @@ def prepare_training(model, data: FitData, cfg: RunConfig, *, base_lr: float | N
     sweep)."""
     t = cfg.train
     accelerator = make_accelerator(t.device, t.precision, t.grad_accum if schedule else 1)
-    collate = make_collate(data.pad_id)
+    padding = resolve_padding(t.padding, accelerator.device.type)
+    collate = make_collate(data.pad_id, padding, data.max_length)
     sampler = LengthGroupedBatchSampler(data.train.lengths, t.batch_size, t.seed, t.group_by_length)
     train_loader = DataLoader(data.train, batch_sampler=sampler, collate_fn=collate, num_workers=t.num_workers)
-    val_loader = DataLoader(data.val, batch_sampler=SortedBatchSampler(data.val.lengths, t.eval_batch_size),
-                            collate_fn=collate, num_workers=t.num_workers) if validate else None
+    val_shapes = 0
+    val_loader = None
+    if validate:
+        val_sampler = SortedBatchSampler(data.val.lengths, t.eval_batch_size)
+        val_shapes = len(batch_shapes(data.val.lengths, list(val_sampler), padding, data.max_length))
+        val_loader = DataLoader(data.val, batch_sampler=val_sampler, collate_fn=collate, num_workers=t.num_workers)
     windowed = techniques.prepare_model(model, cfg)
     lr = t.lr if base_lr is None else base_lr
     groups, group_summary = llrd_groups(model, lr, t.llrd, t.head_lr_mult, t.weight_decay)
@@ -74,7 +84,8 @@ def prepare_training(model, data: FitData, cfg: RunConfig, *, base_lr: float | N
     objective, awp = techniques.build(raw_model, loss_fn, cfg)
     step = StepContext(accelerator, model, optimizer, scheduler, loss_fn, t.max_grad_norm, objective, awp)
     return Setup(accelerator, model, raw_model, sampler, train_loader, val_loader, optimizer, scheduler, loss_fn,
-                 step, group_summary, initial_lrs, steps_per_epoch, windowed)
+                 step, group_summary, initial_lrs, steps_per_epoch, windowed, padding, t.padding, val_shapes,
+                 MemoryWatch(accelerator.device, t.empty_cache_steps))
 
 
 def smoke_check(s: Setup, batch: dict) -> None:

@@ -242,7 +242,7 @@ def head_start(build, data, cfg,  rows: int, steps: int, lr: float) -> tuple[dic
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
 
-    from ..data.batching import SortedBatchSampler, make_collate
+    from ..data.batching import SortedBatchSampler, make_collate, resolve_padding
     from ..train.device import free_memory, resolve_device
     from ..train.losses import TwoTaskLoss
 
@@ -253,7 +253,7 @@ def head_start(build, data, cfg,  rows: int, steps: int, lr: float) -> tuple[dic
     model = build().to(device).eval()
     sub = data.train.subsample(rows, t.seed)
     loader = DataLoader(sub, batch_sampler=SortedBatchSampler(sub.lengths, t.eval_batch_size),
-                        collate_fn=make_collate(data.pad_id))
+                        collate_fn=make_collate(data.pad_id, resolve_padding(t.padding, device.type), data.max_length))
     feats, y1, y2 = [], [], []
     with torch.no_grad():
         for batch in loader:

@@ -7,7 +7,8 @@ the budget):
 1. the configured settings (the baseline);
 2. each other precision the device supports (fp32 / bf16 / fp16: fp16 only on a GPU; bf16 on MPS only where the
    OS's Metal supports it — probed, and said when not);
-3. ``fast_attention`` toggled (DeBERTa-v2/v3 encoders only: it changes nothing elsewhere);
+3. ``fast_attention`` toggled (DeBERTa-v2/v3 encoders only: it changes nothing elsewhere); ``padding`` toggled
+   (buckets ↔ longest: few batch shapes vs the least padding); on MPS / CUDA ``empty_cache_steps`` (0 ↔ 50);
 4. ``compile`` toggled (tried by default on CUDA only; on CPU/MPS with ``--compile``: it is slow to compile
    there and rarely faster), its compile time reported separately and paid once per run;
 5. batch sizes ×2, ×4, … of the configured one until one does not fit (the out-of-memory error is caught and
@@ -17,10 +18,10 @@ the budget):
 Each setting: a fresh model with the run's loss, LLRD groups and AdamW on real length-grouped batches of the
 tokenized training rows; warm-up steps (not timed; with compile, the compile) then timed optimiser steps
 (forward + backward + clip + step) until the setting's share of ``--seconds`` is spent. Samples/s, real
-(non-pad) tokens/s, and peak memory (CUDA ``max_memory_allocated``; MPS ``driver_allocated_memory``; CPU: the
-process's RSS, sampled after each step). Eval rows/s at ``train.eval_batch_size`` (and ×2) under the fastest
-precision. The projection of the configured run: epochs × (train rows ÷ samples/s + val rows ÷ eval rows/s)
-(+ compile time).
+(non-pad) tokens/s, and memory: on a GPU the most allocated / reserved (MPS: driver-allocated) seen after a
+step, on the CPU the process's RSS, sampled after each step. Eval rows/s at ``train.eval_batch_size`` (and ×2)
+under the fastest precision. The projection of the configured run: epochs × (train rows ÷ samples/s + val rows ÷
+eval rows/s) (+ compile time).
 
 What changes results, not only speed (flagged in the table and the recommendation):
 
@@ -69,21 +70,30 @@ class SpeedConfig:
             raise ParamsError(f"speed: --batch-sizes must be >= 1 (got {list(self.batch_sizes)})")
 
 
+#: the ``train.*`` keys a setting sets
+SETTING_KEYS = ("precision", "batch_size", "fast_attention", "compile", "padding", "empty_cache_steps")
+
+#: the cache cadence tried on MPS / CUDA when the run clears no cache
+CACHE_STEPS_TRIED = 50
+
+
 @dataclass(frozen=True)
 class Setting:
     precision: str
     batch_size: int
     fast_attention: bool
     compile: bool
+    padding: str = "buckets"          # resolved (buckets | longest)
+    empty_cache_steps: int = 0
 
     def name(self) -> str:
+        cache = f", empty_cache every {self.empty_cache_steps}" if self.empty_cache_steps else ""
         return (f"{self.precision}, batch {self.batch_size}, fast_attention {'on' if self.fast_attention else 'off'},"
-                f" compile {'on' if self.compile else 'off'}")
+                f" compile {'on' if self.compile else 'off'}, padding {self.padding}{cache}")
 
     def diff(self, base: Setting) -> dict:
         """``train.*`` keys whose value differs from ``base`` (what ``dvc exp run -S`` must set)."""
-        return {k: getattr(self, k) for k in ("precision", "batch_size", "fast_attention", "compile")
-                if getattr(self, k) != getattr(base, k)}
+        return {k: getattr(self, k) for k in SETTING_KEYS if getattr(self, k) != getattr(base, k)}
 
 
 @dataclass
@@ -98,6 +108,7 @@ class Measured:
     tokens: int = 0
     warmup_seconds: float = 0.0     # the untimed first steps (with compile: the compile)
     peak_memory_mb: float | None = None
+    memory: dict = field(default_factory=dict)  # GPU: the most allocated / reserved MB seen after a step
     flags: list[str] = field(default_factory=list)
     projected: float = math.nan     # the configured run's wall-clock at this setting's throughput, seconds
 
@@ -186,7 +197,7 @@ def fastest(rows: list[Measured], where=lambda m: True) -> Measured | None:
 def combine(base: Setting, rows: list[Measured]) -> Setting:
     """The fastest value of each axis, together (an axis not measured keeps the baseline's value)."""
     best = {}
-    for axis in ("precision", "fast_attention", "compile", "batch_size"):
+    for axis in ("precision", "fast_attention", "compile", "batch_size", "padding", "empty_cache_steps"):
         m = fastest(rows, lambda m, a=axis: m.axis in (a, "baseline", "baseline again"))
         best[axis] = getattr(m.setting if m else base, axis)
     return replace(base, **best)
@@ -262,12 +273,16 @@ def drift(rows: list[Measured]) -> float:
 
 
 def table(rows: list[Measured], base_sps: float) -> str:
-    lines = ["| axis | setting | samples/s | × configured | tokens/s | peak memory MB | warm-up s | status / flags |",
+    gpu = any(m.memory for m in rows)
+    head = "memory MB (allocated / reserved)" if gpu else "peak RSS MB"
+    lines = [f"| axis | setting | samples/s | × configured | tokens/s | {head} | warm-up s | status / flags |",
              "|---|---|---|---|---|---|---|---|"]
     for m in rows:
         sps = m.samples_per_s
         rel = f"{sps / base_sps:.2f}" if sps == sps and base_sps == base_sps and base_sps > 0 else "-"
         mem = "-" if m.peak_memory_mb is None else f"{m.peak_memory_mb:,.0f}"
+        if m.memory:
+            mem = f"{m.memory['allocated_mb']:,.0f} / {m.memory['reserved_mb']:,.0f}"
         note = m.status if m.status != "ok" else ""
         if m.reason:
             note = f"{note}: {m.reason}" if note else m.reason
@@ -289,6 +304,9 @@ class Stepper:
     def memory_mb(self) -> float | None:
         return None
 
+    def memory(self) -> dict:
+        return {}
+
     def close(self) -> None:
         pass
 
@@ -306,14 +324,14 @@ class TrainStepper(Stepper):
         from ..train.step import cycle_batches
 
         reset_accelerator_state()  # each setting may use another precision
-        t = replace(run_cfg.train, precision=setting.precision, batch_size=setting.batch_size,
-                    fast_attention=setting.fast_attention, compile=setting.compile)
+        t = replace(run_cfg.train, **{k: getattr(setting, k) for k in SETTING_KEYS})
         set_seed(t.seed)
         self.s = prepare_training(build(), data, replace(run_cfg, train=t), validate=False)
         self.device = self.s.accelerator.device.type
         if self.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         self._peak = 0.0
+        self._steps = 0
         self._batches = cycle_batches(self.s.train_loader, self.s.sampler)
 
     def step(self) -> tuple[int, int]:
@@ -322,7 +340,11 @@ class TrainStepper(Stepper):
         batch = next(self._batches)
         train_step(self.s.step, batch)   # its finiteness check is a host sync: the step is done when it returns
         tokens = int(batch["attention_mask"].sum())
+        self._steps += 1
+        self.s.memory.after_step(self._steps)    # train.empty_cache_steps, as training does
         self._peak = max(self._peak, self._sample_memory())
+        if self.device in ("cuda", "mps"):
+            self.s.memory.sample()
         return int(batch["input_ids"].shape[0]), tokens
 
     def _sample_memory(self) -> float:
@@ -338,6 +360,11 @@ class TrainStepper(Stepper):
 
     def memory_mb(self) -> float | None:
         return self._peak or None
+
+    def memory(self) -> dict:
+        high = self.s.memory.high
+        return {"allocated_mb": high["allocated_mb"], "reserved_mb": high["reserved_mb"]} \
+            if "allocated_mb" in high else {}
 
     def close(self) -> None:
         from ..train.device import free_memory, reset_accelerator_state
@@ -385,6 +412,7 @@ def measure(make: Callable[[Setting], Stepper], setting: Setting, axis: str, sli
                 break
         m.seconds = clock() - t1
         m.peak_memory_mb = stepper.memory_mb()
+        m.memory = stepper.memory()
     except Exception as exc:  # noqa: BLE001 - every failure is reported in the table, the search goes on
         if is_oom(exc):
             m.status, m.reason = "oom", "out of memory"
@@ -427,6 +455,10 @@ def search(make: Callable[[Setting], Stepper], base: Setting, device_type: str, 
         plan.append(("fast_attention", replace(base, fast_attention=not base.fast_attention)))
     if try_compile or base.compile:
         plan.append(("compile", replace(base, compile=not base.compile)))
+    plan.append(("padding", replace(base, padding="longest" if base.padding == "buckets" else "buckets")))
+    if device_type in ("cuda", "mps"):
+        plan.append(("empty_cache_steps", replace(base, empty_cache_steps=0 if base.empty_cache_steps
+                                                  else CACHE_STEPS_TRIED)))
     ladder = [("batch_size", replace(base, batch_size=b)) for b in batch_sizes]
     rows: list[Measured] = []
     notes = []
@@ -474,7 +506,7 @@ def eval_speed(build, data, run_cfg, precision: str, batch_sizes: list[int],
     import torch
     from torch.utils.data import DataLoader
 
-    from ..data.batching import SortedBatchSampler, make_collate
+    from ..data.batching import SortedBatchSampler, make_collate, resolve_padding
     from ..train.device import free_memory, make_accelerator, reset_accelerator_state
 
     reset_accelerator_state()
@@ -482,9 +514,9 @@ def eval_speed(build, data, run_cfg, precision: str, batch_sizes: list[int],
     model = acc.prepare(build())
     model.eval()
     out = {}
+    collate = make_collate(data.pad_id, resolve_padding(run_cfg.train.padding, acc.device.type), data.max_length)
     for bs in batch_sizes:
-        loader = DataLoader(data.val, batch_sampler=SortedBatchSampler(data.val.lengths, bs),
-                            collate_fn=make_collate(data.pad_id))
+        loader = DataLoader(data.val, batch_sampler=SortedBatchSampler(data.val.lengths, bs), collate_fn=collate)
         rows, t0 = 0, clock()
         try:
             with torch.inference_mode(), acc.autocast():
@@ -507,6 +539,7 @@ def eval_speed(build, data, run_cfg, precision: str, batch_sizes: list[int],
 
 
 def run(p: Params, paths: ToolPaths, cfg: SpeedConfig, stage: str = "stage2", log=print) -> dict:
+    from ..data.batching import resolve_padding
     from ..evaluate.plots import short_path
     from ..train.device import resolve_device
     from ..train.recipe import recipe
@@ -517,7 +550,8 @@ def run(p: Params, paths: ToolPaths, cfg: SpeedConfig, stage: str = "stage2", lo
     r = recipe(p, stage, paths.inputs())
     run_cfg, data, train_ds, val_ds, build, t = r.cfg, r.data, r.data.train, r.data.val, r.build, r.cfg.train
     device_type = resolve_device(t.device)
-    base = Setting(t.precision, t.batch_size, t.fast_attention, t.compile)
+    base = Setting(t.precision, t.batch_size, t.fast_attention, t.compile, resolve_padding(t.padding, device_type),
+                   t.empty_cache_steps)
     ckpt = r.checkpoint
     deberta = _is_deberta(ckpt)
     try_compile = cfg.compile or device_type == "cuda"
@@ -547,12 +581,11 @@ def run(p: Params, paths: ToolPaths, cfg: SpeedConfig, stage: str = "stage2", lo
         "stage": stage, "device": device_type, "checkpoint": str(ckpt), "train_rows": len(train_ds),
         "val_rows": len(val_ds), "epochs": t.epochs, "seconds": round(time.perf_counter() - t_start, 1),
         "budget_seconds": seconds, "configured": base.name(), "configured_samples_per_s": base_sps,
-        "settings": [{"axis": m.axis, "setting": m.setting.name(), **{k: getattr(m.setting, k) for k in
-                                                                      ("precision", "batch_size", "fast_attention",
-                                                                       "compile")},
+        "settings": [{"axis": m.axis, "setting": m.setting.name(), **{k: getattr(m.setting, k) for k in SETTING_KEYS},
                       "status": m.status, "reason": m.reason, "samples_per_s": m.samples_per_s,
                       "tokens_per_s": m.tokens_per_s, "timed_steps": m.steps, "warmup_seconds": m.warmup_seconds,
-                      "peak_memory_mb": m.peak_memory_mb, "projected_run_seconds": m.projected, "flags": m.flags}
+                      "peak_memory_mb": m.peak_memory_mb, "memory_mb": m.memory,
+                      "projected_run_seconds": m.projected, "flags": m.flags}
                      for m in rows],
         "eval_rows_per_s": {str(k): v for k, v in evals.items()}, "eval_precision": top_precision,
         "truncation": trunc, "recommendation": rec, "drift": drift(rows),
