@@ -80,6 +80,9 @@ class DataParams(Section):
     decline_with_category: Literal["error", "drop_category"] = "error"
     encoding: str = "utf-8"  # text encoding of a CSV / JSON Lines file; must name one
     drop_cross_split_duplicates: bool = False  # drop val/test rows whose exact text is also in train
+    # label fixes applied by prepare_labels; "" = none (the pipeline keeps a file, header only = none: dvc.yaml
+    # names it as a dependency)
+    corrections: str = ""
 
     def __post_init__(self):
         need(bool(self.encoding.strip()), "data.encoding must name a text encoding, e.g. utf-8")

@@ -53,6 +53,7 @@ class Prepared:
     rare_train_only: list[str] = field(default_factory=list)
     cross_split_duplicates: dict[str, int] = field(default_factory=dict)  # val/test texts also in train
     warnings: list[str] = field(default_factory=list)
+    corrections: dict | None = None   # what data.corrections changed (None: no corrections file)
 
 
 def _missing(value) -> bool:
@@ -341,6 +342,13 @@ def prepare(data_cfg: DataParams, split_cfg: SplitParams) -> Prepared:
             )
     else:
         split, rare = stratified_split(df, split_cfg)
+    corrected = None
+    if data_cfg.corrections:  # after the split: a relabelled row stays in its split, runs stay paired
+        from .corrections import apply, read_corrections
+
+        df, split, corrected = apply(df.reset_index(drop=True), split.reset_index(drop=True),
+                                     read_corrections(data_cfg.corrections, data_cfg.encoding), data_cfg.corrections,
+                                     data_cfg.pick_values, data_cfg.decline_values, path)
 
     categories = sorted(set(df["category"].dropna()))
     col = data_cfg.category_column
@@ -380,7 +388,8 @@ def prepare(data_cfg: DataParams, split_cfg: SplitParams) -> Prepared:
     dup_counts, warnings = _cross_split_duplicates(splits, data_cfg, path)
     return Prepared(splits=splits, categories=categories, dropped=dropped, decline_category_dropped=n_decline_cat,
                     rare_train_only=rare, cross_split_duplicates=dup_counts,
-                    warnings=respell_note + comma_warning + warnings, names_respelled=respelled)
+                    warnings=respell_note + comma_warning + warnings, names_respelled=respelled,
+                    corrections=corrected.as_dict() if corrected is not None else None)
 
 
 def _cross_split_duplicates(splits: dict[str, pd.DataFrame], cfg: DataParams, path) -> tuple[dict, list[str]]:

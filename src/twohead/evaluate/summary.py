@@ -39,8 +39,43 @@ def decision_table(test: dict) -> list[str]:
     return lines + [""]
 
 
+def review_section(review: dict, pairs_figure: str) -> list[str]:
+    """"Where the labels lose": the review stage's estimates (``metrics/review.json``)."""
+    s = review["splits"]
+    lines = ["## Where the labels lose", "",
+             "cleanlab (confident learning) on the kept model's calibrated val/test probabilities, which it never"
+             " trained on. Estimates, not verdicts: read the queue.", "",
+             "| split | rows | Task2 labels flagged | estimated wrong (Task2) | Pick/Decline flagged |"
+             " Task2 acc | … without the flagged rows (upper bound) |", "|---|---|---|---|---|---|---|"]
+    for name in ("val", "test"):
+        t2, t1 = s[name]["task2"], s[name]["task1"]
+        lines.append(f"| {name} | {t2['rows']} | {t2['flagged']} ({100 * t2['flagged_share']:.1f}%) |"
+                     f" {t2['estimated_wrong']} ({100 * t2['estimated_wrong_share']:.1f}%) | {t1['flagged']} |"
+                     f" {_f(s[name]['task2_acc'])} | {_f(s[name]['task2_acc_without_flagged'])} |")
+    lines += ["", "Most confused category pairs on test, and what merging each would buy (Task2 accuracy, paired"
+              " bootstrap 95% interval):", "", "| pair | A→B | B→A | merge gain (points) |", "|---|---|---|---|"]
+    for r in review["top_pairs"]:
+        lines.append(f"| {page_safe_cell(r['a'])} ↔ {page_safe_cell(r['b'])} | {r['a_as_b']} | {r['b_as_a']} |"
+                     f" {_pts(r['merge_gain'])} [{_pts(r['merge_gain_low'])}, {_pts(r['merge_gain_high'])}] |")
+    d = review["duplicates"]
+    lines += ["", f"Conflicting duplicates (same text after normalisation, different labels): {d['groups']} group(s),"
+              f" {d['rows']} rows ({d['across_splits']} group(s) across splits).", "",
+              f"The queue: `{review['queue']['path']}` ({review['queue']['rows']} rows, worst first). Train side:"
+              f" `{review['train_queue']['path']}` — {review['train_queue']['what']} ({review['train_queue']['rows']}"
+              f" rows). Fixes go in `data.corrections` (id,category,pick,drop): `dvc exp run`, then `twohead"
+              " compare`.", "", f"![{pairs_figure}]({pairs_figure})", ""]
+    return lines
+
+
+def page_safe_cell(name: str) -> str:
+    """A category name inside a Markdown table cell: no pipe, no markup."""
+    from ..data.io import page_safe
+
+    return str(page_safe([name])[0]).replace("|", "\\|")
+
+
 def summary_markdown(test: dict, history: pd.DataFrame, findings: list[Finding], caption: str,
-                     figures: list[str]) -> str:
+                     figures: list[str], review: dict | None = None, pairs_figure: str = "") -> str:
     """``test``: the evaluate stage's metrics (``{"test": …, "val": …}``); ``figures``: PNG file names next to
     the summary (embedded with relative links)."""
     t = test["test"]
@@ -63,6 +98,9 @@ def summary_markdown(test: dict, history: pd.DataFrame, findings: list[Finding],
         lines += [f"- **{f.rule}**: {f.message}" for f in findings]
     else:
         lines.append("No rule fired: no sign of under- or overfitting, LR trouble, a flat task or a dead band.")
-    lines += ["", "Rules and thresholds: `src/twohead/evaluate/diagnose.py`.", "", "## Figures", ""]
+    lines += ["", "Rules and thresholds: `src/twohead/evaluate/diagnose.py`.", ""]
+    if review is not None:
+        lines += review_section(review, pairs_figure)
+    lines += ["## Figures", ""]
     lines += [f"![{name}]({name})" for name in figures]
     return "\n".join(lines) + "\n"

@@ -32,6 +32,8 @@ class PlotPaths:
     cartography_task1: Path
     cartography_task2: Path
     test_metrics: Path
+    review_metrics: Path
+    pairs_plot: Path
     figures: Path
     summary: Path
 
@@ -83,5 +85,6 @@ def run(p: Params, paths: PlotPaths) -> list[Path]:
              "cartography_task1.png", "task_weighting.png", "reliability.png", "decision.png", "lr_find.png"]
     write_text(paths.summary, summary_markdown(read_json(paths.test_metrics), hist, diagnose(hist, band_rows), text,
                                                [str(Path(out / n).relative_to(Path(paths.summary).parent))
-                                                for n in shown]))
+                                                for n in shown], read_json(paths.review_metrics),
+                                               str(Path(paths.pairs_plot).relative_to(Path(paths.summary).parent))))
     return made

@@ -52,6 +52,7 @@ def run(p: Params, paths: PreparePaths) -> dict:
         "cross_split_duplicates": prep.cross_split_duplicates,
         "warnings": prep.warnings,
         **({"category_spellings_merged": prep.names_respelled} if prep.names_respelled else {}),
+        **({"corrections": prep.corrections} if prep.corrections is not None else {}),
     }
     for w in prep.warnings:
         print(f"[prepare_labels] warning: {w}", flush=True)

@@ -1,0 +1,128 @@
+"""``data.corrections``: label fixes a person made (from the review stage's queue), applied by ``prepare_labels``.
+
+A CSV (or Parquet / JSON Lines) with an ``id`` column and any of:
+
+* ``category``: the row's right category (one the data already has); empty = unchanged;
+* ``pick``: Pick or Decline (spelled as ``data.pick_values`` / ``data.decline_values``); empty = unchanged. A row
+  corrected to Decline loses its category (Decline rows have none);
+* ``drop``: true / 1 / yes drops the row (a text that belongs to no category, a broken record).
+
+Applied after the split is drawn, so a relabelling round keeps every row in its split and the runs stay paired
+(``twohead compare``). Every problem is one line naming the file and the row: an unknown id, a category the data
+does not have, an id corrected twice, a category given to a row that stays Decline. A header-only file means no
+corrections; the file is a DVC dependency of ``prepare_labels``, so editing it re-runs what it changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .io import DataError, read_table
+from .labels import label_key, visible
+
+COLUMNS = ("id", "category", "pick", "drop")
+TRUE = {"true", "1", "yes", "y"}
+FALSE = {"false", "0", "no", "n", ""}
+
+
+@dataclass
+class Applied:
+    """What the corrections did (``metrics/data.json``'s ``corrections``)."""
+
+    file: str
+    rows: int = 0                 # rows of the corrections file
+    category: int = 0             # categories changed
+    pick: int = 0                 # Pick/Decline changed
+    dropped: int = 0
+    unchanged: int = 0            # a correction that matched what the data said already
+    by_split: dict = field(default_factory=dict)   # rows touched per split
+
+    def as_dict(self) -> dict:
+        return {"file": self.file, "rows": self.rows, "category_changed": self.category, "pick_changed": self.pick,
+                "dropped": self.dropped, "unchanged": self.unchanged, "by_split": self.by_split}
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return visible(str(value)).strip()
+
+
+def read_corrections(path: str, encoding: str = "utf-8") -> pd.DataFrame:
+    """The corrections table, checked for shape: an ``id`` column, only known columns, each id once."""
+    try:
+        df = read_table(path, what="corrections file (data.corrections)", encoding=encoding)
+    except DataError as exc:
+        if "has no data rows" not in str(exc):
+            raise
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS})   # header only: no corrections
+    unknown = [c for c in df.columns if c not in COLUMNS]
+    if "id" not in df.columns or unknown:
+        raise DataError(f"{path}: a corrections file has an 'id' column and any of category, pick, drop"
+                        + (f"; unknown column(s): {', '.join(map(repr, unknown))}" if unknown else "; no 'id' column"))
+    ids = df["id"].map(_cell)
+    if (ids == "").any():
+        raise DataError(f"{path}: row {int((ids == '').to_numpy().nonzero()[0][0])} has no id")
+    dup = ids.duplicated().to_numpy().nonzero()[0]
+    if len(dup):
+        raise DataError(f"{path}: row {int(dup[0])}: id {ids.iloc[dup[0]]!r} is corrected twice; keep one row per id")
+    out = pd.DataFrame({"id": ids})
+    for c in ("category", "pick", "drop"):
+        out[c] = df[c].map(_cell) if c in df.columns else ""
+    return out
+
+
+def apply(df: pd.DataFrame, split: pd.Series, corrections: pd.DataFrame, path: str, pick_values: list[str],
+          decline_values: list[str], raw_path: str) -> tuple[pd.DataFrame, pd.Series, Applied]:
+    """``df`` (id, text, pick 1/0/-100, category name or None) and its ``split`` with the corrections applied;
+    dropped rows leave both."""
+    res = Applied(file=str(path), rows=len(corrections))
+    if not len(corrections):
+        return df, split, res
+    position = {i: k for k, i in enumerate(df["id"].astype(str))}
+    categories = set(df["category"].dropna())
+    pick_of = {label_key(v): 1 for v in pick_values} | {label_key(v): 0 for v in decline_values}
+    df = df.copy()
+    keep = pd.Series(True, index=df.index)
+    for r, row in enumerate(corrections.itertuples(index=False)):
+        where = f"{path}: row {r} (id {row.id!r})"
+        k = position.get(row.id)
+        if k is None:
+            raise DataError(f"{where}: no row of {raw_path} has this id")
+        drop = row.drop.lower()
+        if drop not in TRUE | FALSE:
+            raise DataError(f"{where}: drop must be true or false, not {row.drop!r}")
+        name = split.iloc[k]
+        res.by_split[name] = res.by_split.get(name, 0) + 1
+        if drop in TRUE:
+            keep.iloc[k] = False
+            res.dropped += 1
+            continue
+        changed = False
+        if row.pick:
+            code = pick_of.get(label_key(row.pick))
+            if code is None:
+                raise DataError(f"{where}: pick {row.pick!r} is neither a Pick value {pick_values} nor a Decline"
+                                f" value {decline_values} (data.pick_values / data.decline_values)")
+            if int(df.at[k, "pick"]) != code:
+                df.at[k, "pick"] = code
+                res.pick += 1
+                changed = True
+            if code == 0 and not row.category:
+                df.at[k, "category"] = None
+        if row.category:
+            if row.category not in categories:
+                raise DataError(f"{where}: category {row.category!r} is not one of the data's {len(categories)}"
+                                " categories (spell it as the data does)")
+            if int(df.at[k, "pick"]) == 0:
+                raise DataError(f"{where}: gives category {row.category!r} to a Decline row; set pick to Pick in the"
+                                " same row")
+            if df.at[k, "category"] != row.category:
+                df.at[k, "category"] = row.category
+                res.category += 1
+                changed = True
+        if not changed:
+            res.unchanged += 1
+    return df[keep.to_numpy()].reset_index(drop=True), split[keep.to_numpy()].reset_index(drop=True), res

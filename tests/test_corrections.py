@@ -1,0 +1,79 @@
+"""data.corrections: label fixes applied by prepare_labels after the split, counted in data.json; a bad
+corrections file is a one-line error naming the file and row."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from conftest import replace
+from twohead.data.io import DataError
+from twohead.data.labels import prepare
+
+
+@pytest.fixture()
+def raw(tmp_path):
+    rows = [{"id": f"r{i}", "text": f"article number {i} about {c}", "pick": "Pick" if c else "Decline",
+             "category": c} for i, c in enumerate(["A", "B", "C"] * 20 + [""] * 12)]
+    path = tmp_path / "raw.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def _prepare(raw, corrections_rows, tmp_path):
+    from conftest import make_params
+
+    corr = tmp_path / "corrections.csv"
+    pd.DataFrame(corrections_rows, columns=["id", "category", "pick", "drop"]).to_csv(corr, index=False)
+    p = make_params(data={"raw_path": str(raw), "corrections": str(corr)})
+    return prepare(p.data, p.split), p
+
+
+def _all(prep) -> pd.DataFrame:
+    return pd.concat([df.assign(split=s) for s, df in prep.splits.items()]).set_index("id")
+
+
+def test_corrections_relabel_drop_and_keep_every_row_in_its_split(raw, tmp_path):
+    base, _ = _prepare(raw, [], tmp_path)
+    fixed, _ = _prepare(raw, [["r0", "B", "", ""], ["r1", "", "Decline", ""], ["r2", "", "", "true"],
+                              ["r60", "C", "Pick", ""], ["r3", "A", "", ""]], tmp_path)
+    a, b = _all(base), _all(fixed)
+    assert "r2" not in b.index and len(b) == len(a) - 1
+    assert b.loc["r0", "category"] == "B" and b.loc["r1", "labels_binary"] == 0
+    assert b.loc["r1", "labels_category"] == -100 and pd.isna(b.loc["r1", "category"])
+    assert b.loc["r60", "labels_binary"] == 1 and b.loc["r60", "category"] == "C"
+    assert (b["split"] == a.loc[b.index, "split"]).all()          # the split is drawn before the corrections
+    assert fixed.corrections == {"file": str(tmp_path / "corrections.csv"), "rows": 5, "category_changed": 2,
+                                 "pick_changed": 2, "dropped": 1, "unchanged": 1,
+                                 "by_split": fixed.corrections["by_split"]}
+    assert sum(fixed.corrections["by_split"].values()) == 5
+    assert base.corrections["rows"] == 0
+
+
+@pytest.mark.parametrize("row, message", [
+    (["nope", "A", "", ""], "row 0 \\(id 'nope'\\): no row of .*raw.csv has this id"),
+    (["r0", "Sports", "", ""], "category 'Sports' is not one of the data's 3 categories"),
+    (["r60", "A", "", ""], "gives category 'A' to a Decline row; set pick to Pick"),
+    (["r0", "", "maybe", ""], "pick 'maybe' is neither a Pick value"),
+    (["r0", "", "", "perhaps"], "drop must be true or false"),
+])
+def test_a_bad_correction_is_one_line_naming_the_file_and_row(raw, tmp_path, row, message):
+    with pytest.raises(DataError, match=message) as e:
+        _prepare(raw, [row], tmp_path)
+    assert "corrections.csv: row 0" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_corrections_file_of_the_wrong_shape_is_refused(raw, tmp_path):
+    from conftest import make_params
+
+    corr = tmp_path / "c.csv"
+    corr.write_text("id,label\nr0,A\n")
+    p = make_params(data={"raw_path": str(raw), "corrections": str(corr)})
+    with pytest.raises(DataError, match="unknown column\\(s\\): 'label'"):
+        prepare(p.data, p.split)
+    corr.write_text("id,category\nr0,A\nr0,B\n")
+    with pytest.raises(DataError, match="id 'r0' is corrected twice"):
+        prepare(p.data, p.split)
+    p = replace(p, "data", corrections=str(tmp_path / "missing.csv"))
+    with pytest.raises(DataError, match="missing.csv: corrections file \\(data.corrections\\) not found"):
+        prepare(p.data, p.split)
