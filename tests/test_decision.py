@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -100,6 +102,27 @@ def test_prior_correction_recovers_the_balanced_rule():
     assert 0.7 <= dec.tau <= 1.3
     curve = {r["tau"]: r["macro_f1"] for r in report["prior_correction"]["curve"]}
     assert curve[dec.tau] > curve[0.0] + 0.05
+
+
+def test_a_negative_tau_undoes_weights_that_pushed_toward_rare_classes():
+    """Val labels follow the train prior, but the model leans toward rare classes (as inverse-frequency class
+    weights make it): accuracy wants τ ≈ −1, which tau_min = 0 (the default) cannot reach."""
+    rng = np.random.default_rng(4)
+    prior = np.array([0.7, 0.2, 0.07, 0.03])
+    y2 = rng.choice(4, size=4000, p=prior)
+    scores = np.eye(4)[y2] * 1.5 + rng.normal(0, 1, (4000, 4)) + np.log(prior)   # calibrated, prior included
+    logits2 = scores - np.log(prior)                                              # the weights' push to rare ones
+    y1 = np.ones(4000, int)
+    counts = list((prior * 1e4).astype(int))
+    both = DecideParams(temperature=False, prior_correction=True, prior_objective="acc", tau_min=-2.0)
+    dec, report = choose(_pick_logits(np.full(4000, 0.9)), logits2, y1, y2, counts, both)
+    assert -1.4 <= dec.tau <= -0.6
+    curve = {r["tau"]: r["acc"] for r in report["prior_correction"]["curve"]}
+    assert curve[dec.tau] > curve[0.0] + 0.03 and min(curve) == -2.0
+    one_way, _ = choose(_pick_logits(np.full(4000, 0.9)), logits2, y1, y2, counts, replace(both, tau_min=0.0))
+    assert one_way.tau == 0.0
+    with pytest.raises(Exception, match="tau_min must be in"):
+        DecideParams(tau_min=0.5)
 
 
 def test_plain_decision_reproduces_the_plain_metrics():

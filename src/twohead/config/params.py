@@ -351,7 +351,8 @@ class DecideParams(Section):
     temperature: bool = True          # fit T1, T2 by NLL on val (false: T = 1)
     prior_correction: bool = True     # search τ of the Task2 class-prior correction on val (false: τ = 0)
     prior_objective: Literal["acc", "macro_f1"] = "acc"   # what τ maximises on val (Task2): the user's aim is accuracy
-    tau_max: float = 2.0              # τ grid: 0, 0.1, …, tau_max; (0, 5]
+    tau_max: float = 2.0              # τ grid: tau_min, …, 0, …, tau_max in steps of 0.1; (0, 5]
+    tau_min: float = 0.0              # [-5, 0]: τ < 0 undoes Task2's training class weights (toward frequent classes)
     rule: Literal["pick_threshold", "pick_or_maxprob"] = "pick_threshold"
     objective: Literal["combined_acc", "combined_macro_f1", "task1_balanced_acc", "decline_recall_at_precision",
                        "decline_precision_at_recall"] = "combined_acc"
@@ -361,6 +362,7 @@ class DecideParams(Section):
 
     def __post_init__(self):
         need(0 < self.tau_max <= 5, "decide.tau_max must be in (0, 5]")
+        need(-5 <= self.tau_min <= 0, "decide.tau_min must be in [-5, 0]")
         need(0 < self.target <= 1, "decide.target must be in (0, 1]")
         need(0 <= self.pick_threshold < 1, "decide.pick_threshold must be 0 (search) or in (0, 1) (pinned)")
         need(self.maxprob_threshold == -1 or 0 <= self.maxprob_threshold < 1,

@@ -7,9 +7,11 @@ P(Pick) < 0.5, the Task2 argmax):
 1. **Temperatures** T1, T2 (:mod:`twohead.evaluate.calibration`): p1 = softmax(z1 / T1).
 2. **Task2 class-prior correction** (post-hoc logit adjustment, Menon et al., 2021): the prediction is
    argmax(z2 / T2 − τ · log π), π the train split's class frequencies. τ = 0 is the plain argmax; τ = 1 is the
-   Bayes rule for a uniform class prior (balanced error); τ is searched on a grid [0, ``tau_max``] in steps of
-   0.1 for Task2 accuracy or macro-F1 on val, ties to the smallest τ. The reported probabilities stay the
-   calibrated softmax(z2 / T2): corrected scores trade calibration for balance.
+   Bayes rule for a uniform class prior (balanced error); τ is searched on a grid [``tau_min``, ``tau_max``]
+   in steps of 0.1 for Task2 accuracy or macro-F1 on val, ties to the smallest |τ|. τ < 0 pushes predictions
+   back toward frequent classes: it can undo what Task2's inverse-frequency class weights did in training
+   (those already push toward rare classes, so with ``tau_min = 0`` accuracy often picks τ = 0). The reported
+   probabilities stay the calibrated softmax(z2 / T2): corrected scores trade calibration for balance.
 3. **The Decline rule**: Decline if P(Pick) < t (``pick_threshold``), or — ``pick_or_maxprob`` — also if the
    Task2 max probability < t2 (out-of-scope rows often get a confident Task1 but a flat Task2). t (and t2) are
    searched on a grid for the named objective on val, or pinned; ties go to the candidate nearest the plain
@@ -200,15 +202,16 @@ def choose(logits1: np.ndarray, logits2: np.ndarray, y1: np.ndarray, y2: np.ndar
 
     counts = np.asarray(train_counts, dtype=np.float64)
     log_prior = np.log(np.maximum(counts, 0.5) / counts.sum()) if counts.sum() > 0 else np.zeros(k)
-    taus = np.round(np.arange(0, s.tau_max + 1e-9, 0.1), 4) if s.prior_correction else np.array([0.0])
+    taus = np.round(np.arange(s.tau_min, s.tau_max + 1e-9, 0.1), 4) if s.prior_correction else np.array([0.0])
     curve = []
     best_tau, best = 0.0, -np.inf
     z2 = logits2.astype(np.float64) / t2
-    for tau in taus:
+    for tau in sorted(taus, key=lambda x: (abs(x), x)):   # nearest 0 first: ties keep the smallest |tau|
         score = task2_metrics(y2, (z2 - tau * log_prior).argmax(1))[f"task2_{s.prior_objective}"]
         curve.append({"tau": float(tau), s.prior_objective: score})
-        if score > best + 1e-12:  # ties keep the smaller tau
+        if score > best + 1e-12:
             best_tau, best = float(tau), score
+    curve.sort(key=lambda r: r["tau"])
     report["prior_correction"] = {"objective": f"task2_{s.prior_objective}", "tau": best_tau, "curve": curve}
 
     dec = Decision(t1, t2, best_tau, log_prior.tolist() if best_tau else [], s.rule)
