@@ -67,6 +67,7 @@ def make_project(dest: Path, rows: int = 600, overrides: dict | None = None) -> 
     small = pd.concat([small, demo.drop(small.index).head(max(0, rows - len(small)))]).sort_index()
     (dest / "data" / "demo").mkdir(parents=True)
     small.to_csv(dest / "data" / "demo" / "news_demo.csv", index=False)
+    shutil.copy(ROOT / "data" / "corrections.csv", dest / "data" / "corrections.csv")  # data.corrections (none)
     params = yaml.safe_load((dest / "params.yaml").read_text())
     deep_update(params, TINY)
     deep_update(params, overrides or {})

@@ -35,6 +35,7 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
         predict,
         prepare_labels,
         pretrain_stage1,
+        review,
         tokenize,
         train_stage2,
         validate_params,
@@ -61,6 +62,7 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
              ("train_stage2", train_stage2, train_stage2.TrainPaths),
              ("calibrate", calibrate, calibrate.CalibratePaths),
              ("evaluate", evaluate, evaluate.EvaluatePaths),
+             ("review", review, review.ReviewPaths),
              ("plot", plot, plot.PlotPaths),
              ("predict", predict, predict.PredictPaths)]
     out = {}

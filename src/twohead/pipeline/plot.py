@@ -85,6 +85,8 @@ def run(p: Params, paths: PlotPaths) -> list[Path]:
              "cartography_task1.png", "task_weighting.png", "reliability.png", "decision.png", "lr_find.png"]
     write_text(paths.summary, summary_markdown(read_json(paths.test_metrics), hist, diagnose(hist, band_rows), text,
                                                [str(Path(out / n).relative_to(Path(paths.summary).parent))
-                                                for n in shown], read_json(paths.review_metrics),
+                                                for n in shown],
+                                               read_json(paths.review_metrics) if Path(paths.review_metrics).is_file()
+                                               else None,  # the review stage's section (run without it: none)
                                                str(Path(paths.pairs_plot).relative_to(Path(paths.summary).parent))))
     return made
