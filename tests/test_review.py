@@ -107,3 +107,17 @@ def test_the_review_stage_on_the_tiny_run(tiny_data, tmp_path):
     assert saved["train_queue"]["rows"] >= 0 and "hard-to-learn" in saved["train_queue"]["what"]
     text = "\n".join(review_section(saved, "confusable_pairs.png"))
     assert "## Where the labels lose" in text and "upper bound" in text and "data.corrections" in text
+    # `twohead review`'s source (the model's own tokenizer on the prepared texts) gives the stage's figures
+    import dataclasses
+
+    outside = tmp_path / "outside"
+    other = dataclasses.replace(paths, **{f: outside / getattr(paths, f).name for f in
+                                         ("label_issues", "confusable_pairs", "pairs_plot", "duplicates",
+                                          "review_metrics")})
+    again = review.run(p, other, review.TextSource(paths.stage2_model, "cpu", 16, "longest"))
+    assert again["splits"] == r["splits"] and again["top_pairs"] == r["top_pairs"]
+    assert (outside / "label_issues.csv").read_bytes() == paths.label_issues.read_bytes()
+    from twohead.cli import build_parser
+
+    args = build_parser().parse_args(["review", "models/stage2", "--out", "x"])
+    assert args.func.__name__ == "cmd_review" and args.decision is None

@@ -8,6 +8,7 @@
     twohead ablation queue [--seeds 1 2 3] [--only rdrop,msd] [--dry-run]
     twohead ablation report [EXP ...] [--runs-dir DIR] [--md F] [--json F]
     twohead lr-find [--stage stage2|stage1] [--lrs 1e-5 3e-5 …] [--budget 0.1] [--eta 0] [--val-rows 256]
+    twohead review MODEL_DIR [--out reviews/NAME] [--decision F] [--prepared DIR] [--device auto]
     twohead speed [--stage stage2|stage1] [--seconds 120] [--batch-sizes 16 64 …] [--compile] [--json F]
     twohead lr-find --method range [--stage …] [--steps 200] [--min-lr 1e-7] [--max-lr 1] [--rows N]
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from .config.errors import DataError, OutputError, user_message
@@ -148,6 +150,30 @@ def cmd_lr_find(args) -> int:
     if args.method == "range":
         return lr_range.main(p, paths, from_flags(lr_range.RangeTestConfig, args), args.stage)
     return lr_sweep.main(p, paths, from_flags(lr_sweep.SweepConfig, args), args.stage)
+
+
+def cmd_review(args) -> int:
+    """The review stage's report for any Stage-2 model directory (one outside the DAG: an experiment's, a colleague's),
+    on this project's prepared val/test rows, into ``--out``."""
+    from .config.layout import dvc_paths
+    from .pipeline.review import ReviewPaths, TextSource, report, run
+
+    p = _tool_params(args)
+    layout = dvc_paths(".")
+    model = Path(args.model_dir)
+    out = Path(args.out or Path("reviews") / (model.resolve().name or "model"))
+    names = {"label_issues": "label_issues.csv", "confusable_pairs": "confusable_pairs.csv",
+             "pairs_plot": "confusable_pairs.png", "duplicates": "conflicting_duplicates.csv",
+             "review_metrics": "review.json"}
+    paths = ReviewPaths(prepared=Path(args.prepared or layout["prepared"]), tokenized=Path(layout["tokenized"]),
+                        stage2_model=model, decision=Path(args.decision or model.parent / "decision.json"),
+                        cartography_flagged=Path(args.cartography or layout["cartography_flagged"]),
+                        **{k: out / v for k, v in names.items()})
+    source = TextSource(model, args.device or p.train.device, p.train.eval_batch_size, p.train.padding)
+    for line in report(run(p, paths, source)):
+        print(f"twohead review: {line}")
+    print(f"twohead review: wrote {out}/ ({', '.join(names.values())})")
+    return 0
 
 
 def cmd_speed(args) -> int:
@@ -282,6 +308,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(f.add_argument_group("the range test (--method range)"), RangeTestConfig)
     f.set_defaults(func=cmd_lr_find)
 
+    r = sub.add_parser("review", help="where the labels lose, for any Stage-2 model (the review stage's report)",
+                       description="Label issues (cleanlab) on the prepared val/test rows scored by MODEL_DIR (its own"
+                                   " tokenizer), the most confused category pairs with merge gains, conflicting"
+                                   " duplicates: the review stage's outputs, for a model outside the DAG.")
+    r.add_argument("model_dir", help="a Stage-2 model directory")
+    r.add_argument("--out", help="output folder (default: reviews/<model folder name>)")
+    r.add_argument("--decision", help="its decision.json (default: beside MODEL_DIR if there; else raw softmax)")
+    r.add_argument("--prepared", help="prepared data folder (default: dvc.yaml's, data/prepared)")
+    r.add_argument("--cartography", help="the train-side queue file (default: metrics/cartography_flagged.csv)")
+    r.add_argument("--device", choices=["auto", "mps", "cuda", "cpu"], default=None, help="default: train.device")
+    r.add_argument("--params", default="params.yaml")
+    r.set_defaults(func=cmd_review)
     v = sub.add_parser("speed", help="the fastest safe training settings for this machine, measured in ~2 minutes",
                        description="Times real training steps (the stage's model, loss, LLRD AdamW, length-grouped"
                                    " batches) for the configured settings and one change at a time: precision,"

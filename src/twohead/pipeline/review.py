@@ -17,7 +17,7 @@ import pandas as pd
 from ..config.params import Params
 from ..data.io import METRIC_DIGITS, write_csv, write_json
 from ..data.prepared import read_label_info, read_split
-from ..evaluate.decision import read_decision
+from ..evaluate.decision import PLAIN, read_decision
 from ..review.duplicates import conflicting_duplicates
 from ..review.issues import accuracy_without, find_issues
 from ..review.pairs import confusable_pairs, plot_pairs
@@ -54,18 +54,61 @@ def _issue_rows(split: str, task: str, ids, texts, given, issues, names) -> pd.D
                          "score": issues.quality[f], "text": texts[f]})
 
 
-def run(p: Params, paths: ReviewPaths) -> dict:
-    scorer = Scorer(paths.stage2_model, p.train.device, p.train.eval_batch_size, p.train.padding)
+class TokenizedSource:
+    """The stage's scores: the kept model on ``data/tokenized`` (the tokens evaluate scored)."""
+
+    def __init__(self, p: Params, paths: ReviewPaths):
+        self.scorer = Scorer(paths.stage2_model, p.train.device, p.train.eval_batch_size, p.train.padding)
+        self.names, self.tokenized = self.scorer.names, paths.tokenized
+        self.is_main = self.scorer.accelerator.is_main_process
+
+    def check(self, names: list[str], prepared: Path) -> None:
+        self.scorer.check_classes(names, prepared)
+
+    def split(self, prepared: Path, split: str):
+        """(ids, Task1 labels, Task2 labels, texts, Task1 logits, Task2 logits) of one split, scored once."""
+        ds, logits1, logits2 = self.scorer.split(self.tokenized, split)
+        texts = read_split(prepared, split, ["id", "text"]).set_index("id")["text"].loc[ds.ids].to_numpy()
+        return ds.ids, ds.labels_binary, ds.labels_category, texts, logits1, logits2
+
+
+class TextSource:
+    """``twohead review``'s scores: any Stage-2 model directory on the prepared texts, tokenized by the model's own
+    tokenizer (a model outside the DAG need not share ``data/tokenized``'s)."""
+
+    def __init__(self, model_dir: Path, device: str, batch_size: int, padding: str):
+        from ..predictor import Predictor
+
+        self.predictor = Predictor(model_dir, device=device, batch_size=batch_size, plain=True, padding=padding)
+        self.names, self.model_dir, self.is_main = self.predictor.names, Path(model_dir), True
+
+    def check(self, names: list[str], prepared: Path) -> None:
+        if list(self.names) != list(names):
+            from ..config.errors import DataError
+
+            raise DataError(f"{self.model_dir}: its {len(self.names)} categories are not those of {prepared}"
+                            f" ({len(names)}): review a model against the data it was trained on")
+
+    def split(self, prepared: Path, split: str):
+        df = read_split(prepared, split, ["id", "text", "labels_binary", "labels_category"])
+        logits1, logits2 = self.predictor.logits(df["text"].astype(str).tolist())
+        return (df["id"].astype(str).to_numpy(dtype=object), df["labels_binary"].to_numpy(),
+                df["labels_category"].to_numpy(), df["text"].to_numpy(dtype=object), logits1, logits2)
+
+
+def run(p: Params, paths: ReviewPaths, source=None) -> dict:
+    """The review; ``source``: where the scores come from (default: the kept model on ``data/tokenized``). Without
+    ``paths.decision`` the raw softmax is used (said in the summary)."""
+    source = source or TokenizedSource(p, paths)
     info = read_label_info(paths.prepared)
-    names = scorer.names
-    scorer.check_classes(info.names, paths.prepared)
-    dec, _ = read_decision(paths.decision, names)
+    names = source.names
+    source.check(info.names, paths.prepared)
+    has_decision = Path(paths.decision).is_file()
+    dec = read_decision(paths.decision, names)[0] if has_decision else PLAIN
     queue, splits, test = [], {}, None
     for split in ("val", "test"):
-        ds, logits1, logits2 = scorer.split(paths.tokenized, split)   # each split scored once
+        ids, y1, y2, texts, logits1, logits2 = source.split(paths.prepared, split)   # each split scored once
         p1, p2 = dec.probabilities(logits1, logits2)                  # temperatures only: calibrated
-        y1, y2, ids = ds.labels_binary, ds.labels_category, ds.ids
-        texts = read_split(paths.prepared, split, ["id", "text"]).set_index("id")["text"].loc[ids].to_numpy()
         m2, m1 = y2 >= 0, y1 >= 0
         i2 = find_issues(y2[m2], p2[m2], names)
         i1 = find_issues(y1[m1], p1[m1], PICK_NAMES)
@@ -86,8 +129,10 @@ def run(p: Params, paths: ReviewPaths) -> dict:
     dups, dup_counts = conflicting_duplicates(rows)
     flagged_train = _train_queue(paths.cartography_flagged)
     summary = {
-        "method": "cleanlab.filter.find_label_issues (prune_by_noise_rate), ranked by self-confidence, on the kept"
-                  " model's temperature-calibrated val/test probabilities",
+        "method": "cleanlab.filter.find_label_issues (prune_by_noise_rate), ranked by self-confidence, on the"
+                  " model's val/test probabilities"
+                  + (" calibrated by the decision's temperatures" if has_decision else " (raw softmax: no decision)"),
+        "model": str(paths.stage2_model),
         "splits": splits,
         "upper_bound_note": "task2_acc_without_flagged sets the flagged rows aside as if every flag were a wrong"
                             " label: an upper-bound view, never the result",
@@ -97,7 +142,7 @@ def run(p: Params, paths: ReviewPaths) -> dict:
         "queue": {"path": str(paths.label_issues), "rows": int(sum(len(q) for q in queue))},
         "corrections": {"param": "data.corrections", "columns": "id,category,pick,drop"},
     }
-    if scorer.accelerator.is_main_process:
+    if source.is_main:
         write_csv(paths.label_issues, pd.concat(queue, ignore_index=True))
         write_csv(paths.confusable_pairs, pairs)
         write_csv(paths.duplicates, dups)
@@ -109,6 +154,24 @@ def run(p: Params, paths: ReviewPaths) -> dict:
             _empty_plot(paths.pairs_plot, caption)
         write_json(paths.review_metrics, summary, digits=METRIC_DIGITS)   # last: a failed run leaves none
     return summary
+
+
+def report(r: dict) -> list[str]:
+    """What the stage and ``twohead review`` print."""
+    lines = []
+    for split in ("val", "test"):
+        t2 = r["splits"][split]["task2"]
+        lines.append(f"{split}: {t2['flagged']} of {t2['rows']} category labels flagged, cleanlab estimates"
+                     f" {t2['estimated_wrong_share']:.1%} wrong; {r['splits'][split]['task1']['flagged']} Pick/Decline"
+                     " labels flagged")
+    if r["top_pairs"]:
+        top = r["top_pairs"][0]
+        lines.append(f"most confused pair: {top['a']} <-> {top['b']} ({top['a_as_b']} + {top['b_as_a']} test rows);"
+                     f" merged: {top['merge_gain']:+.1%} Task2 accuracy"
+                     f" [{top['merge_gain_low']:+.1%}, {top['merge_gain_high']:+.1%}]")
+    lines.append(f"queue: {r['queue']['path']} ({r['queue']['rows']} rows, worst first); fixes go in"
+                 " data.corrections (id,category,pick,drop)")
+    return lines
 
 
 def _train_queue(path: Path) -> int:
