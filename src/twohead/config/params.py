@@ -301,12 +301,17 @@ class TrainParams(StepParams):
     # batches padded to a short ladder of lengths (buckets) or to their longest row; auto: per device
     padding: Literal["auto", "buckets", "longest"] = "auto"
     empty_cache_steps: int = 0  # >= 0: free the MPS / CUDA allocator's cache every N optimiser steps (0 = never)
+    # EMA decays of the weights, each scored on val every epoch beside the raw weights; train.keep chooses among
+    # them by val Task2 accuracy ([] = off)
+    ema: list[float] = field(default_factory=list)
 
     def __post_init__(self):
         super().__post_init__()
         need(self.eval_batch_size >= 1, "train.eval_batch_size must be >= 1")
         need(self.num_workers >= 0, "train.num_workers must be >= 0")
         need(self.empty_cache_steps >= 0, "train.empty_cache_steps must be >= 0 (0 = never)")
+        need(all(isinstance(d, (int, float)) and 0 < d < 1 for d in self.ema) and len(set(self.ema)) == len(self.ema)
+             and len(self.ema) <= 4, "train.ema must be a list of up to 4 distinct decays in (0, 1), e.g. [0.999]")
 
 
 @dataclass(frozen=True)

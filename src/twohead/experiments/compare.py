@@ -6,6 +6,7 @@ Each revision's test predictions (the evaluate stage's per-row table, kept in gi
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from io import StringIO
 
@@ -120,8 +121,15 @@ def compare(base_rev: str, other_revs: list[str], root=".", resamples: int = 200
               "test_rows": len(order),
               "detectable_task2_acc": detectable_difference(coded_base, resamples, seed), "comparisons": []}
     for o in others:
-        metrics = paired_compare(coded_base, code(o, vocab, order), bands, resamples, seed)
-        result["comparisons"].append({"rev": o.rev, "commit": o.commit, "metrics": metrics})
+        coded = code(o, vocab, order)
+        metrics = paired_compare(coded_base, coded, bands, resamples, seed)
+        entry = {"rev": o.rev, "commit": o.commit, "metrics": metrics}
+        relabelled = int(((coded.y1 != coded_base.y1) | (coded.y2 != coded_base.y2)).sum())
+        if relabelled:   # data.corrections changed test labels: part of Δ is the labels, not the model
+            same_gold = dataclasses.replace(coded, y1=coded_base.y1, y2=coded_base.y2, yc=coded_base.yc)
+            entry["relabelled_rows"] = relabelled
+            entry["metrics_on_base_labels"] = paired_compare(coded_base, same_gold, bands, resamples, seed)
+        result["comparisons"].append(entry)
     return result
 
 
@@ -157,6 +165,12 @@ def to_markdown(result: dict) -> str:
             lines.append(f"| {label(name)} | {m['base']:.4f} | {m['other']:.4f} | {pts(m['delta'])} |"
                          f" [{pts(m['ci_low'])}, {pts(m['ci_high'])}] | {p} | {said} |")
         lines.append("")
+        if c.get("relabelled_rows"):
+            m = c["metrics_on_base_labels"]["task2_acc"]
+            lines += [f"**{c['relabelled_rows']} test row(s) carry other labels in {c['rev']}** (data.corrections):"
+                      " each side above is scored on its own labels, so Δ mixes relabelling with the model. On"
+                      f" {result['base']['rev']}'s labels, Task2 accuracy Δ is {pts(m['delta'])}"
+                      f" [{pts(m['ci_low'])}, {pts(m['ci_high'])}] ({m['verdict']}): the model's own change.", ""]
     half = 100 * result["detectable_task2_acc"]
     widths = ", ".join(f"±{_half_width(c['metrics']['task2_acc']):.1f} for {c['rev']}" for c in result["comparisons"])
     lines.append(f"Noise guide: on these {result['test_rows']} test rows one run's Task2 accuracy alone is uncertain by"

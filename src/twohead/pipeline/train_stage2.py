@@ -78,6 +78,9 @@ def run(p: Params, paths: TrainPaths) -> dict:
     metrics = dict(res.history[-1])
     metrics.update({"kept_epoch": res.kept_epoch, "best_epoch": res.best_epoch, "best_val_acc_task2": res.best_score,
                     "train_rows": len(train_ds), "val_rows": len(val_ds), "skipped_steps": res.skipped_steps})
+    if res.averaging is not None:   # train.ema: which weights were kept, and every average's val figures
+        metrics["kept_weights"] = res.averaging["kept"]
+        metrics["weight_averaging"] = res.averaging
     arrays = carto.arrays()
     if res.accelerator.is_main_process:
         with atomic_path(paths.stage2_model, is_dir=True) as tmp:

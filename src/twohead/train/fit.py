@@ -21,6 +21,7 @@ from ..config.errors import Interrupted, TrainingError
 from ..config.schema import HISTORY_COLUMNS, SPEED_KEYS
 from ..data.batching import make_collate
 from ..model.two_head import TwoHeadModel
+from .averaging import WeightAverages
 from .callbacks import Callback
 from .loop import EpochAccum, NonFinite, predict_logits, train_one_epoch
 from .report import ProgressLine, epoch_line, start_lines
@@ -51,6 +52,8 @@ class FitResult:
     skipped_steps: int = 0           # optimiser steps dropped (train.on_nonfinite: skip)
     state: dict | None = None        # state saves: count, seconds, size (when a StateStore was used)
     machine: dict = field(default_factory=dict)  # padding, batch shapes, device memory (train_speed.json)
+    averaging: dict | None = None    # train.ema: each average's val figures and which weights were kept
+    averages: WeightAverages | None = None   # the averages themselves (their final weights; for tools)
 
 
 @dataclass
@@ -69,13 +72,14 @@ class RunState:
     best_state: dict | None = None
     accum: EpochAccum | None = None
     rng: dict | None = None
+    averages: list | None = None     # WeightAverages.state_dict() (train.ema), restored into the run's averages
 
     def progress(self, epoch: int, acc: EpochAccum | None, callbacks: Sequence[Callback]) -> dict:
         return {"epoch": epoch, "step": self.step, "accum": None if acc is None else acc.state_dict(),
                 "rng": None if acc is None else rng_snapshot(), "history": self.history, "speed": self.speed,
                 "step_log": self.step_log, "best_epoch": self.best_epoch, "best_score": self.best_score,
                 "best_state": self.best_state, "skipped": self.skipped,
-                "callbacks": [cb.state_dict() for cb in callbacks]}
+                "callbacks": [cb.state_dict() for cb in callbacks], "averages": self.averages}
 
     @classmethod
     def restore(cls, saved: dict, device, callbacks: Sequence[Callback]) -> RunState:
@@ -83,6 +87,7 @@ class RunState:
             cb.load_state_dict(cb_state)
         state = cls(saved["epoch"] + 1, saved["step"], saved["skipped"], saved["history"], saved["speed"],
                     saved["step_log"], saved["best_epoch"], saved["best_score"], saved["best_state"])
+        state.averages = saved.get("averages")
         if saved["accum"] is not None:
             state.start_epoch, state.accum, state.rng = saved["epoch"], EpochAccum(device), saved["rng"]
             state.accum.load_state_dict(saved["accum"])
@@ -154,12 +159,15 @@ def fit(model: TwoHeadModel, data: FitData, cfg: RunConfig, callbacks: Sequence[
     smoke_check(s, {k: v.to(s.accelerator.device) for k, v in smoke.items()})
     for cb in callbacks:
         cb.on_fit_start(s.accelerator)
+    averages = WeightAverages(s.raw_model, list(t.ema))
     state = _resume(store, s, callbacks, log, cfg.tag)
+    if averages and state.averages:
+        averages.load_state_dict(state.averages)
     progress = ProgressLine(cfg.tag, t.epochs, s.steps_per_epoch, log=log,
                             enabled=None if s.accelerator.is_main_process else False, memory=s.memory.sample)
     with Saves(store, s.accelerator, state, callbacks) as saves:
         for epoch in range(state.start_epoch, t.epochs + 1):
-            train_metrics = _train_epoch(s, state, saves, epoch, callbacks, data, cfg, progress)
+            train_metrics = _train_epoch(s, state, saves, epoch, callbacks, data, cfg, progress, averages)
             logits1, logits2 = predict_logits(s.accelerator, s.model, s.val_loader, len(data.val), desc=f"val {epoch}")
             row = {**train_metrics, **val_metrics(logits1, logits2, data.val.labels_binary,
                                                       data.val.labels_category, s.loss_fn,
@@ -174,13 +182,27 @@ def fit(model: TwoHeadModel, data: FitData, cfg: RunConfig, callbacks: Sequence[
             log(epoch_line(cfg.tag, epoch, t.epochs, state.history[-1], state.speed[-1],
                            task2=cfg.loss.lambda_task2 > 0 or cfg.loss.weighting == "uncertainty"))
             state.keep_if_best(epoch, state.history[-1][cfg.select], s.raw_model, t.keep)
+            for c in averages.candidates:   # each average scored on val beside the raw weights
+                a1, a2 = predict_logits(s.accelerator, c.model.module, s.val_loader, len(data.val),
+                                        desc=f"val {epoch} {c.name}")
+                averages.record(c, epoch, val_metrics(a1, a2, data.val.labels_binary, data.val.labels_category,
+                                                      s.loss_fn), t.keep)
+                log(f"[{cfg.tag}] epoch {epoch}/{t.epochs} | {c.name}: val acc t2 {c.val[-1]['val_acc_task2']:.4f}"
+                    f" | t2 macro-F1 {c.val[-1]['val_macro_f1_task2']:.4f}")
+            if averages:
+                state.averages = averages.state_dict()
             saves.save(epoch, None)
             saves.stop_if_signalled(f"after epoch {epoch} (step {state.step})")
-    return _result(s, state, store, t.keep, t.epochs)
+    return _result(s, state, store, t.keep, t.epochs, averages)
 
 
-def _after_step(saves: Saves, progress: ProgressLine | None, epoch: int, processes: int, memory, step: int,
-                acc: EpochAccum) -> None:
+def _after_step(saves: Saves, progress: ProgressLine | None, epoch: int, processes: int, memory, averages,
+                step: int, acc: EpochAccum) -> None:
+    if averages:
+        averages.update()
+        every = saves.store is not None and saves.store.every_steps and step % saves.store.every_steps == 0
+        if every or saves.signal:   # a state is saved at this step: the averages go with it
+            saves.state.averages = averages.state_dict()
     if memory is not None:
         memory.after_step(step)
     if progress is not None:
@@ -189,7 +211,7 @@ def _after_step(saves: Saves, progress: ProgressLine | None, epoch: int, process
 
 
 def _train_epoch(s: Setup, state: RunState, saves: Saves, epoch: int, callbacks, data: FitData,
-                 cfg: RunConfig, progress: ProgressLine | None = None) -> dict:
+                 cfg: RunConfig, progress: ProgressLine | None = None, averages: WeightAverages | None = None) -> dict:
     """One training epoch (or the rest of a resumed one); returns its training metrics and timings."""
     s.sampler.passes = epoch - 1
     s.sampler.skip = state.accum.batches * s.accelerator.num_processes if state.accum else 0
@@ -198,7 +220,7 @@ def _train_epoch(s: Setup, state: RunState, saves: Saves, epoch: int, callbacks,
         out = train_one_epoch(s.step, s.train_loader, epoch, state.step, callbacks, accum=state.accum,
                               on_nonfinite=cfg.train.on_nonfinite,
                               on_step=functools.partial(_after_step, saves, progress, epoch,
-                                                        s.accelerator.num_processes, s.memory),
+                                                        s.accelerator.num_processes, s.memory, averages),
                               on_first_batch=(lambda: rng_restore(rng)) if rng is not None else None)
     except NonFinite as exc:
         raise _diverged(exc.info, data, cfg.tag, state.step_log, saves.store) from None
@@ -222,10 +244,21 @@ def _resume(store: StateStore | None, s: Setup, callbacks, log, tag: str) -> Run
     return state
 
 
-def _result(s: Setup, state: RunState, store: StateStore | None, keep: str, epochs: int) -> FitResult:
+def _result(s: Setup, state: RunState, store: StateStore | None, keep: str, epochs: int,
+            averages: WeightAverages | None = None) -> FitResult:
     s.accelerator.wait_for_everyone()
     kept_epoch = epochs
-    if keep == "best" and state.best_state is not None:
+    averaging = None
+    if averages:   # raw vs each average, by val Task2 accuracy (last epoch, or each one's best)
+        raw_epoch = state.best_epoch if keep == "best" else epochs
+        raw_score = state.best_score if keep == "best" else state.history[-1]["val_acc_task2"]
+        kept, kept_epoch, weights = averages.choose(keep, raw_score, raw_epoch)
+        if weights is not None:
+            s.raw_model.load_state_dict(weights)
+        elif keep == "best" and state.best_state is not None:
+            s.raw_model.load_state_dict(state.best_state)
+        averaging = {**averages.summary(kept, kept_epoch), "raw": {"val_acc_task2": raw_score, "epoch": raw_epoch}}
+    elif keep == "best" and state.best_state is not None:
         s.raw_model.load_state_dict(state.best_state)
         kept_epoch = state.best_epoch
     saves = None if store is None else {"saves": store.saves, "save_seconds": store.seconds,
@@ -234,7 +267,8 @@ def _result(s: Setup, state: RunState, store: StateStore | None, keep: str, epoc
                                                                        default=0),
                "val_shapes": s.val_shapes, "memory": s.memory.summary() if s.memory else {}}
     return FitResult(state.history, state.speed, state.step_log, state.best_epoch, state.best_score, kept_epoch,
-                     s.raw_model, s.accelerator, state.skipped, saves, machine)
+                     s.raw_model, s.accelerator, state.skipped, saves, machine, averaging,
+                     averages)
 
 
 def _apply_new_lrs(scheduler, new: list[float], log, tag: str) -> None:
