@@ -86,3 +86,20 @@ def test_an_interrupted_run_with_averages_resumes_to_the_same_result(tiny_data, 
     assert train_in(tmp_path / "run", data_dir, p) == ref
     assert (tmp_path / "run" / "metrics" / "train.json").read_bytes() == \
         (tmp_path / "ref" / "metrics" / "train.json").read_bytes()
+
+
+def test_the_summary_says_what_moved_task2_accuracy():
+    from twohead.evaluate.summary import levers_section
+
+    m = {"task2_acc": {"delta": 0.012, "ci_low": 0.002, "ci_high": 0.021},
+         "task2_macro_f1": {"delta": -0.03, "ci_low": -0.06, "ci_high": 0.0},
+         "band_Mid_recall": {"delta": -0.08}, "band_High_recall": {"delta": 0.01}}
+    test = {"decided_vs_plain": {"metrics": m}, "decided": {"decision": {"tau": -0.7, "temperature_task2": 1.31,
+                                                                         "rule": "pick_threshold"}}}
+    train = {"weight_averaging": {"kept": "ema0.99", "kept_epoch": 5, "raw": {"val_acc_task2": 0.61},
+                                  "candidates": {"ema0.99": {"val": [{"val_acc_task2": 0.62}]}}}}
+    text = "\n".join(levers_section(test, train))
+    assert "| decisions (calibrate) | τ -0.7, T2 1.31, Decline rule pick_threshold | +1.2 [+0.2, +2.1] |" in text
+    assert "Mid band mean recall -8.0" in text and "High band" not in text      # the cost: what went down
+    assert "| weight averaging (train.ema) | ema0.99 (epoch 5) | val only: +1.0" in text
+    assert "| weight averaging (train.ema) | off |" in "\n".join(levers_section(test, {}))

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import replace, tool_paths, tree_digest
 from twohead.config.errors import ParamsError
-from twohead.tune.lr_sweep import SweepConfig, Trial, choose, plan, plan_steps, survivors
+from twohead.tune.lr_sweep import MIN_GAIN, SweepConfig, Trial, choose, plan, plan_steps, survivors
 
 
 def test_plan_fits_the_budget_and_halves_by_eta():
@@ -44,6 +44,21 @@ def test_the_lowest_val_objective_wins_and_an_edge_is_flagged():
     c = choose([_trial(1e-3, math.nan, math.nan, diverged=True), _trial(1e-4, 0.5, 2.5)], lrs)
     assert c["suggested_lr"] == 1e-4
     assert choose([_trial(1e-3, math.nan, math.nan, diverged=True)], lrs)["suggested_lr"] is None
+
+
+def test_a_sweep_that_barely_moves_from_the_start_makes_no_suggestion():
+    """The weak-encoder case measured on the demo with one Stage-1 epoch: the start's val objective 2.326, the
+    smallest LR 2.330 (standing still), the largest 2.335 but the best accuracy — no confident wrong number."""
+    lrs = (1e-5, 1e-4, 1e-3)
+    weak = [_trial(1e-5, 0.403, 2.330), _trial(1e-4, 0.41, 2.333), _trial(1e-3, 0.428, 2.335)]
+    c = choose(weak, lrs, start_loss=2.326)
+    assert c["suggested_lr"] is None and c["best_lr"] == 1e-5 and c["gain_over_start"] < 0
+    assert "barely moves" in c["undecided"] and "lr 0.001, 0.428" in c["undecided"]
+    # the pretrained MiniLM sweep (start 2.641 → 2.153 at 3e-4) and the demo's (2.495 → 2.332 at 1e-3) still decide
+    assert choose([_trial(3e-4, 0.649, 2.153), _trial(1e-5, 0.605, 2.558)], lrs, start_loss=2.641)["suggested_lr"] \
+        == 3e-4
+    demo = choose([_trial(1e-3, 0.432, 2.332), _trial(1e-5, 0.374, 2.496)], lrs, start_loss=2.495)
+    assert demo["suggested_lr"] == 1e-3 and demo["undecided"] is None and demo["gain_over_start"] > 0.06
 
 
 def test_survivors_rank_by_objective_and_skip_diverged():
@@ -80,8 +95,13 @@ def test_sweep_on_the_tiny_data_writes_only_its_json_and_png(tiny_data, tmp_path
     assert sorted(t["lr"] for t in first) == sorted(cfg.lrs) and len(second) == 2
     assert {t["lr"] for t in second} == set(survivors([Trial(t["lr"], 0, t["steps"], t["score"], t["val_loss"],
                                                              diverged=t["diverged"]) for t in first], 2))
-    assert r["suggested_lr"] == min(second, key=lambda t: (t["val_loss"], -t["score"]))["lr"]
-    assert saved["command"] == f"dvc exp run -S train.lr={r['suggested_lr']:.2g}"
+    best = min(second, key=lambda t: (t["val_loss"], -t["score"]))
+    assert saved["gain_over_start"] == pytest.approx(1 - best["val_loss"] / start["val_loss"], rel=1e-4)
+    if saved["gain_over_start"] >= MIN_GAIN:   # the rule: a suggestion only when the best moved off the start
+        assert r["suggested_lr"] == best["lr"] and saved["undecided"] is None
+        assert saved["command"] == f"dvc exp run -S train.lr={r['suggested_lr']:.2g}"
+    else:
+        assert r["suggested_lr"] is None and saved["command"] is None and "barely moves" in saved["undecided"]
     assert saved["steps_trained"] == sum(g["candidates"] * g["steps"] for g in saved["rungs"])
     assert 0 < saved["cost_share_of_run"] and saved["run_seconds_estimate"] > 0
     assert saved["val_rows"] == len(__import__("pandas").read_parquet(data_dir / "tokenized" / "val.parquet"))

@@ -46,7 +46,8 @@ def test_repro_then_experiment_workflow(shared_project, tmp_path):
 
     # a decision param re-runs calibrate (then what reads its output), never training
     params = (proj / "params.yaml").read_text()
-    (proj / "params.yaml").write_text(params.replace("rule: pick_threshold", "rule: pick_or_maxprob", 1))
+    assert "rule: pick_or_maxprob" in params   # the default; the test switches it back
+    (proj / "params.yaml").write_text(params.replace("rule: pick_or_maxprob", "rule: pick_threshold", 1))
     dry = run(["dvc", "repro", "--dry"], proj).stdout  # dry: downstream stages show once calibrate's output moves
     assert "Running stage 'calibrate'" in dry and "Stage 'train_stage2' didn't change" in dry
     for stage in ("train_stage2", "tokenize", "pretrain_stage1", "prepare_labels"):

@@ -83,3 +83,37 @@ def test_missing_checkpoint_and_broken_tokenizer(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="cannot load a tokenizer"):
         load_tokenizer(tmp_path / "empty")
+
+
+def test_head_tail_keeps_both_ends_of_a_long_text(demo_encoder_dir):
+    """tokenize.truncation: head_tail — a long text keeps its first head_share of the room and its last tokens;
+    short texts are untouched; head (the default) is the tokenizer's own truncation."""
+    tok = load_tokenizer(demo_encoder_dir)
+    words = [f"news{i} politics{i % 7} market" for i in range(200)]
+    long_text, short = " ".join(words), "a short headline"
+    body = tok(long_text, add_special_tokens=False)["input_ids"]
+    ids, n_cut = encode(tok, [long_text, short], 64, 16, truncation="head_tail", head_share=0.25)
+    room = 64 - 2                                       # [CLS] … [SEP]
+    head, tail = round(room * 0.25), room - round(room * 0.25)
+    assert n_cut == 1 and len(ids[0]) == 64 and len(body) > 200
+    assert ids[0] == [tok.cls_token_id, *body[:head], *body[-tail:], tok.sep_token_id]
+    assert ids[1] == tok(short)["input_ids"]
+    plain, _ = encode(tok, [long_text], 64, 16)
+    assert plain[0] == tok(long_text, truncation=True, max_length=64)["input_ids"] and plain[0] != ids[0]
+    with pytest.raises(ValueError, match="truncation must be one of"):
+        encode(tok, [short], 64, 16, truncation="middle")
+
+
+def test_check_reports_the_cut_share_and_suggests_head_tail(demo_encoder_dir):
+    from twohead.check import Report, check_truncation
+
+    tok = load_tokenizer(demo_encoder_dir)
+    texts = ["word " * 300] * 3 + ["short text"] * 7   # 30% of the texts are longer than 128 tokens
+    report = Report()
+    shares = check_truncation(tok, texts, 128, "head", report)
+    assert shares[128] == pytest.approx(0.3) and shares[1024] == 0.0
+    assert len(report.warnings) == 1 and "cuts 30.0% of the training texts" in report.warnings[0]
+    assert "tokenize.truncation: head_tail" in report.warnings[0]
+    fine = Report()
+    check_truncation(tok, ["short text"] * 10, 128, "head", fine)
+    assert not fine.warnings and "cuts 0.0%" in fine.ok[0]

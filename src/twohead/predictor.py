@@ -80,6 +80,12 @@ class Predictor:
         meta = json.loads((d / "twohead.json").read_text(encoding="utf-8"))
         params = meta.get("params", {})
         self.max_length = int(meta.get("max_length") or params.get("tokenize", {}).get("max_length", 512))
+        # long texts cut as in training (models saved before tokenize.truncation kept the head)
+        self.truncation = meta.get("truncation", "head") if meta.get("truncation") in ("head", "head_tail") \
+            else "head"
+        head_share = meta.get("head_share", 0.25)
+        self.head_share = float(head_share) if isinstance(head_share, (int, float)) and 0 <= head_share <= 1 \
+            else 0.25
         self.names: list[str] = maps["task2"]["names"]
         self.batch_size = batch_size
         self.accelerator = make_accelerator(device, "fp32", 1)
@@ -117,7 +123,8 @@ class Predictor:
         self.truncated = self.unreadable = 0
         if not texts:
             return np.zeros((0, 2), np.float32), np.zeros((0, len(self.names)), np.float32)
-        ids, self.truncated = encode(self.tokenizer, texts, self.max_length, 1000, desc="tokenize")
+        ids, self.truncated = encode(self.tokenizer, texts, self.max_length, 1000, desc="tokenize",
+                                     truncation=self.truncation, head_share=self.head_share)
         self.unreadable = self._count_unreadable(ids)
         rows = pd.DataFrame({"id": np.arange(len(texts)).astype(str), "labels_binary": IGNORE,
                              "labels_category": IGNORE})

@@ -39,6 +39,34 @@ def decision_table(test: dict) -> list[str]:
     return lines + [""]
 
 
+def levers_section(test: dict, train: dict | None) -> list[str]:
+    """"What moved Task2 accuracy": each lever of this run, chosen on val, with its test effect where the pipeline
+    measures one (the decisions: decided − plain, paired bootstrap) and its val effect otherwise."""
+    lines = ["## What moved Task2 accuracy", "",
+             "Each lever is chosen on val; Δ in points on test with its paired-bootstrap 95% interval (these two"
+             " models, one seed — over seeds: `benchmarks/results/levers_*.md`).", "",
+             "| lever | chosen on val | Task2 acc Δ | macro-F1 Δ | the cost |", "|---|---|---|---|---|"]
+    effect = test.get("decided_vs_plain")
+    if effect:
+        d, m = test["decided"]["decision"], effect["metrics"]
+        bands = [k for k in m if k.startswith("band_") and k.endswith("_recall")]
+        cost = ", ".join(f"{label(k)} {_pts(m[k]['delta'])}" for k in bands if m[k]["delta"] < 0) or "none on test"
+        lines.append(f"| decisions (calibrate) | τ {d['tau']:g}, T2 {d['temperature_task2']:.3g}, Decline rule"
+                     f" {d['rule']} | {_pts(m['task2_acc']['delta'])} [{_pts(m['task2_acc']['ci_low'])},"
+                     f" {_pts(m['task2_acc']['ci_high'])}] | {_pts(m['task2_macro_f1']['delta'])}"
+                     f" [{_pts(m['task2_macro_f1']['ci_low'])}, {_pts(m['task2_macro_f1']['ci_high'])}] | {cost} |")
+    wa = (train or {}).get("weight_averaging")
+    if wa:
+        kept, raw = wa["kept"], wa["raw"]["val_acc_task2"]
+        best = wa["candidates"].get(kept, {}).get("val", [{}])
+        val = best[-1].get("val_acc_task2", raw) if kept != "raw" else raw
+        lines.append(f"| weight averaging (train.ema) | {kept} (epoch {wa['kept_epoch']}) | val only: {_pts(val - raw)}"
+                     " (test needs the raw weights, not kept) | | one val pass per average per epoch |")
+    else:
+        lines.append("| weight averaging (train.ema) | off | | | |")
+    return lines + [""]
+
+
 def review_section(review: dict, pairs_figure: str) -> list[str]:
     """"Where the labels lose": the review stage's estimates (``metrics/review.json``)."""
     s = review["splits"]
@@ -75,7 +103,8 @@ def page_safe_cell(name: str) -> str:
 
 
 def summary_markdown(test: dict, history: pd.DataFrame, findings: list[Finding], caption: str,
-                     figures: list[str], review: dict | None = None, pairs_figure: str = "") -> str:
+                     figures: list[str], review: dict | None = None, pairs_figure: str = "",
+                     train: dict | None = None) -> str:
     """``test``: the evaluate stage's metrics (``{"test": …, "val": …}``); ``figures``: PNG file names next to
     the summary (embedded with relative links)."""
     t = test["test"]
@@ -93,7 +122,7 @@ def summary_markdown(test: dict, history: pd.DataFrame, findings: list[Finding],
         f" With {n} test rows with a category, this accuracy alone is uncertain by about ±{half:.1f} points"
         " (95%, normal approximation): compare runs with `twohead compare`, not by eye.", "",
     ]
-    lines += decision_table(test) + ["## What the curves say", ""]
+    lines += decision_table(test) + levers_section(test, train) + ["## What the curves say", ""]
     if findings:
         lines += [f"- **{f.rule}**: {f.message}" for f in findings]
     else:

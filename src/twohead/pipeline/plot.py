@@ -32,6 +32,7 @@ class PlotPaths:
     cartography_task1: Path
     cartography_task2: Path
     test_metrics: Path
+    train_metrics: Path
     review_metrics: Path
     pairs_plot: Path
     figures: Path
@@ -88,5 +89,6 @@ def run(p: Params, paths: PlotPaths) -> list[Path]:
                                                 for n in shown],
                                                read_json(paths.review_metrics) if Path(paths.review_metrics).is_file()
                                                else None,  # the review stage's section (run without it: none)
-                                               str(Path(paths.pairs_plot).relative_to(Path(paths.summary).parent))))
+                                               str(Path(paths.pairs_plot).relative_to(Path(paths.summary).parent)),
+                                               read_json(paths.train_metrics)))
     return made

@@ -31,7 +31,8 @@ def run(p: Params, paths: TokenizePaths) -> dict:
     cov = coverage(tok, splits["train"]["text"].tolist())
     for line in warnings(cov, f"model.stage1_checkpoint {p.model.stage1_checkpoint}"):
         print(f"[tokenize] warning: {line}", flush=True)
-    tables, stats = tokenize_splits(tok, splits, p.tokenize.max_length, p.tokenize.batch_size)
+    tables, stats = tokenize_splits(tok, splits, p.tokenize.max_length, p.tokenize.batch_size,
+                                    p.tokenize.truncation, p.tokenize.head_share)
     stats["tokenizer"] = f"{type(tok).__name__} ({'fast' if tok.is_fast else 'slow'})"
     stats["checkpoint"] = str(p.model.stage1_checkpoint)
     for name, table in tables.items():

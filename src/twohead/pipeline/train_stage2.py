@@ -86,7 +86,8 @@ def run(p: Params, paths: TrainPaths) -> dict:
         with atomic_path(paths.stage2_model, is_dir=True) as tmp:
             save_stage2(res.model, tmp, r.tokenizer, info.label_maps, extra={
                 "stage1_checkpoint": p.model.stage1_checkpoint, "kept_epoch": res.kept_epoch,
-                "max_length": p.tokenize.max_length,
+                "max_length": p.tokenize.max_length, "truncation": p.tokenize.truncation,
+                "head_share": p.tokenize.head_share,
                 "params": {k: to_dict(getattr(p, k)) for k in ("model", "loss", "hier", "reg", "train")}})
         write_csv(paths.train_history, pd.DataFrame(res.history, columns=HISTORY_COLUMNS))
         write_csv(paths.band_recall, bands.table())

@@ -83,12 +83,14 @@ def stage2_config(p: Params) -> RunConfig:
     return RunConfig(p.train, p.loss, p.hier, p.reg, select="val_acc_task2", tag="train_stage2", eval=p.eval)
 
 
-def pick_rows_dataset(df: pd.DataFrame, tokenizer, max_length: int, batch_size: int) -> TokenizedDataset:
+def pick_rows_dataset(df: pd.DataFrame, tokenizer, max_length: int, batch_size: int, truncation: str = "head",
+                      head_share: float = 0.25) -> TokenizedDataset:
     """The rows of a prepared split that have a Pick/Decline label, tokenized with the base model's tokenizer,
     categories masked out."""
     rows = df[df["labels_binary"] != IGNORE].copy()
     rows["labels_category"] = IGNORE
-    ids, _ = encode(tokenizer, rows["text"].astype(str).tolist(), max_length, batch_size, desc="tokenize stage1")
+    ids, _ = encode(tokenizer, rows["text"].astype(str).tolist(), max_length, batch_size, desc="tokenize stage1",
+                    truncation=truncation, head_share=head_share)
     return TokenizedDataset(to_arrow(rows, ids), tokenizer.pad_token_id)
 
 
@@ -118,7 +120,8 @@ def recipe(p: Params, stage: str, inputs: Inputs, rows: int | None = None, with_
         tokenizer = _checkpoint(ckpt, "stage1.base_model", inputs, max_length)
 
         def split(name: str) -> TokenizedDataset:
-            return pick_rows_dataset(read_split(inputs.prepared, name), tokenizer, max_length, p.tokenize.batch_size)
+            return pick_rows_dataset(read_split(inputs.prepared, name), tokenizer, max_length, p.tokenize.batch_size,
+                                     p.tokenize.truncation, p.tokenize.head_share)
 
         weights2, lr_key, current, n_cat, msd = [1.0], "stage1.lr", p.stage1.lr, 1, 1
     else:

@@ -131,15 +131,36 @@ def survivors(trials: list[Trial], keep: int) -> list[float]:
     return [t.lr for t in alive[:keep]]
 
 
-def choose(final: list[Trial], candidates: tuple[float, ...]) -> dict:
+#: the best candidate must lower the val objective of the shared start by at least this share, or the sweep cannot
+#: tell the LRs apart at its budget: a weak encoder barely moves in a few dozen steps, and then the candidate that
+#: stays nearest the start (the smallest LR) wins by standing still — measured: 1e-5 at 2.330 vs the start's 2.326
+#: while 1e-3 trains best. Pretrained MiniLM: −18%; the demo encoder after 2 Stage-1 epochs: −6.5%.
+MIN_GAIN = 0.01
+
+
+def choose(final: list[Trial], candidates: tuple[float, ...], start_loss: float | None = None,
+           min_gain: float = MIN_GAIN) -> dict:
     """The last rung's best trial (lowest val objective) is the suggestion; ``edge`` says when it is the
-    smallest or largest of the ``candidates`` (the optimum may lie beyond them)."""
+    smallest or largest of the ``candidates`` (the optimum may lie beyond them). With ``start_loss`` (the shared
+    start's val objective), a best trial that does not lower it by ``min_gain`` is no suggestion: ``undecided``
+    says why (the sweep cannot decide at this budget)."""
     ranked = sorted(final, key=_key)
     best = ranked[0] if ranked else None
     if best is None or best.diverged or not math.isfinite(best.loss):
-        return {"suggested_lr": None, "best_loss": None, "best_score": None, "edge": None}
+        return {"suggested_lr": None, "best_loss": None, "best_score": None, "edge": None, "undecided": None}
     edge = "smallest" if best.lr == min(candidates) else "largest" if best.lr == max(candidates) else None
-    return {"suggested_lr": best.lr, "best_loss": best.loss, "best_score": best.score, "edge": edge}
+    out = {"suggested_lr": best.lr, "best_loss": best.loss, "best_score": best.score, "edge": edge, "undecided": None}
+    if start_loss is not None and math.isfinite(start_loss) and start_loss > 0:
+        gain = 1 - best.loss / start_loss
+        out["gain_over_start"] = gain
+        if gain < min_gain:
+            top_acc = max((t for t in final if math.isfinite(t.score)), key=lambda t: t.score, default=best)
+            out.update(suggested_lr=None, best_lr=best.lr, undecided=(
+                f"no candidate lowered the val objective of the shared start by {min_gain:.0%} (best: lr"
+                f" {best.lr:.2g}, {best.loss:.3f} vs the start's {start_loss:.3f}, {-gain:+.1%}): at this budget"
+                " the encoder barely moves, and the LR that stays nearest the start would win by standing still"
+                f" (highest val score: lr {top_acc.lr:.2g}, {top_acc.score:.3f})"))
+    return out
 
 
 def plot(trials: list[Trial], choice: dict, score_label: str, path, start_score: float | None,
@@ -387,7 +408,7 @@ def run(p: Params, paths: ToolPaths, cfg: SweepConfig, stage: str = "stage2", pr
             f" (val loss {ref.loss:.3f})")
     trials, timing = _run_rungs(r.build, data, run_cfg, cfg.lrs, rungs, start, progress, log)
     final = [tr for tr in trials if tr.rung == len(rungs) - 1]
-    choice = choose(final, tuple(cfg.lrs))
+    choice = choose(final, tuple(cfg.lrs), head.get("val_loss") if head_rows else None)
     seconds = time.perf_counter() - t_start
     train_sps = timing["train_rows"] / max(timing["train_s"], 1e-9)
     eval_rps = timing["eval_rows"] / max(timing["eval_s"], 1e-9) if timing["eval_rows"] else math.nan
@@ -399,6 +420,7 @@ def run(p: Params, paths: ToolPaths, cfg: SweepConfig, stage: str = "stage2", pr
         "stage": stage, "method": "sweep", "lr_key": r.lr_key, "current_lr": r.current_lr,
         "suggested_lr": suggested, "rule": rule if suggested is not None else None,
         "edge": choice["edge"], "best_val_loss": choice["best_loss"], "best_score": choice["best_score"],
+        "undecided": choice["undecided"], "gain_over_start": choice.get("gain_over_start"),
         "score": run_cfg.select,
         "command": None if suggested is None else f"dvc exp run -S {r.lr_key}={suggested:.2g}",
         "candidates": list(cfg.lrs), "eta": cfg.eta, "budget": cfg.budget, "head_start": head,
@@ -428,6 +450,13 @@ def main(p: Params, paths: ToolPaths, cfg: SweepConfig, stage: str, log=print) -
     r = run(p, paths, cfg, stage=stage, log=log)
     log(f"  {r['seconds']:.0f}s in all ≈ {r['cost_share_of_run']:.0%} of one {r['run_seconds_estimate']:.0f}s run"
         f" at the throughput measured here ({r['device']})")
+    if r["undecided"]:
+        more = min(1.0, 3 * r["budget"])
+        log(f"  cannot decide at this budget: {r['undecided']}. Re-run with --budget {more:g} (≈"
+            f" {3 * r['steps_trained'] // max(len(r['candidates']), 1)} steps per candidate), or train the"
+            f" candidates in full (`dvc exp run -S {r['lr_key']}=…` per LR, then `twohead compare`); a random-init"
+            " or barely pretrained encoder usually wants ~1e-3, a pretrained one 1e-5 … 1e-4")
+        return 1
     if r["suggested_lr"] is None:
         log("  no suggestion: every candidate of the last rung diverged; try smaller --lrs")
         return 1
