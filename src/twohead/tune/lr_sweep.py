@@ -138,12 +138,21 @@ def survivors(trials: list[Trial], keep: int) -> list[float]:
 MIN_GAIN = 0.01
 
 
+def score_se(score: float, rows: int) -> float:
+    """One standard error of an accuracy ``score`` measured on ``rows`` rows (0 when unknown)."""
+    return math.sqrt(max(score * (1 - score), 0.0) / rows) if rows > 0 else 0.0
+
+
 def choose(final: list[Trial], candidates: tuple[float, ...], start_loss: float | None = None,
-           min_gain: float = MIN_GAIN) -> dict:
+           min_gain: float = MIN_GAIN, start_score: float | None = None, score_rows: int = 0) -> dict:
     """The last rung's best trial (lowest val objective) is the suggestion; ``edge`` says when it is the
-    smallest or largest of the ``candidates`` (the optimum may lie beyond them). With ``start_loss`` (the shared
-    start's val objective), a best trial that does not lower it by ``min_gain`` is no suggestion: ``undecided``
-    says why (the sweep cannot decide at this budget)."""
+    smallest or largest of the ``candidates`` (the optimum may lie beyond them). With the shared start's val
+    objective ``start_loss`` (and score ``start_score``), a best trial that does not lower the objective by
+    ``min_gain`` — or lowers it while its score does not rise above the start's by one standard error (over
+    ``score_rows`` val rows): the objective fell because the freshly fitted heads relaxed, not because the body
+    learned (a random-init 4L/256H encoder: 1e-4 at −12% objective with 0.391 vs the start's 0.420, and at 3× the
+    budget 3e-5 at −2.7% with 0.407 vs 0.387, ±0.030; full training wants 1e-3) — is no suggestion: ``undecided``
+    says why."""
     ranked = sorted(final, key=_key)
     best = ranked[0] if ranked else None
     if best is None or best.diverged or not math.isfinite(best.loss):
@@ -153,13 +162,21 @@ def choose(final: list[Trial], candidates: tuple[float, ...], start_loss: float 
     if start_loss is not None and math.isfinite(start_loss) and start_loss > 0:
         gain = 1 - best.loss / start_loss
         out["gain_over_start"] = gain
+        top_acc = max((t for t in final if math.isfinite(t.score)), key=lambda t: t.score, default=best)
+        top = f"highest val score: lr {top_acc.lr:.2g}, {top_acc.score:.3f}"
         if gain < min_gain:
-            top_acc = max((t for t in final if math.isfinite(t.score)), key=lambda t: t.score, default=best)
             out.update(suggested_lr=None, best_lr=best.lr, undecided=(
                 f"no candidate lowered the val objective of the shared start by {min_gain:.0%} (best: lr"
                 f" {best.lr:.2g}, {best.loss:.3f} vs the start's {start_loss:.3f}, {-gain:+.1%}): at this budget"
                 " the encoder barely moves, and the LR that stays nearest the start would win by standing still"
-                f" (highest val score: lr {top_acc.lr:.2g}, {top_acc.score:.3f})"))
+                f" ({top})"))
+        elif start_score is not None and math.isfinite(start_score) and math.isfinite(best.score) \
+                and best.score - start_score < score_se(start_score, score_rows):
+            out.update(suggested_lr=None, best_lr=best.lr, undecided=(
+                f"the lowest val objective (lr {best.lr:.2g}, {best.loss:.3f}, {-gain:+.1%} vs the start) came with a"
+                f" val score {best.score:.3f} against the start's {start_score:.3f} (± "
+                f"{score_se(start_score, score_rows):.3f}, one standard error): the freshly fitted heads relaxed,"
+                f" the encoder did not measurably learn at this budget ({top})"))
     return out
 
 
@@ -408,7 +425,8 @@ def run(p: Params, paths: ToolPaths, cfg: SweepConfig, stage: str = "stage2", pr
             f" (val loss {ref.loss:.3f})")
     trials, timing = _run_rungs(r.build, data, run_cfg, cfg.lrs, rungs, start, progress, log)
     final = [tr for tr in trials if tr.rung == len(rungs) - 1]
-    choice = choose(final, tuple(cfg.lrs), head.get("val_loss") if head_rows else None)
+    choice = choose(final, tuple(cfg.lrs), head.get("val_loss") if head_rows else None,
+                    start_score=head.get("score") if head_rows else None, score_rows=len(val_sub))
     seconds = time.perf_counter() - t_start
     train_sps = timing["train_rows"] / max(timing["train_s"], 1e-9)
     eval_rps = timing["eval_rows"] / max(timing["eval_s"], 1e-9) if timing["eval_rows"] else math.nan
@@ -451,7 +469,7 @@ def main(p: Params, paths: ToolPaths, cfg: SweepConfig, stage: str, log=print) -
     log(f"  {r['seconds']:.0f}s in all ≈ {r['cost_share_of_run']:.0%} of one {r['run_seconds_estimate']:.0f}s run"
         f" at the throughput measured here ({r['device']})")
     if r["undecided"]:
-        more = min(1.0, 3 * r["budget"])
+        more = round(min(1.0, 3 * r["budget"]), 3)
         log(f"  cannot decide at this budget: {r['undecided']}. Re-run with --budget {more:g} (≈"
             f" {3 * r['steps_trained'] // max(len(r['candidates']), 1)} steps per candidate), or train the"
             f" candidates in full (`dvc exp run -S {r['lr_key']}=…` per LR, then `twohead compare`); a random-init"
