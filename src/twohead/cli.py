@@ -167,7 +167,9 @@ def cmd_review(args) -> int:
              "review_metrics": "review.json"}
     paths = ReviewPaths(prepared=Path(args.prepared or layout["prepared"]), tokenized=Path(layout["tokenized"]),
                         stage2_model=model, decision=Path(args.decision or model.parent / "decision.json"),
-                        cartography_flagged=Path(args.cartography or layout["cartography_flagged"]),
+                        # the model's own run: <run>/models/stage2 → <run>/metrics/cartography_flagged.csv (none else)
+                        cartography_flagged=Path(args.cartography
+                                                 or model.resolve().parent.parent / layout["cartography_flagged"]),
                         **{k: out / v for k, v in names.items()})
     source = TextSource(model, args.device or p.train.device, p.train.eval_batch_size, p.train.padding)
     for line in report(run(p, paths, source)):
@@ -316,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="output folder (default: reviews/<model folder name>)")
     r.add_argument("--decision", help="its decision.json (default: beside MODEL_DIR if there; else raw softmax)")
     r.add_argument("--prepared", help="prepared data folder (default: dvc.yaml's, data/prepared)")
-    r.add_argument("--cartography", help="the train-side queue file (default: metrics/cartography_flagged.csv)")
+    r.add_argument("--cartography", help="the train-side queue file (default: the model's own run's"
+                                         " metrics/cartography_flagged.csv, if there)")
     r.add_argument("--device", choices=["auto", "mps", "cuda", "cpu"], default=None, help="default: train.device")
     r.add_argument("--params", default="params.yaml")
     r.set_defaults(func=cmd_review)
