@@ -101,5 +101,43 @@ def test_the_summary_says_what_moved_task2_accuracy():
     text = "\n".join(levers_section(test, train))
     assert "| decisions (calibrate) | τ -0.7, T2 1.31, Decline rule pick_threshold | +1.2 [+0.2, +2.1] |" in text
     assert "Mid band mean recall -8.0" in text and "High band" not in text      # the cost: what went down
-    assert "| weight averaging (train.ema) | ema0.99 (epoch 5) | val only: +1.0" in text
+    assert "| weight averaging (train.ema) | ema0.99 (epoch 5) | val: +1.0 (test: re-run evaluate)" in text
     assert "| weight averaging (train.ema) | off |" in "\n".join(levers_section(test, {}))
+
+
+def test_a_kept_average_is_compared_with_the_raw_weights_on_test(tiny_data, tmp_path, monkeypatch):
+    """When an average is kept, the raw weights are saved beside it and evaluate scores both on test (paired)."""
+    from conftest import evaluate_in
+    from twohead.train import averaging
+
+    def first_average(self, keep, raw_score, raw_epoch):
+        c = self.candidates[0]
+        return c.name, c.val[-1]["epoch"], {k: v.detach().clone() for k, v in c.model.module.state_dict().items()}
+
+    monkeypatch.setattr(averaging.WeightAverages, "choose", first_average)
+    data_dir, p = tiny_data
+    p = replace(p, "train", ema=[0.5])
+    train_in(tmp_path, data_dir, p)
+    assert (tmp_path / "models" / "stage2" / "raw_weights.safetensors").is_file()
+    res = evaluate_in(tmp_path, data_dir, p)
+    avg = res["averaged_vs_raw"]
+    assert avg["kept"] == "ema0.5" and avg["rows"] > 0
+    assert avg["metrics"]["task2_acc"]["other"] == pytest.approx(res["test"]["task2"]["acc"])   # the kept model
+    saved = json.loads((tmp_path / "metrics" / "test.json").read_text())
+    assert saved["averaged_vs_raw"]["metrics"]["task2_acc"]["base"] == pytest.approx(
+        avg["metrics"]["task2_acc"]["base"], rel=1e-5)
+    from twohead.evaluate.summary import levers_section
+
+    assert "| weight averaging (train.ema) | ema0.5 |" in "\n".join(levers_section(saved, None))
+
+
+def test_damaged_raw_weights_are_one_line_naming_the_file(tmp_path):
+    from twohead.config.errors import CheckpointError
+    from twohead.model.two_head import RAW_WEIGHTS, load_raw_weights
+
+    lin = torch.nn.Linear(2, 1)
+    assert load_raw_weights(lin, tmp_path) is False                       # none: nothing to compare
+    (tmp_path / RAW_WEIGHTS).write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match="raw_weights.safetensors: cannot load the raw weights") as e:
+        load_raw_weights(lin, tmp_path)
+    assert "\n" not in str(e.value)

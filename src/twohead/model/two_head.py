@@ -87,6 +87,32 @@ def save_stage2(model: TwoHeadModel, out_dir: str | Path, tokenizer, label_maps:
     (out / "label_maps.json").write_text(json.dumps(label_maps, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+#: in a Stage-2 directory whose kept weights are an average (train.ema): the raw weights, for evaluate's comparison
+RAW_WEIGHTS = "raw_weights.safetensors"
+
+
+def save_raw_weights(state: dict, out_dir: str | Path) -> None:
+    """The raw (not averaged) weights beside the kept ones (safetensors: loading runs no code)."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(Path(out_dir) / RAW_WEIGHTS))
+
+
+def load_raw_weights(model: torch.nn.Module, model_dir: str | Path) -> bool:
+    """Load the directory's raw weights into ``model``; False when it has none."""
+    from safetensors.torch import load_file
+
+    f = Path(model_dir) / RAW_WEIGHTS
+    if not f.is_file():
+        return False
+    try:
+        model.load_state_dict(load_file(str(f)))
+    except Exception as exc:  # a damaged file or another model's weights: one line naming the file
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{f}: cannot load the raw weights ({first})") from None
+    return True
+
+
 def read_stage2_meta(d: Path) -> tuple[dict, dict]:
     """``twohead.json`` and ``label_maps.json`` of a Stage-2 directory, checked against each other: every problem
     is one line naming the file."""

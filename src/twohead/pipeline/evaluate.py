@@ -24,6 +24,7 @@ from ..evaluate.decision import decide, read_decision
 from ..evaluate.metrics import IGNORE, softmax
 from ..evaluate.tables import band_table, per_class_table, predictions_table, split_metrics, worst_k_table
 from ..experiments.stats import Coded, paired_compare
+from ..model.two_head import load_raw_weights, read_stage2_meta
 from ..train.scoring import Scorer
 
 
@@ -74,6 +75,11 @@ def run(p: Params, paths: EvaluatePaths) -> dict:
     chosen = Coded.from_arrays(y1, ddecline, y2, dpred2, d2[np.arange(len(dpred2)), dpred2], len(names))
     results["decided_vs_plain"] = {"rows": int(len(y1)), "resamples": 2000, "seed": 0,
                                    "metrics": paired_compare(plain, chosen, members, resamples=2000, seed=0)}
+    raw = _raw_weights_on_test(scorer, paths, len(names))
+    if raw is not None:   # train.ema kept an average: what it bought over the raw weights, on test (plain rule)
+        results["averaged_vs_raw"] = {"rows": int(len(y1)), "resamples": 2000, "seed": 0,
+                                      "kept": read_stage2_meta(Path(paths.stage2_model))[0].get("kept_weights"),
+                                      "metrics": paired_compare(raw, plain, members, resamples=2000, seed=0)}
     per_class = per_class_table(y2, pred2, names, bands["class_band"], train_support)
     texts = texts_by_id(paths.prepared, "test").loc[ids].to_numpy()
     m = y2 != IGNORE
@@ -90,3 +96,18 @@ def run(p: Params, paths: EvaluatePaths) -> dict:
         # last: a failed run leaves no metrics file
         write_json(paths.headline_metrics, headline(results), digits=METRIC_DIGITS)
     return results
+
+
+def _raw_weights_on_test(scorer: Scorer, paths: EvaluatePaths, k: int) -> Coded | None:
+    """The raw weights' plain-rule answers on test, when the kept model is an average (``train.ema``); else None.
+    The scorer's model gets its kept weights back afterwards."""
+    model = scorer.accelerator.unwrap_model(scorer.model)
+    kept = {n: v.detach().clone() for n, v in model.state_dict().items()}
+    if not load_raw_weights(model, paths.stage2_model):
+        return None
+    try:
+        ds, logits1, logits2 = scorer.split(paths.tokenized, "test")
+    finally:
+        model.load_state_dict(kept)
+    p1, p2 = softmax(logits1), softmax(logits2)
+    return Coded.from_arrays(ds.labels_binary, p1[:, 1] < 0.5, ds.labels_category, p2.argmax(1), p2.max(1), k)

@@ -16,7 +16,7 @@ from ..config.params import Params, to_dict
 from ..config.schema import HISTORY_COLUMNS
 from ..data.io import METRIC_DIGITS, atomic_path, write_csv, write_json, write_text
 from ..data.prepared import texts_by_id
-from ..model.two_head import save_stage2
+from ..model.two_head import save_raw_weights, save_stage2
 from ..train.callbacks import BandRecall, Cartography, PartialHistory, ValWorstK
 from ..train.cartography import cartography_tables
 from ..train.fit import Diverged, fit
@@ -88,7 +88,10 @@ def run(p: Params, paths: TrainPaths) -> dict:
                 "stage1_checkpoint": p.model.stage1_checkpoint, "kept_epoch": res.kept_epoch,
                 "max_length": p.tokenize.max_length, "truncation": p.tokenize.truncation,
                 "head_share": p.tokenize.head_share,
-                "params": {k: to_dict(getattr(p, k)) for k in ("model", "loss", "hier", "reg", "train")}})
+                "params": {k: to_dict(getattr(p, k)) for k in ("model", "loss", "hier", "reg", "train")},
+                **({"kept_weights": res.averaging["kept"]} if res.averaging else {})})
+            if res.raw_state is not None:   # an average was kept: evaluate compares it with these on test
+                save_raw_weights(res.raw_state, tmp)
         write_csv(paths.train_history, pd.DataFrame(res.history, columns=HISTORY_COLUMNS))
         write_csv(paths.band_recall, bands.table())
         write_text(paths.steps_log, "".join(json.dumps(row) + "\n" for row in res.step_log))

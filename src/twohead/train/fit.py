@@ -54,6 +54,7 @@ class FitResult:
     machine: dict = field(default_factory=dict)  # padding, batch shapes, device memory (train_speed.json)
     averaging: dict | None = None    # train.ema: each average's val figures and which weights were kept
     averages: WeightAverages | None = None   # the averages themselves (their final weights; for tools)
+    raw_state: dict | None = None    # the raw weights when an average was kept instead (evaluate scores both on test)
 
 
 @dataclass
@@ -248,12 +249,14 @@ def _result(s: Setup, state: RunState, store: StateStore | None, keep: str, epoc
             averages: WeightAverages | None = None) -> FitResult:
     s.accelerator.wait_for_everyone()
     kept_epoch = epochs
-    averaging = None
+    averaging = raw_state = None
     if averages:   # raw vs each average, by val Task2 accuracy (last epoch, or each one's best)
         raw_epoch = state.best_epoch if keep == "best" else epochs
         raw_score = state.best_score if keep == "best" else state.history[-1]["val_acc_task2"]
         kept, kept_epoch, weights = averages.choose(keep, raw_score, raw_epoch)
         if weights is not None:
+            raw_state = state.best_state if keep == "best" and state.best_state is not None else \
+                {k: v.detach().to("cpu", copy=True) for k, v in s.raw_model.state_dict().items()}
             s.raw_model.load_state_dict(weights)
         elif keep == "best" and state.best_state is not None:
             s.raw_model.load_state_dict(state.best_state)
@@ -268,7 +271,7 @@ def _result(s: Setup, state: RunState, store: StateStore | None, keep: str, epoc
                "val_shapes": s.val_shapes, "memory": s.memory.summary() if s.memory else {}}
     return FitResult(state.history, state.speed, state.step_log, state.best_epoch, state.best_score, kept_epoch,
                      s.raw_model, s.accelerator, state.skipped, saves, machine, averaging,
-                     averages)
+                     averages, raw_state)
 
 
 def _apply_new_lrs(scheduler, new: list[float], log, tag: str) -> None:
