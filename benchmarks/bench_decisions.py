@@ -11,7 +11,7 @@ by the paired bootstrap (2,000 resamples). The table: per decision and metric, t
 95% t-interval over seeds, and the per-seed bootstrap verdicts. Nothing is written outside --out.
 
 Weight averaging (issue 31): with ``--ema 0.99 0.999`` each run also keeps an EMA of the weights per decay
-(``train.ema``); the run's own choice is disabled so the saved model stays the raw one, the averages' final weights
+(``switches.ema``); the run's own choice is disabled so the saved model stays the raw one, the averages' final weights
 are saved beside it, and the table adds each EMA under the plain rule and "chosen on val" (the highest val Task2
 accuracy among raw and the EMAs, as ``train.keep: last`` would keep).
 """
@@ -79,7 +79,7 @@ def train_one(seed: int, out: Path, sets: dict, checkpoint: str | None) -> tuple
         return cls(**{f.name: folder / layout[f.name] for f in dataclasses.fields(cls)})
 
     if not (folder / layout["train_metrics"]).is_file():
-        if p.train.ema:
+        if p.switches.ema:
             keep_raw_and_save_averages(folder)
         t0 = time.perf_counter()
         prepare_labels.run(p, paths(prepare_labels.PreparePaths))
@@ -101,17 +101,17 @@ def effects(folder: Path, p) -> dict:
     test, t1, t2 = scorer.split(folder / layout["tokenized"], "test")
     members = {b: [i for i, n in enumerate(names) if bands["class_band"][n] == b] for b in bands["names"]}
     p1, p2 = softmax(t1), softmax(t2)
-    plain = Coded.from_arrays(test.labels_binary, p1[:, 1] < 0.5, test.labels_category, p2.argmax(1), p2.max(1),
+    plain = Coded.from_arrays(test.labels_task1, p1[:, 1] < 0.5, test.labels_task2, p2.argmax(1), p2.max(1),
                               len(names))
     out = {}
     for name, v in VARIANTS.items():
         s = DecideParams(temperature=v["temperature"], prior_correction=v["prior_correction"],
                          prior_objective=v.get("prior_objective", "acc"), tau_min=v.get("tau_min", 0.0),
-                         rule=v.get("rule", "pick_threshold"), pick_threshold=0.5 if v["fixed_threshold"] else 0.0)
-        dec, _ = choose(v1, v2, val.labels_binary, val.labels_category, info.class_weights["task2"]["support"], s)
+                         rule=v.get("rule", "pick_threshold"), pick_threshold=0.5 if v["fixed_threshold"] else "val")
+        dec, _ = choose(v1, v2, val.labels_task1, val.labels_task2, info.class_weights["task2"]["support"], s)
         d = decide(dec, t1, t2)
         d2, dpred2, ddecline = d.p2, d.pred2, d.decline
-        other = Coded.from_arrays(test.labels_binary, ddecline, test.labels_category, dpred2,
+        other = Coded.from_arrays(test.labels_task1, ddecline, test.labels_task2, dpred2,
                                   d2[np.arange(len(dpred2)), dpred2], len(names))
         out[name] = {"decision": {k: val_ for k, val_ in dec.to_dict().items() if k != "log_prior"},
                      "metrics": paired_compare(plain, other, members, resamples=2000, seed=0)}
@@ -129,7 +129,7 @@ def averaging_effects(folder: Path, scorer, val, v2, test, plain, names, members
     layout = dvc_paths(ROOT)
     model = scorer.accelerator.unwrap_model(scorer.model)
     raw = {k: v.clone() for k, v in model.state_dict().items()}
-    y2v = val.labels_category
+    y2v = val.labels_task2
     val_acc = {"raw": float((v2.argmax(1) == y2v)[y2v >= 0].mean())}
     coded = {"raw": plain}
     for f in saved:
@@ -138,7 +138,7 @@ def averaging_effects(folder: Path, scorer, val, v2, test, plain, names, members
         val_acc[f.stem] = float((a2.argmax(1) == y2v)[y2v >= 0].mean())
         _, b1, b2 = scorer.split(folder / layout["tokenized"], "test")
         q1, q2 = softmax(b1), softmax(b2)
-        coded[f.stem] = Coded.from_arrays(test.labels_binary, q1[:, 1] < 0.5, test.labels_category, q2.argmax(1),
+        coded[f.stem] = Coded.from_arrays(test.labels_task1, q1[:, 1] < 0.5, test.labels_task2, q2.argmax(1),
                                           q2.max(1), len(names))
     model.load_state_dict(raw)
     chosen = max(val_acc, key=lambda k: (val_acc[k], k == "raw"))
@@ -203,13 +203,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--checkpoint", help="model.stage1_checkpoint for every run (e.g. a pretrained encoder dir)")
-    ap.add_argument("--ema", type=float, nargs="*", default=[], help="train.ema decays to keep beside the raw weights")
+    ap.add_argument("--ema", type=float, nargs="*", default=[], help="switches.ema decays to keep beside raw weights")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--md", type=Path)
     args = ap.parse_args()
     sets = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     if args.ema:
-        sets["train.ema"] = list(args.ema)
+        sets["switches.ema"] = list(args.ema)
     results = {}
     for seed in args.seeds:
         folder, p = train_one(seed, args.out, sets, args.checkpoint)

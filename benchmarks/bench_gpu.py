@@ -42,7 +42,7 @@ from twohead.train.loop import train_one_epoch  # noqa: E402
 from twohead.train.losses import TwoTaskLoss  # noqa: E402
 from twohead.train.optim import llrd_groups, make_optimizer, make_scheduler  # noqa: E402
 from twohead.train.step import StepContext  # noqa: E402
-from twohead.train.techniques import compile_encoder  # noqa: E402
+from twohead.train.switches import compile_encoder  # noqa: E402
 
 PEAK = {"bf16": 989e12, "fp32": 67e12}
 
@@ -62,8 +62,8 @@ def encoder(layers: int, hidden: int, vocab: int):
 def dataset(rows: int, seq: int, vocab: int, n_cat: int) -> TokenizedDataset:
     rng = np.random.default_rng(0)
     ids = [list(rng.integers(5, vocab, seq)) for _ in range(rows)]
-    df = pd.DataFrame({"id": np.arange(rows), "labels_binary": rng.integers(0, 2, rows),
-                       "labels_category": rng.integers(0, n_cat, rows)})
+    df = pd.DataFrame({"id": np.arange(rows), "labels_task1": rng.integers(0, 2, rows),
+                       "labels_task2": rng.integers(0, n_cat, rows)})
     return TokenizedDataset(to_arrow(df, ids), 0)
 
 

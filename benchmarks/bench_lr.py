@@ -59,7 +59,7 @@ def test_coded(folder: Path, p) -> Coded:
     scorer = Scorer(folder / layout["stage2_model"], p.train.device, p.train.eval_batch_size)
     test, t1, t2 = scorer.split(folder / layout["tokenized"], "test")
     p1, p2 = softmax(t1), softmax(t2)
-    return Coded.from_arrays(test.labels_binary, p1[:, 1] < 0.5, test.labels_category, p2.argmax(1), p2.max(1),
+    return Coded.from_arrays(test.labels_task1, p1[:, 1] < 0.5, test.labels_task2, p2.argmax(1), p2.max(1),
                              len(scorer.names))
 
 

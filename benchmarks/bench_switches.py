@@ -36,7 +36,7 @@ from twohead.train.setup import prepare_training  # noqa: E402
 
 
 def with_switch(p, overrides: dict):
-    raw = {k: to_dict(getattr(p, k)) for k in ("loss", "reg", "model", "hier", "train")}
+    raw = {k: to_dict(getattr(p, k)) for k in ("loss", "switches", "model", "train")}
     for dotted, v in overrides.items():
         section, key = dotted.split(".")
         raw[section][key] = v
@@ -47,11 +47,11 @@ def measure(p, ds, info, tok) -> float:
     """One epoch of the run as ``fit`` builds it (the switches' model preparation, loss and objective)."""
     torch.manual_seed(0)
     model = TwoHeadModel(load_encoder(ROOT / p.model.stage1_checkpoint), len(info.names), p.model.pooling,
-                         p.model.head_dropout, p.model.msd_samples)
+                         p.model.head_dropout, p.switches.msd_samples)
     train = dataclasses.replace(p.train, epochs=1, seed=0, grad_accum=1)
     data = FitData(ds, ds, info.class_weights["task1"]["weights"], info.class_weights["task2"]["weights"],
                    tok.pad_token_id)
-    s = prepare_training(model, data, RunConfig(train, p.loss, p.hier, p.reg), validate=False)
+    s = prepare_training(model, data, RunConfig(train, p.loss, p.switches), validate=False)
     return train_one_epoch(s.step, s.train_loader, 1, 0, refresh=0).metrics["train_samples_per_second"]
 
 
@@ -67,12 +67,12 @@ def main() -> None:
     info = read_label_info(layout["prepared"])
     ds = TokenizedDataset(layout["tokenized"] / "train.parquet", tok.pad_token_id).subsample(args.rows, 0)
     acc = make_accelerator(base.train.device, base.train.precision, 1)
-    grid = {"plain": {}, **switches.ABLATION, "awp": {"reg.awp_start_epoch": 1}}
+    grid = {"plain": {}, **switches.ABLATION, "awp": {"switches.awp_start_epoch": 1}}
     rates = {name: [] for name in grid}
     for _ in range(args.repeats):  # interleaved, so a load change on the machine hits every switch alike
         for name, overrides in grid.items():
             p = dataclasses.replace(base, **{s: getattr(with_switch(base, overrides), s)
-                                             for s in ("loss", "reg", "model", "hier")})
+                                             for s in ("loss", "switches", "model")})
             rates[name].append(measure(p, ds, info, tok))
     med = {n: statistics.median(v) for n, v in rates.items()}
     out = {"device": str(acc.device), "threads": torch.get_num_threads(), "rows": len(ds),

@@ -89,7 +89,7 @@ def run_ours(args, compiled: bool, before: bool = False) -> dict:
     from twohead.train.loop import predict_logits, train_one_epoch
     from twohead.train.optim import llrd_groups, make_optimizer, make_scheduler
     from twohead.train.step import StepContext
-    from twohead.train.techniques import compile_encoder
+    from twohead.train.switches import compile_encoder
 
     p, layout, tok, ds, info = setup(args)
     acc = make_accelerator("cpu", "fp32", 1)
@@ -135,11 +135,11 @@ class _Wrapped(torch.nn.Module):
         super().__init__()
         self.model, self.loss = model, loss
 
-    def forward(self, input_ids, attention_mask, labels_binary=None, labels_category=None):
+    def forward(self, input_ids, attention_mask, labels_task1=None, labels_task2=None):
         l1, l2 = self.model(input_ids, attention_mask)
         out = {"logits": (l1, l2)}
-        if labels_binary is not None:
-            out["loss"] = self.loss.terms(l1, l2, labels_binary, labels_category)["total"]
+        if labels_task1 is not None:
+            out["loss"] = self.loss.terms(l1, l2, labels_task1, labels_task2)["total"]
         return out
 
 
@@ -152,7 +152,7 @@ class _Rows(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         x, y1, y2, _ = self.ds[i]
-        return {"input_ids": x.tolist(), "labels_binary": y1, "labels_category": y2}
+        return {"input_ids": x.tolist(), "labels_task1": y1, "labels_task2": y2}
 
 
 def run_trainer(args, grouped: bool) -> dict:
@@ -170,7 +170,7 @@ def run_trainer(args, grouped: bool) -> dict:
                               per_device_eval_batch_size=args.eval_batch, num_train_epochs=1, learning_rate=1e-3,
                               weight_decay=0.01, warmup_steps=0.06, max_grad_norm=1.0, seed=0, use_cpu=True,
                               report_to="none", save_strategy="no", logging_strategy="no", disable_tqdm=True,
-                              dataloader_num_workers=0, label_names=["labels_binary", "labels_category"],
+                              dataloader_num_workers=0, label_names=["labels_task1", "labels_task2"],
                               train_sampling_strategy="group_by_length" if grouped else "random")
     if grouped:
         rows.lengths = [int(x) for x in ds.lengths]

@@ -23,9 +23,32 @@ def stage_script(cmd: str, root: Path = ROOT) -> Path:
     return root / m.group(1)
 
 
-def stage_modules(cmd: str, root: Path = ROOT) -> list[str]:
-    """The ``src/`` files a stage's script imports, as dvc.yaml lists them (sorted, repository-relative)."""
-    return sorted(str(p.relative_to(root)) for p in closure(stage_script(cmd, root), root / "src"))
+#: Folders of the package listed whole (one dep line) when a stage imports anything in them: they hold the training
+#: core and no reporting code, so a whole-folder dep re-runs a stage at most needlessly, never misses an edit.
+WHOLE_FOLDERS = ("config", "data", "model", "train")
+
+#: The stages that train or feed training: besides WHOLE_FOLDERS they list every other module file by file, so an
+#: edit to plotting, review or report code (evaluate/, review/, pipeline/plot.py …) never re-runs them. The stages
+#: after training list every folder they import from whole (tests/test_dvc_deps.py checks both guarantees).
+TRAINING_SIDE = ("validate_params", "build_demo_encoder", "prepare_labels", "pretrain_stage1", "tokenize",
+                 "train_stage2")
+
+
+def collapse(files: list[str], folders: tuple[str, ...] | None = WHOLE_FOLDERS) -> list[str]:
+    """``src/twohead/<folder>/…`` files of one of ``folders`` (None: any folder) replaced by the folder itself."""
+    out = set()
+    for f in files:
+        parts = f.split("/")
+        whole = len(parts) > 3 and parts[:2] == ["src", "twohead"] and (folders is None or parts[2] in folders)
+        out.add("/".join(parts[:3]) if whole else f)
+    return sorted(out)
+
+
+def stage_modules(cmd: str, root: Path = ROOT, stage: str = "") -> list[str]:
+    """The ``src/`` deps of ``stage``: the files its script imports, folders listed whole as :data:`TRAINING_SIDE`
+    says (sorted, repository-relative)."""
+    files = [str(p.relative_to(root)) for p in closure(stage_script(cmd, root), root / "src")]
+    return collapse(files, WHOLE_FOLDERS if stage in TRAINING_SIDE else None)
 
 
 def rewrite(text: str, root: Path = ROOT) -> str:
@@ -47,12 +70,12 @@ def rewrite(text: str, root: Path = ROOT) -> str:
             in_deps = False
         if stage and in_deps and stripped.startswith("- src/"):
             if not wrote:
-                out += [f"      - {m}\n" for m in stage_modules(stages[stage]["cmd"], root)]
+                out += [f"      - {m}\n" for m in stage_modules(stages[stage]["cmd"], root, stage)]
                 wrote = True
             continue
         out.append(line)
         if stage and in_deps and stripped.startswith("- stages/") and not wrote:
-            out += [f"      - {m}\n" for m in stage_modules(stages[stage]["cmd"], root)]
+            out += [f"      - {m}\n" for m in stage_modules(stages[stage]["cmd"], root, stage)]
             wrote = True
     return "".join(out)
 

@@ -49,9 +49,9 @@ def test_report_pairs_by_seed_and_computes_intervals(tmp_path):
     runs = tmp_path / "runs"
     plain_wrong, rdrop_wrong = {1: 20, 2: 22, 3: 18}, {1: 15, 2: 16, 3: 15}
     for s in (1, 2, 3):
-        _run(runs, f"plain-s{s}", s, {"reg": {"rdrop_alpha": 0.0}}, plain_wrong[s], 100.0)
-        _run(runs, f"rdrop-s{s}", s, {"reg": {"rdrop_alpha": 1.0}}, rdrop_wrong[s], 50.0, pick_wrong=s + 1)
-        _run(runs, f"msd-s{s}", s, {"model": {"msd_samples": 5}}, plain_wrong[s], 98.0)
+        _run(runs, f"plain-s{s}", s, {"switches": {"rdrop_alpha": 0.0}}, plain_wrong[s], 100.0)
+        _run(runs, f"rdrop-s{s}", s, {"switches": {"rdrop_alpha": 1.0}}, rdrop_wrong[s], 50.0, pick_wrong=s + 1)
+        _run(runs, f"msd-s{s}", s, {"switches": {"msd_samples": 5}}, plain_wrong[s], 98.0)
     out = tmp_path / "abl.json"
     assert main(["ablation", "report", "--runs-dir", str(runs), "--json", str(out), "--md",
                  str(tmp_path / "abl.md")]) == 0
@@ -73,12 +73,12 @@ def test_report_pairs_by_seed_and_computes_intervals(tmp_path):
     assert rows["rdrop"]["metrics"]["band_High_recall"]["mean"] > 0
     assert rows["rdrop"]["metrics"]["band_Low_recall"]["mean"] == 0
     md = (tmp_path / "abl.md").read_text()
-    assert "| rdrop (reg.rdrop_alpha=1.0) | 3 |" in md and "▲" in md and "▼" in md and "0.50 |" in md
+    assert "| rdrop (switches.rdrop_alpha=1.0) | 3 |" in md and "▲" in md and "▼" in md and "0.50 |" in md
 
 
 def test_report_without_a_plain_run_says_so(tmp_path):
     runs = tmp_path / "runs"
-    _run(runs, "rdrop-s1", 1, {"reg": {"rdrop_alpha": 1.0}}, 10, 50.0)
+    _run(runs, "rdrop-s1", 1, {"switches": {"rdrop_alpha": 1.0}}, 10, 50.0)
     with pytest.raises(DataError, match="plain recipe"):
         from twohead.experiments import ablation
         ablation.ablation(ablation.load_runs(runs_dir=runs), [np.nan])
@@ -91,8 +91,8 @@ def test_queue_dry_run_prints_the_grid(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines == [
         "dvc exp run --queue -n abl-plain-s7 -S train.seed=7 -S train.epochs=1",
-        "dvc exp run --queue -n abl-msd-s7 -S train.seed=7 -S model.msd_samples=5 -S train.epochs=1",
-        "dvc exp run --queue -n abl-awp-s7 -S train.seed=7 -S reg.awp_start_epoch=2 -S train.epochs=1"]
+        "dvc exp run --queue -n abl-msd-s7 -S train.seed=7 -S switches.msd_samples=5 -S train.epochs=1",
+        "dvc exp run --queue -n abl-awp-s7 -S train.seed=7 -S switches.awp_start_epoch=2 -S train.epochs=1"]
     assert main(["ablation", "queue", "--dry-run", "--only", "nope"]) == 2
 
 

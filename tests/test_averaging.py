@@ -1,4 +1,4 @@
-"""Weight averaging (train.ema): the EMA follows its formula, is scored on val every epoch beside the raw weights,
+"""Weight averaging (switches.ema): the EMA follows its formula, is scored on val every epoch beside the raw weights,
 train.keep keeps whichever has the higher val Task2 accuracy (ties: raw), train.json says which, and an interrupted
 run resumes to the same result (the averages are run state)."""
 
@@ -38,7 +38,7 @@ def test_the_ema_follows_its_formula_and_the_choice_goes_by_val():
     again.load_state_dict(avg.state_dict())
     assert torch.equal(again.candidates[0].model.module.weight, ema.model.module.weight)
     assert again.candidates[0].val == ema.val
-    with pytest.raises(ValueError, match="train.ema changed"):
+    with pytest.raises(ValueError, match="switches.ema changed"):
         WeightAverages(lin, [0.99]).load_state_dict(avg.state_dict())
 
 
@@ -46,8 +46,8 @@ def test_ema_params_are_checked():
     from conftest import make_params
 
     for bad in ([1.0], [0.9, 0.9], [0.0]):
-        with pytest.raises(ParamsError, match="train.ema must be"):
-            make_params(train={"ema": bad})
+        with pytest.raises(ParamsError, match="switches.ema must be"):
+            make_params(switches={"ema": bad})
 
 
 def test_training_scores_each_average_and_keeps_the_better_on_val(tiny_data, tmp_path):
@@ -101,8 +101,8 @@ def test_the_summary_says_what_moved_task2_accuracy():
     text = "\n".join(levers_section(test, train))
     assert "| decisions (calibrate) | τ -0.7, T2 1.31, Decline rule pick_threshold | +1.2 [+0.2, +2.1] |" in text
     assert "Mid band mean recall -8.0" in text and "High band" not in text      # the cost: what went down
-    assert "| weight averaging (train.ema) | ema0.99 (epoch 5) | val: +1.0 (test: re-run evaluate)" in text
-    assert "| weight averaging (train.ema) | off |" in "\n".join(levers_section(test, {}))
+    assert "| weight averaging (switches.ema) | ema0.99 (epoch 5) | val: +1.0 (test: re-run evaluate)" in text
+    assert "| weight averaging (switches.ema) | off |" in "\n".join(levers_section(test, {}))
 
 
 def test_a_kept_average_is_compared_with_the_raw_weights_on_test(tiny_data, tmp_path, monkeypatch):
@@ -128,7 +128,7 @@ def test_a_kept_average_is_compared_with_the_raw_weights_on_test(tiny_data, tmp_
         avg["metrics"]["task2_acc"]["base"], rel=1e-5)
     from twohead.evaluate.summary import levers_section
 
-    assert "| weight averaging (train.ema) | ema0.5 |" in "\n".join(levers_section(saved, None))
+    assert "| weight averaging (switches.ema) | ema0.5 |" in "\n".join(levers_section(saved, None))
 
 
 def test_damaged_raw_weights_are_one_line_naming_the_file(tmp_path):

@@ -39,9 +39,9 @@ def test_corrections_relabel_drop_and_keep_every_row_in_its_split(raw, tmp_path)
                               ["r60", "C", "Pick", ""], ["r3", "A", "", ""]], tmp_path)
     a, b = _all(base), _all(fixed)
     assert "r2" not in b.index and len(b) == len(a) - 1
-    assert b.loc["r0", "category"] == "B" and b.loc["r1", "labels_binary"] == 0
-    assert b.loc["r1", "labels_category"] == -100 and pd.isna(b.loc["r1", "category"])
-    assert b.loc["r60", "labels_binary"] == 1 and b.loc["r60", "category"] == "C"
+    assert b.loc["r0", "category"] == "B" and b.loc["r1", "labels_task1"] == 0
+    assert b.loc["r1", "labels_task2"] == -100 and pd.isna(b.loc["r1", "category"])
+    assert b.loc["r60", "labels_task1"] == 1 and b.loc["r60", "category"] == "C"
     assert (b["split"] == a.loc[b.index, "split"]).all()          # the split is drawn before the corrections
     assert fixed.corrections == {"file": str(tmp_path / "corrections.csv"), "rows": 5, "category_changed": 2,
                                  "pick_changed": 2, "dropped": 1, "unchanged": 1,

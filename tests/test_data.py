@@ -32,12 +32,12 @@ def test_label_mapping_and_masking(tmp_path):
     assert prep.categories == ["A", "B", "C"]
     assert prep.dropped == {"no_label": 1}
     df = pd.concat(prep.splits.values()).set_index("id")
-    assert df.loc["A0", "labels_binary"] == IGNORE and df.loc["A0", "labels_category"] == 0
-    assert df.loc["A1", "labels_binary"] == 1 and df.loc["A1", "labels_category"] == IGNORE
-    assert df.loc["B3", "labels_binary"] == 1 and df.loc["B3", "labels_category"] == 1
-    assert df.loc["C9", "labels_category"] == 2
-    assert (df.loc[[f"D{i}" for i in range(5)], "labels_binary"] == 0).all()
-    assert (df.loc[[f"D{i}" for i in range(5)], "labels_category"] == IGNORE).all()
+    assert df.loc["A0", "labels_task1"] == IGNORE and df.loc["A0", "labels_task2"] == 0
+    assert df.loc["A1", "labels_task1"] == 1 and df.loc["A1", "labels_task2"] == IGNORE
+    assert df.loc["B3", "labels_task1"] == 1 and df.loc["B3", "labels_task2"] == 1
+    assert df.loc["C9", "labels_task2"] == 2
+    assert (df.loc[[f"D{i}" for i in range(5)], "labels_task1"] == 0).all()
+    assert (df.loc[[f"D{i}" for i in range(5)], "labels_task2"] == IGNORE).all()
     assert "X" not in df.index
     assert len(df) == 35
 
@@ -49,7 +49,7 @@ def test_pick_spellings_are_configurable_and_case_insensitive(tmp_path):
     path = write_table(tmp_path / "raw.jsonl", r)
     prep = prepare(cfg(path, pick_values=["Yes"], decline_values=["no"]), SplitParams())
     df = pd.concat(prep.splits.values())
-    assert sorted(df["labels_binary"].unique()) == [0, 1]
+    assert sorted(df["labels_task1"].unique()) == [0, 1]
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
@@ -112,7 +112,7 @@ def test_decline_with_category_is_error_or_dropped(tmp_path):
     prep = prepare(cfg(path, decline_with_category="drop_category"), SplitParams())
     assert prep.decline_category_dropped == 1
     df = pd.concat(prep.splits.values()).set_index("id")
-    assert df.loc["D4", "labels_category"] == IGNORE and df.loc["D4", "labels_binary"] == 0
+    assert df.loc["D4", "labels_task2"] == IGNORE and df.loc["D4", "labels_task1"] == 0
 
 
 def test_category_only_in_val_or_test_is_an_error(tmp_path):
@@ -150,8 +150,8 @@ def test_splits_are_deterministic_disjoint_and_stratified(tmp_path):
         assert ids[s] == set(b.splits[s]["id"])
     assert not (ids["train"] & ids["val"]) and not (ids["train"] & ids["test"]) and not (ids["val"] & ids["test"])
     for c in (0, 1, 2):  # each category: 40 rows -> 8 test, 4 val, 28 train
-        assert [int((a.splits[s]["labels_category"] == c).sum()) for s in ("train", "val", "test")] == [28, 4, 8]
-    assert [int((a.splits[s]["labels_binary"] == 0).sum()) for s in ("train", "val", "test")] == [14, 2, 4]
+        assert [int((a.splits[s]["labels_task2"] == c).sum()) for s in ("train", "val", "test")] == [28, 4, 8]
+    assert [int((a.splits[s]["labels_task1"] == 0).sum()) for s in ("train", "val", "test")] == [14, 2, 4]
     c = prepare(cfg(path), SplitParams(val_ratio=0.1, test_ratio=0.2, seed=8))
     assert set(c.splits["test"]["id"]) != ids["test"]
 
@@ -284,9 +284,9 @@ def test_one_zero_pick_column_with_blanks_matches_1_and_0(tmp_path, suffix):
     path = (_jsonl(tmp_path / "raw.jsonl", r) if suffix == ".jsonl" else write_table(tmp_path / f"raw{suffix}", r))
     prep = prepare(cfg(path, pick_values=["1"], decline_values=["0"]), SplitParams())
     df = pd.concat(prep.splits.values()).set_index("id")
-    assert df.loc["A0", "labels_binary"] == IGNORE
-    assert df.loc["A1", "labels_binary"] == 1 and df.loc["D0", "labels_binary"] == 0
-    assert (df["labels_binary"] != IGNORE).sum() == len(df) - 1
+    assert df.loc["A0", "labels_task1"] == IGNORE
+    assert df.loc["A1", "labels_task1"] == 1 and df.loc["D0", "labels_task1"] == 0
+    assert (df["labels_task1"] != IGNORE).sum() == len(df) - 1
 
 
 def test_integer_pick_values_in_params_say_quote_it():

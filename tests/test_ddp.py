@@ -25,17 +25,16 @@ def test_two_process_training_matches_the_data(shared_project, tmp_path):
     val = pd.read_parquet(proj / "data" / "tokenized" / "val.parquet")
     assert m["val_rows"] == len(val) and 0 <= m["val_acc_task2"] <= 1
     # every val row was scored once: the logged val accuracy is a multiple of 1/(rows with a category)
-    n = int((val["labels_category"] != -100).sum())
+    n = int((val["labels_task2"] != -100).sum())
     assert abs(m["val_acc_task2"] * n - round(m["val_acc_task2"] * n)) < 1e-6
     carto = pd.read_csv(proj / "metrics" / "cartography_task2.csv")
     train = pd.read_parquet(proj / "data" / "tokenized" / "train.parquet")
-    assert len(carto) == int((train["labels_category"] != -100).sum())  # rows from both processes merged
+    assert len(carto) == int((train["labels_task2"] != -100).sum())  # rows from both processes merged
     # every switch on at once: the extra passes (R-Drop's doubled batch, AWP's second backward, K dropout
     # samples) and the learned log-variances must run under DDP (no unused parameters, no double reduction)
     params = yaml.safe_load((proj / "params.yaml").read_text())
     params["loss"]["weighting"] = "uncertainty"
-    params["reg"].update({"rdrop_alpha": 1.0, "awp_start_epoch": 1})
-    params["model"]["msd_samples"] = 3
+    params["switches"].update({"rdrop_alpha": 1.0, "awp_start_epoch": 1, "msd_samples": 3})
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "stages/train_stage2.py", *args], proj)
     m = json.loads((proj / "metrics" / "train.json").read_text())

@@ -141,7 +141,7 @@ def test_every_candidate_starts_from_the_same_state(tiny_data):
         return TwoHeadModel(load_encoder(p.model.stage1_checkpoint), len(info.names), p.model.pooling,
                             p.model.head_dropout)
 
-    run_cfg = RunConfig(p.train, p.loss, p.hier, p.reg)
+    run_cfg = RunConfig(p.train, p.loss, p.switches)
     a, _ = train_trial(build, data, run_cfg, 1e-3, 4, 8, 0, progress=False)
     b, _ = train_trial(build, data, run_cfg, 1e-3, 4, 8, 0, progress=False)
     assert a.metrics == b.metrics and math.isfinite(a.loss)

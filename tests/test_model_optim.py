@@ -83,7 +83,7 @@ def test_collate_pads_dynamically():
     batch = collate([(np.array([1, 5, 2], np.int32), 1, 3, 0), (np.array([1, 2], np.int32), -100, 0, 1)])
     assert batch["input_ids"].tolist() == [[1, 5, 2], [1, 2, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
-    assert batch["labels_binary"].tolist() == [1, -100] and batch["index"].tolist() == [0, 1]
+    assert batch["labels_task1"].tolist() == [1, -100] and batch["index"].tolist() == [0, 1]
 
 
 def test_length_grouped_sampler_covers_rows_once_and_is_seeded():

@@ -96,12 +96,12 @@ def test_params_are_frozen():
 def test_a_moved_key_says_where_it_went(tmp_path):
     raw = _raw()
     raw["eval"]["pick_threshold"] = 0.5
-    with pytest.raises(ParamsError, match=r"eval\.pick_threshold has moved to decide\.pick_threshold"):
+    with pytest.raises(ParamsError, match=r"eval\.pick_threshold is now decide\.pick_threshold"):
         load_params(_write(tmp_path, raw))
 
 
 def test_decide_ranges_are_checked(tmp_path):
     raw = _raw()
     raw["decide"]["pick_threshold"] = 1.5
-    with pytest.raises(ParamsError, match=r"decide\.pick_threshold must be 0 \(search\) or in \(0, 1\)"):
+    with pytest.raises(ParamsError, match=r"decide\.pick_threshold must be val \(chosen on val\) or a"):
         load_params(_write(tmp_path, raw))

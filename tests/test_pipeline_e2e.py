@@ -115,7 +115,7 @@ def test_repro_then_experiment_workflow(shared_project, tmp_path):
     assert set(exp_row["data"]["metrics"]) == {"metrics/headline.json"}  # exp show: the headline only
 
     # the hierarchy regulariser: its loss and the consistency rates show up in the metrics diff
-    hier = run(["dvc", "exp", "run", "-S", "hier.pick_consistency_weight=0.1"], proj).stdout
+    hier = run(["dvc", "exp", "run", "-S", "switches.pick_consistency_weight=0.1"], proj).stdout
     assert "Running stage 'train_stage2'" in hier and "Running stage 'prepare_labels'" not in hier
     diff = json.loads(run(["dvc", "metrics", "diff", "--json", "--targets", "metrics/train.json"],
                           proj).stdout)["metrics/train.json"]

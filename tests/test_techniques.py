@@ -1,4 +1,4 @@
-"""The sealed techniques as switches: each formula on fixed tensors, "off" = the plain loss and gradients,
+"""The switches: each formula on fixed tensors, "off" = the plain loss and gradients,
 AWP restores the weights exactly, the class-weight schemes, and a tiny run with every switch on."""
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from twohead.config.switches import ABLATION, OFF, active, label, queue_commands
 from twohead.data.weights import task2_weights
 from twohead.train.losses import SUM_KEYS, TwoTaskLoss, rdrop_sums
 from twohead.train.optim import llrd_groups
-from twohead.train.techniques import AWP, Objective
+from twohead.train.switches import AWP
+from twohead.train.switches import SwitchedForward as Objective
 
 IGN = -100
 
@@ -62,7 +63,7 @@ def _batch(seed=0):
     g = torch.Generator().manual_seed(seed)
     _, _, y1, y2 = _fixed()
     ids = torch.randint(0, 50, (6, 7), generator=g)
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels_binary": y1, "labels_category": y2}
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels_task1": y1, "labels_task2": y2}
 
 
 # ---------------------------------------------------------------------------------------------- uncertainty
@@ -71,7 +72,7 @@ def test_uncertainty_weighting_formula_and_gradient():
     l1, l2, y1, y2 = _fixed()
     s = torch.tensor([0.3, -0.2], requires_grad=True)
     plain = _loss().terms(l1, l2, y1, y2)
-    out = _loss(weighting="uncertainty", log_vars=s).terms(l1, l2, y1, y2)
+    out = _loss(task_weighting="uncertainty", log_vars=s).terms(l1, l2, y1, y2)
     L1, L2 = plain["task1"].item(), plain["task2"].item()
     want = math.exp(-0.3) * L1 + 0.15 + math.exp(0.2) * L2 - 0.1
     assert out["total"].item() == pytest.approx(want, rel=1e-6)
@@ -80,12 +81,12 @@ def test_uncertainty_weighting_formula_and_gradient():
     assert s.grad.tolist() == pytest.approx([-math.exp(-0.3) * L1 + 0.5, -math.exp(0.2) * L2 + 0.5], rel=1e-5)
     # a task with lambda 0 is off under uncertainty weighting too (no term, no s_t gradient)
     s.grad = None
-    _loss(weighting="uncertainty", log_vars=s, lambda_task2=0.0).terms(l1, l2, y1, y2)["total"].backward()
+    _loss(task_weighting="uncertainty", log_vars=s, lambda_task2=0.0).terms(l1, l2, y1, y2)["total"].backward()
     assert s.grad[1].item() == 0.0
     # epoch-level combine agrees with the batch formula on the same sums
     sums = [float(out[k]) for k in SUM_KEYS]
-    assert _loss(weighting="uncertainty", log_vars=s).combine(sums)["total"] == pytest.approx(want, rel=1e-6)
-    assert _loss(weighting="uncertainty", log_vars=s).sigmas() == pytest.approx((math.exp(0.15), math.exp(-0.1)))
+    assert _loss(task_weighting="uncertainty", log_vars=s).combine(sums)["total"] == pytest.approx(want, rel=1e-6)
+    assert _loss(task_weighting="uncertainty", log_vars=s).sigmas() == pytest.approx((math.exp(0.15), math.exp(-0.1)))
 
 
 def test_uncertainty_log_vars_are_float32_head_lr_and_no_weight_decay():
@@ -125,8 +126,8 @@ def test_rdrop_objective_runs_two_dropout_passes_in_one_forward():
     torch.manual_seed(3)  # the same masks: one forward of the doubled batch
     ids = torch.cat([batch["input_ids"]] * 2)
     f1, f2 = model(ids, torch.ones_like(ids))
-    ce = loss_fn.terms(f1, f2, batch["labels_binary"].repeat(2), batch["labels_category"].repeat(2))
-    rd = rdrop_sums(f1[:6], f1[6:], f2[:6], f2[6:], batch["labels_binary"], batch["labels_category"])
+    ce = loss_fn.terms(f1, f2, batch["labels_task1"].repeat(2), batch["labels_task2"].repeat(2))
+    rd = rdrop_sums(f1[:6], f1[6:], f2[:6], f2[6:], batch["labels_task1"], batch["labels_task2"])
     assert torch.equal(l1, f1[:6]) and out["task2"].item() == pytest.approx(ce["task2"].item(), rel=1e-6)
     assert out["rdrop"].item() > 0
     assert out["total"].item() == pytest.approx((ce["total"] + loss_fn.add_rdrop(ce, rd)["rdrop"]).item(), rel=1e-6)
@@ -142,7 +143,7 @@ def test_msd_averages_the_losses_of_k_dropout_samples():
     torch.manual_seed(7)
     s1, s2 = model(batch["input_ids"], batch["attention_mask"], samples=4)
     assert s1.shape == (4, 6, 2) and s2.shape == (4, 6, 3)
-    per = [loss_fn.terms(s1[k], s2[k], batch["labels_binary"], batch["labels_category"]) for k in range(4)]
+    per = [loss_fn.terms(s1[k], s2[k], batch["labels_task1"], batch["labels_task2"]) for k in range(4)]
     # the class-weighted mean over K copies of the rows = the mean of the K per-sample losses (same weights)
     assert out["task2"].item() == pytest.approx(np.mean([p["task2"].item() for p in per]), rel=1e-5)
     assert torch.allclose(l2, s2.mean(0))
@@ -157,7 +158,7 @@ def test_msd_averages_the_losses_of_k_dropout_samples():
 
 def test_all_switches_off_is_the_plain_loss_and_gradients():
     model, batch = _model(), _batch()
-    off = Objective(_loss(weighting="fixed", rdrop_alpha=0.0, pick_consistency_detach="none"), rdrop_alpha=0.0,
+    off = Objective(_loss(task_weighting="fixed", rdrop_alpha=0.0, pick_consistency_detach="none"), rdrop_alpha=0.0,
                     msd_samples=1)
     assert off.plain
     torch.manual_seed(1)
@@ -167,7 +168,7 @@ def test_all_switches_off_is_the_plain_loss_and_gradients():
     model.zero_grad()
     torch.manual_seed(1)
     l1, l2 = model(batch["input_ids"], batch["attention_mask"])
-    ref = _loss().terms(l1, l2, batch["labels_binary"], batch["labels_category"])
+    ref = _loss().terms(l1, l2, batch["labels_task1"], batch["labels_task2"])
     ref["total"].backward()
     assert out["total"].item() == ref["total"].item()  # bit-identical, not approximately
     assert all(torch.equal(a, p.grad) for a, p in zip(g_off, model.parameters()))
@@ -226,7 +227,7 @@ def test_consistency_detach_stops_the_gradient_to_task1_only():
 
 def _train(support: list[int]) -> pd.DataFrame:
     y = np.concatenate([np.full(n, i) for i, n in enumerate(support)])
-    return pd.DataFrame({"labels_category": y, "labels_binary": 1})
+    return pd.DataFrame({"labels_task2": y, "labels_task1": 1})
 
 
 def test_task2_weighting_schemes_and_norms():
@@ -255,21 +256,22 @@ def test_task2_weighting_schemes_and_norms():
 # ---------------------------------------------------------------------------------------------- params, switches
 
 def test_switch_params_are_validated():
-    for bad in ({"reg": {"rdrop_alpha": -1}}, {"model": {"msd_samples": 0}}, {"loss": {"task2_weight_beta": 1.0}},
-                {"reg": {"awp_start_epoch": 1, "awp_eps": 0}}, {"loss": {"weighting": "learned"}}):
+    for bad in ({"switches": {"rdrop_alpha": -1}}, {"switches": {"msd_samples": 0}},
+                {"loss": {"task2_weight_beta": 1.0}},
+                {"switches": {"awp_start_epoch": 1, "awp_eps": 0}}, {"switches": {"task_weighting": "learned"}}):
         with pytest.raises(ParamsError):
             params_from_dict(bad, partial=True)
 
 
 def test_switch_labels_and_queue_commands():
-    assert label({}) == "plain" and label({"reg": {"rdrop_alpha": 0}}) == "plain"
-    assert label({"reg": {"rdrop_alpha": 1.0}}) == "rdrop" and label({"model": {"msd_samples": 5}}) == "msd"
-    assert label({"reg": {"rdrop_alpha": 0.3}}) == "reg.rdrop_alpha=0.3"
+    assert label({}) == "plain" and label({"switches": {"rdrop_alpha": 0}}) == "plain"
+    assert label({"switches": {"rdrop_alpha": 1.0}}) == "rdrop" and label({"switches": {"msd_samples": 5}}) == "msd"
+    assert label({"switches": {"rdrop_alpha": 0.3}}) == "switches.rdrop_alpha=0.3"
     assert active({"loss": {"weighting": "uncertainty", "task2_weighting": "balanced"}}) == {
-        "loss.weighting": "uncertainty"}
+        "switches.task_weighting": "uncertainty"}
     cmds = queue_commands([1, 2], ["rdrop"])
     assert [c[5] for c in cmds] == ["abl-plain-s1", "abl-plain-s2", "abl-rdrop-s1", "abl-rdrop-s2"]
-    assert cmds[3][-2:] == ["-S", "reg.rdrop_alpha=1.0"] and "train.seed=2" in cmds[3]
+    assert cmds[3][-2:] == ["-S", "switches.rdrop_alpha=1.0"] and "train.seed=2" in cmds[3]
     assert set(OFF) >= {k for o in ABLATION.values() for k in o}
     with pytest.raises(KeyError):
         queue_commands([1], ["nope"])
@@ -277,10 +279,8 @@ def test_switch_labels_and_queue_commands():
 
 def test_a_tiny_run_with_every_switch_on_logs_sigma_and_rdrop(tiny_data, tmp_path):
     data_dir, p = tiny_data
-    p = replace(p, "loss", weighting="uncertainty")
-    p = replace(p, "reg", rdrop_alpha=1.0, awp_start_epoch=2)
-    p = replace(p, "model", msd_samples=3)
-    p = replace(p, "hier", pick_consistency_weight=0.1, pick_consistency_detach="task1")
+    p = replace(p, "switches", task_weighting="uncertainty", rdrop_alpha=1.0, awp_start_epoch=2, msd_samples=3,
+                pick_consistency_weight=0.1, pick_consistency_detach="task1")
     m = train_in(tmp_path, data_dir, p)
     hist = pd.read_csv(tmp_path / "plots" / "train_history.csv")
     assert (hist["train_loss_rdrop"] > 0).all() and (hist["sigma_task1"] != 1.0).all()

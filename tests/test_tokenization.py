@@ -66,7 +66,7 @@ def test_truncation_keeps_special_tokens_and_counts(demo_encoder_dir):
 
 
 def test_arrow_format_is_unpadded_int32(tmp_path):
-    df = pd.DataFrame({"id": ["a", "b"], "labels_binary": [1, -100], "labels_category": [3, 0]})
+    df = pd.DataFrame({"id": ["a", "b"], "labels_task1": [1, -100], "labels_task2": [3, 0]})
     table = to_arrow(df, [[1, 5, 6, 2], [1, 2]])
     path = tmp_path / "t.parquet"
     write_tokenized(path, table)
@@ -74,7 +74,7 @@ def test_arrow_format_is_unpadded_int32(tmp_path):
     assert back.schema.field("input_ids").type == pa.list_(pa.int32())
     assert back["input_ids"].to_pylist() == [[1, 5, 6, 2], [1, 2]]
     assert back["length"].to_pylist() == [4, 2]
-    assert back["labels_binary"].to_pylist() == [1, -100]
+    assert back["labels_task1"].to_pylist() == [1, -100]
 
 
 def test_missing_checkpoint_and_broken_tokenizer(tmp_path):

@@ -48,7 +48,7 @@ def test_outputs_and_fields(trained, tiny_data):
     assert not (out / "plots" / "train_history.csv.partial").exists()
     worst = pd.read_csv(out / "metrics" / "val_worst_k.csv")
     val = pd.read_parquet(tiny_data[0] / "tokenized" / "val.parquet")
-    k = min(tiny_data[1].eval.worst_k, int((val["labels_category"] != -100).sum()))
+    k = min(tiny_data[1].eval.worst_k, int((val["labels_task2"] != -100).sum()))
     assert worst.groupby("epoch").size().to_dict() == {1: k, 2: k}
     for _, g in worst.groupby("epoch"):
         assert list(g["rank"]) == list(range(1, k + 1)) and g["loss"].is_monotonic_decreasing
@@ -83,7 +83,7 @@ def test_saved_model_reloads_and_predicts_the_same(trained, tiny_data):
         for b in SortedBatchSampler(ds.lengths, 64):
             x = collate([ds[i] for i in b])
             preds[b] = model(x["input_ids"], x["attention_mask"])[1].argmax(-1).numpy()
-    y = ds.labels_category
+    y = ds.labels_task2
     acc = (preds[y != -100] == y[y != -100]).mean()
     assert acc == pytest.approx(saved_hist["val_acc_task2"].iloc[-1], rel=1e-5)
 

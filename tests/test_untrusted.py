@@ -196,14 +196,13 @@ def test_check_says_when_predict_input_is_still_the_demo(tmp_path, demo_encoder_
     assert any("reads the texts" in m for m in report.ok)
 
 
-def test_figure_footers_wrap_to_the_figure_and_fixed_weighting_says_so(tmp_path):
+def test_figure_footers_wrap_to_the_figure(tmp_path):
     import matplotlib.pyplot as plt
 
-    from twohead.evaluate.plots import note_figure, save_figure
+    from twohead.evaluate.plots import save_figure
 
     fig = plt.figure(figsize=(5.0, 4.0))
     save_figure(fig, tmp_path / "a.png", "checkpoint models/stage1 | " + "lr 0.001, LLRD 0.8, " * 20)
     footer = fig.texts[0].get_text()
     assert "\n" in footer and max(len(line) for line in footer.split("\n")) <= 5 * 17
-    note_figure("Task weighting: fixed", "loss.weighting is fixed: L = 0.4·L1 + 1·L2", tmp_path / "w.png", "x")
-    assert (tmp_path / "w.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"

@@ -14,7 +14,7 @@ def train_table(cat_counts, decline=0, pick_missing=0):
         binary[i] = -100
     labels += [-100] * decline
     binary += [0] * decline
-    return pd.DataFrame({"labels_category": labels, "labels_binary": binary})
+    return pd.DataFrame({"labels_task2": labels, "labels_task1": binary})
 
 
 def test_task1_weights_balanced_over_labelled_rows_only():

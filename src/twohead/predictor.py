@@ -126,8 +126,8 @@ class Predictor:
         ids, self.truncated = encode(self.tokenizer, texts, self.max_length, 1000, desc="tokenize",
                                      truncation=self.truncation, head_share=self.head_share)
         self.unreadable = self._count_unreadable(ids)
-        rows = pd.DataFrame({"id": np.arange(len(texts)).astype(str), "labels_binary": IGNORE,
-                             "labels_category": IGNORE})
+        rows = pd.DataFrame({"id": np.arange(len(texts)).astype(str), "labels_task1": IGNORE,
+                             "labels_task2": IGNORE})
         ds = TokenizedDataset(to_arrow(rows, ids), self.tokenizer.pad_token_id)
         sampler = SortedBatchSampler(ds.lengths, self.batch_size)
         self.shapes.update(batch_shapes(ds.lengths, list(sampler), self.padding, self.max_length))

@@ -52,6 +52,10 @@ def recording():
         _reads = previous
 
 
+#: The one way params.yaml says "choose this value on val" (the calibrate stage searches it).
+CHOOSE_ON_VAL = "val"
+
+
 def need(cond: bool, msg: str) -> None:
     """A check of a params section: ``msg`` names the dotted key(s) and the valid range."""
     if not cond:
@@ -131,7 +135,6 @@ class LossParams(Section):
     label_smoothing_task1: float = 0.0  # [0, 1)
     lambda_task1: float = 0.4  # >= 0, not both 0
     lambda_task2: float = 1.0
-    weighting: Literal["fixed", "uncertainty"] = "fixed"  # uncertainty: Kendall et al. (2018) learned weights
     task2_weighting: Literal["balanced", "sqrt", "effective_number"] = "balanced"
     task2_weight_beta: float = 0.999  # effective_number (Cui et al., 2019); (0, 1)
     task2_weight_norm: Literal["mean", "median"] = "mean"
@@ -148,36 +151,37 @@ class LossParams(Section):
 
 
 @dataclass(frozen=True)
-class RegParams(Section):
-    """Sealed techniques, each off by default (formulas in ``twohead.train.techniques``)."""
+class SwitchParams(Section):
+    """The switches: training features off by default (off = the plain recipe, bit for bit). What each does is in
+    ``twohead.train.switches`` (R-Drop, multi-sample dropout, AWP), ``twohead.train.losses`` (task weighting,
+    hierarchy terms) and ``twohead.train.averaging`` (EMA)."""
 
-    SECTION: typing.ClassVar[str] = "reg"
+    SECTION: typing.ClassVar[str] = "switches"
 
+    task_weighting: Literal["fixed", "uncertainty"] = "fixed"  # uncertainty: Kendall et al. (2018) learned weights
     rdrop_alpha: float = 0.0       # R-Drop (Liang et al., 2021): >= 0, 0 = off
-    awp_lr: float = 1.0            # AWP (Wu et al., 2020): perturbation size relative to each weight's norm; > 0
+    msd_samples: int = 1           # multi-sample dropout (Inoue, 2019): K masks on the pooled vector; 1 = off, <= 64
+    awp_start_epoch: int = 0       # AWP (Wu et al., 2020) from this epoch on (1-based); 0 = off
+    awp_lr: float = 1.0            # AWP: perturbation size relative to each weight's norm; > 0
     awp_eps: float = 0.01          # AWP: |δ| <= eps · |w| elementwise; > 0
-    awp_start_epoch: int = 0       # AWP from this epoch on (1-based); 0 = off
-
-    def __post_init__(self):
-        need(self.rdrop_alpha >= 0, "reg.rdrop_alpha must be >= 0 (0 = off)")
-        need(self.awp_start_epoch >= 0, "reg.awp_start_epoch must be >= 0 (0 = off)")
-        need(self.awp_start_epoch == 0 or (self.awp_lr > 0 and self.awp_eps > 0),
-             "reg.awp_lr and reg.awp_eps must be > 0 when reg.awp_start_epoch > 0")
-
-
-@dataclass(frozen=True)
-class HierParams(Section):
-    """Optional hierarchy regulariser (off by default); formulas in ``twohead.train.losses.TwoTaskLoss``."""
-
-    SECTION: typing.ClassVar[str] = "hier"
-
-    pick_consistency_weight: float = 0.0  # >= 0
+    pick_consistency_weight: float = 0.0  # hierarchy term (rows with Pick and a category); >= 0
     pick_consistency_type: Literal["l2", "kl"] = "l2"
-    decline_uniform_weight: float = 0.0  # >= 0
     pick_consistency_detach: Literal["none", "task1"] = "none"  # task1: stop-gradient through P(Pick)
+    decline_uniform_weight: float = 0.0  # hierarchy term (Decline rows: Task2 flat); >= 0
+    # EMA decays of the weights, each scored on val every epoch beside the raw weights; train.keep chooses among
+    # them by val Task2 accuracy ([] = off)
+    ema: list[float] = field(default_factory=list)
 
     def __post_init__(self):
-        need(self.pick_consistency_weight >= 0 and self.decline_uniform_weight >= 0, "hier.*_weight must be >= 0")
+        need(self.rdrop_alpha >= 0, "switches.rdrop_alpha must be >= 0 (0 = off)")
+        need(1 <= self.msd_samples <= 64, "switches.msd_samples must be in [1, 64] (1 = off)")
+        need(self.awp_start_epoch >= 0, "switches.awp_start_epoch must be >= 0 (0 = off)")
+        need(self.awp_start_epoch == 0 or (self.awp_lr > 0 and self.awp_eps > 0),
+             "switches.awp_lr and switches.awp_eps must be > 0 when switches.awp_start_epoch > 0")
+        need(self.pick_consistency_weight >= 0 and self.decline_uniform_weight >= 0,
+             "switches.pick_consistency_weight and switches.decline_uniform_weight must be >= 0")
+        need(all(isinstance(d, (int, float)) and 0 < d < 1 for d in self.ema) and len(set(self.ema)) == len(self.ema)
+             and len(self.ema) <= 4, "switches.ema must be a list of up to 4 distinct decays in (0, 1), e.g. [0.999]")
 
 
 #: The longest token sequence a run may ask for: DeBERTa's attention holds heads × L² scores per layer and row
@@ -208,10 +212,8 @@ class ModelParams(Section):
     stage1_checkpoint: str = "models/stage1"
     pooling: Literal["mean", "cls"] = "mean"
     head_dropout: float = 0.1  # [0, 1)
-    msd_samples: int = 1  # multi-sample dropout (Inoue, 2019): K dropout masks on the pooled vector; 1 = off, <= 64
 
     def __post_init__(self):
-        need(1 <= self.msd_samples <= 64, "model.msd_samples must be in [1, 64] (1 = off)")
         need(0 <= self.head_dropout < 1, "model.head_dropout must be in [0, 1)")
         need(bool(self.stage1_checkpoint), "model.stage1_checkpoint must name a model directory")
 
@@ -304,17 +306,12 @@ class TrainParams(StepParams):
     # batches padded to a short ladder of lengths (buckets) or to their longest row; auto: per device
     padding: Literal["auto", "buckets", "longest"] = "auto"
     empty_cache_steps: int = 0  # >= 0: free the MPS / CUDA allocator's cache every N optimiser steps (0 = never)
-    # EMA decays of the weights, each scored on val every epoch beside the raw weights; train.keep chooses among
-    # them by val Task2 accuracy ([] = off)
-    ema: list[float] = field(default_factory=list)
 
     def __post_init__(self):
         super().__post_init__()
         need(self.eval_batch_size >= 1, "train.eval_batch_size must be >= 1")
         need(self.num_workers >= 0, "train.num_workers must be >= 0")
         need(self.empty_cache_steps >= 0, "train.empty_cache_steps must be >= 0 (0 = never)")
-        need(all(isinstance(d, (int, float)) and 0 < d < 1 for d in self.ema) and len(set(self.ema)) == len(self.ema)
-             and len(self.ema) <= 4, "train.ema must be a list of up to 4 distinct decays in (0, 1), e.g. [0.999]")
 
 
 @dataclass(frozen=True)
@@ -327,11 +324,11 @@ class Stage1Params(StepParams):
 
     base_model: str = "models/demo_encoder"
     epochs: int = 2
-    label_smoothing: float = 0.0  # Task1's, [0, 1)
+    label_smoothing_task1: float = 0.0  # [0, 1)
 
     def __post_init__(self):
         super().__post_init__()
-        need(0 <= self.label_smoothing < 1, "stage1.label_smoothing must be in [0, 1)")
+        need(0 <= self.label_smoothing_task1 < 1, "stage1.label_smoothing_task1 must be in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -367,16 +364,19 @@ class DecideParams(Section):
     objective: Literal["combined_acc", "combined_macro_f1", "task1_balanced_acc", "decline_recall_at_precision",
                        "decline_precision_at_recall"] = "combined_acc"
     target: float = 0.9               # the floor of the *_at_* objectives' constraint; (0, 1]
-    pick_threshold: float = 0.0       # 0 = search on val; in (0, 1) = pinned
-    maxprob_threshold: float = -1.0   # pick_or_maxprob: -1 = search on val; in [0, 1) = pinned
+    pick_threshold: float | Literal["val"] = "val"     # val = chosen on val; a number in (0, 1) = pinned
+    maxprob_threshold: float | Literal["val"] = "val"  # pick_or_maxprob: val = chosen on val; in [0, 1) = pinned
 
     def __post_init__(self):
         need(0 < self.tau_max <= 5, "decide.tau_max must be in (0, 5]")
         need(-5 <= self.tau_min <= 0, "decide.tau_min must be in [-5, 0]")
         need(0 < self.target <= 1, "decide.target must be in (0, 1]")
-        need(0 <= self.pick_threshold < 1, "decide.pick_threshold must be 0 (search) or in (0, 1) (pinned)")
-        need(self.maxprob_threshold == -1 or 0 <= self.maxprob_threshold < 1,
-             "decide.maxprob_threshold must be -1 (search) or in [0, 1) (pinned)")
+        need(self.pick_threshold == CHOOSE_ON_VAL or 0 < self.pick_threshold < 1,
+             f"decide.pick_threshold must be {CHOOSE_ON_VAL} (chosen on val) or a number in (0, 1) (pinned)"
+             + ("; 0 used to mean 'chosen on val': write val" if self.pick_threshold == 0 else ""))
+        need(self.maxprob_threshold == CHOOSE_ON_VAL or 0 <= self.maxprob_threshold < 1,
+             f"decide.maxprob_threshold must be {CHOOSE_ON_VAL} (chosen on val) or a number in [0, 1) (pinned)"
+             + ("; -1 used to mean 'chosen on val': write val" if self.maxprob_threshold == -1 else ""))
 
 
 @dataclass(frozen=True)
@@ -403,8 +403,6 @@ class Params:
     split: SplitParams = field(default_factory=SplitParams)
     bands: BandsParams = field(default_factory=BandsParams)
     loss: LossParams = field(default_factory=LossParams)
-    hier: HierParams = field(default_factory=HierParams)
-    reg: RegParams = field(default_factory=RegParams)
     tokenize: TokenizeParams = field(default_factory=TokenizeParams)
     model: ModelParams = field(default_factory=ModelParams)
     demo_encoder: DemoEncoderParams = field(default_factory=DemoEncoderParams)
@@ -413,6 +411,7 @@ class Params:
     eval: EvalParams = field(default_factory=EvalParams)
     decide: DecideParams = field(default_factory=DecideParams)
     predict: PredictParams = field(default_factory=PredictParams)
+    switches: SwitchParams = field(default_factory=SwitchParams)
 
 
 def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
@@ -428,8 +427,14 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         if not isinstance(value, list):
             raise ParamsError(f"{source}: {key} must be a list, got {value!r}")
         return [_coerce(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value)]
-    if origin in (typing.Union, types.UnionType):
-        raise TypeError(f"unsupported annotation for {key}: {tp}")  # pragma: no cover
+    if origin in (typing.Union, types.UnionType):   # e.g. a number or "val": the first member that takes it
+        members = typing.get_args(tp)
+        for member in members:
+            with contextlib.suppress(ParamsError):
+                return _coerce(value, member, key, source)
+        said = " or ".join(repr(a) if typing.get_origin(m) is Literal else m.__name__
+                           for m in members for a in (typing.get_args(m) or [None]))
+        raise ParamsError(f"{source}: {key} must be {said}, got {value!r}")
     if tp is bool:
         if not isinstance(value, bool):
             raise ParamsError(f"{source}: {key} must be true or false, got {value!r}")
@@ -467,16 +472,28 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     raise TypeError(f"unsupported annotation for {key}: {tp}")  # pragma: no cover
 
 
+#: Keys (or whole sections) that were renamed: an old params.yaml or experiment gets one line naming the new key.
+RENAMED = {
+    "eval.pick_threshold": "decide.pick_threshold",
+    "loss.weighting": "switches.task_weighting",
+    "model.msd_samples": "switches.msd_samples",
+    "switches.ema": "switches.ema",
+    "stage1.label_smoothing": "stage1.label_smoothing_task1",
+    "reg": "switches (the same keys: rdrop_alpha, awp_*)",
+    "hier": "switches (the same keys: pick_consistency_*, decline_uniform_weight)",
+}
+
+
 def _build(cls: type, raw: Any, prefix: str, source: str, partial: bool) -> Any:
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: section {prefix or '<root>'} must be a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(raw) - set(names))
-    moved = {("eval", "pick_threshold"): "decide.pick_threshold (0 = chosen on val by the calibrate stage)"}
     for k in unknown:
-        if (prefix, k) in moved:
-            raise ParamsError(f"{source}: {prefix}.{k} has moved to {moved[(prefix, k)]}")
+        old = f"{prefix}.{k}" if prefix else str(k)
+        if old in RENAMED:
+            raise ParamsError(f"{source}: {old} is now {RENAMED[old]}: rename the key (same meaning)")
     if unknown:
         where = f"{prefix}." if prefix else ""
         raise ParamsError(

@@ -137,6 +137,23 @@ HISTORY_COLUMNS = ["epoch", *loss_columns("train"), *(f"train_loss_{t}" for t in
                    *loss_columns("val"),
                    *(f"train_{m}" for m in TRAIN_METRICS), *(f"val_{m}" for m in VAL_METRICS.values()), *OPTIM_KEYS]
 
+#: History columns that carry information only when a switch is on (constant otherwise): the hierarchy terms,
+#: R-Drop's term, uncertainty weighting's σ and λ. ``plots/train_history.csv`` holds them only when their switch is.
+SWITCH_COLUMNS: dict[str, tuple[str, ...]] = {
+    "hierarchy": ("train_loss_hier", "val_loss_hier"),
+    "rdrop": ("train_loss_rdrop",),
+    "uncertainty": ("lambda_task1", "lambda_task2", "sigma_task1", "sigma_task2"),
+}
+
+
+def history_columns(switches) -> list[str]:
+    """The columns of ``plots/train_history.csv`` for a run with these switches (a ``SwitchParams``)."""
+    on = {"hierarchy": switches.pick_consistency_weight > 0 or switches.decline_uniform_weight > 0,
+          "rdrop": switches.rdrop_alpha > 0, "uncertainty": switches.task_weighting == "uncertainty"}
+    off = {c for name, cols in SWITCH_COLUMNS.items() if not on[name] for c in cols}
+    return [c for c in HISTORY_COLUMNS if c not in off]
+
+
 #: Stage 1 trains Task1 alone: its history renames the Task1 columns and drops what does not apply.
 STAGE1_RENAME = {"train_loss_task1": "train_loss", "val_loss_task1": "val_loss", "train_acc_task1": "train_acc",
                  "val_acc_task1": "val_acc"}

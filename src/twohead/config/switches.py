@@ -1,29 +1,30 @@
-"""The sealed techniques as named switches: the params each one sets, the value that means "off" (the plain
-recipe), the strength the ablation queues, and which switches a run's params have on.
+"""The switches (training features off by default, the ``switches:`` section of params.yaml, plus the two
+class-weight schemes of ``loss``): the params each one sets, the value that means "off" (the plain recipe), the
+strength the ablation queues, and which switches a run's params have on.
 
-Formulas: uncertainty weighting and the hierarchy detach in :mod:`twohead.train.losses`; R-Drop, multi-sample
-dropout and AWP in :mod:`twohead.train.techniques`; class-weight schemes in :mod:`twohead.data.weights`.
+Formulas: uncertainty weighting and the hierarchy terms in :mod:`twohead.train.losses`; R-Drop, multi-sample
+dropout and AWP in :mod:`twohead.train.switches`; class-weight schemes in :mod:`twohead.data.weights`.
 """
 
 from __future__ import annotations
 
 #: The plain recipe's value of every switch param (params.yaml defaults).
 OFF: dict[str, object] = {
-    "loss.weighting": "fixed",
-    "reg.rdrop_alpha": 0.0,
-    "model.msd_samples": 1,
-    "reg.awp_start_epoch": 0,
+    "switches.task_weighting": "fixed",
+    "switches.rdrop_alpha": 0.0,
+    "switches.msd_samples": 1,
+    "switches.awp_start_epoch": 0,
     "loss.task2_weighting": "balanced",
     "loss.task2_weight_norm": "mean",
-    "hier.pick_consistency_detach": "none",
+    "switches.pick_consistency_detach": "none",
 }
 
 #: The ablation's rows: each switch alone, at a sensible default strength (-S overrides for dvc exp run).
 ABLATION: dict[str, dict[str, object]] = {
-    "uncertainty": {"loss.weighting": "uncertainty"},
-    "rdrop": {"reg.rdrop_alpha": 1.0},
-    "msd": {"model.msd_samples": 5},
-    "awp": {"reg.awp_start_epoch": 2},
+    "uncertainty": {"switches.task_weighting": "uncertainty"},
+    "rdrop": {"switches.rdrop_alpha": 1.0},
+    "msd": {"switches.msd_samples": 5},
+    "awp": {"switches.awp_start_epoch": 2},
     "sqrt_weights": {"loss.task2_weighting": "sqrt"},
     "median_norm": {"loss.task2_weight_norm": "median"},
 }
@@ -38,7 +39,22 @@ def values(params) -> dict:
     return out
 
 
+#: Where an older params.yaml (an earlier experiment) kept a switch: read there when the new key is absent.
+OLD_KEYS = {"switches.task_weighting": "loss.weighting", "switches.rdrop_alpha": "reg.rdrop_alpha",
+            "switches.msd_samples": "model.msd_samples", "switches.awp_start_epoch": "reg.awp_start_epoch",
+            "switches.pick_consistency_detach": "hier.pick_consistency_detach"}
+
+
 def get(params: dict, dotted: str, default=None):
+    if dotted in OLD_KEYS and _lookup(params, dotted, _MISSING) is _MISSING:
+        return _lookup(params, OLD_KEYS[dotted], default)
+    return _lookup(params, dotted, default)
+
+
+_MISSING = object()
+
+
+def _lookup(params: dict, dotted: str, default=None):
     node = params
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:

@@ -41,8 +41,8 @@ class TokenizedDataset(Dataset):
         self.values = col.values.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
         self.lengths_all = table.column("length").to_numpy().astype(np.int64)
         self.ids_all = np.asarray(table.column("id").to_pylist(), dtype=object)
-        self.y1_all = table.column("labels_binary").to_numpy().astype(np.int64)
-        self.y2_all = table.column("labels_category").to_numpy().astype(np.int64)
+        self.y1_all = table.column("labels_task1").to_numpy().astype(np.int64)
+        self.y2_all = table.column("labels_task2").to_numpy().astype(np.int64)
         self.rows = np.arange(table.num_rows) if rows is None else np.asarray(rows, dtype=np.int64)
         self.pad_id = pad_id
 
@@ -58,11 +58,11 @@ class TokenizedDataset(Dataset):
         return self.ids_all[self.rows]
 
     @property
-    def labels_binary(self) -> np.ndarray:
+    def labels_task1(self) -> np.ndarray:
         return self.y1_all[self.rows]
 
     @property
-    def labels_category(self) -> np.ndarray:
+    def labels_task2(self) -> np.ndarray:
         return self.y2_all[self.rows]
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int, int, int]:
@@ -131,8 +131,8 @@ def make_collate(pad_id: int, padding: str = "longest", cap: int | None = None):
         return {
             "input_ids": torch.from_numpy(ids),
             "attention_mask": torch.from_numpy(mask),
-            "labels_binary": torch.tensor([x[1] for x in items], dtype=torch.long),
-            "labels_category": torch.tensor([x[2] for x in items], dtype=torch.long),
+            "labels_task1": torch.tensor([x[1] for x in items], dtype=torch.long),
+            "labels_task2": torch.tensor([x[2] for x in items], dtype=torch.long),
             "index": torch.tensor([x[3] for x in items], dtype=torch.long),
         }
 

@@ -2,8 +2,8 @@
 
 Label encoding (shared by every later stage):
 
-* ``labels_binary``: 1 = Pick, 0 = Decline, -100 = no Pick/Decline label on the row.
-* ``labels_category``: 0..N-1, the category id; -100 = no category (missing, or a Decline row).
+* ``labels_task1``: 1 = Pick, 0 = Decline, -100 = no Pick/Decline label on the row.
+* ``labels_task2``: 0..N-1, the category id; -100 = no category (missing, or a Decline row).
 * Category ids follow the category names sorted by Unicode code point (``sorted(names)``): the
   mapping depends only on the set of names, never on row order or frequencies.
 
@@ -368,8 +368,8 @@ def prepare(data_cfg: DataParams, split_cfg: SplitParams) -> Prepared:
                       " kept as one name each (CSV outputs quote them; a tool that splits on every comma will not)"]
                      if commas else [])
     cat_id = {c: i for i, c in enumerate(categories)}
-    df["labels_binary"] = df["pick"].astype(np.int64)
-    df["labels_category"] = df["category"].map(cat_id).fillna(IGNORE).astype(np.int64)
+    df["labels_task1"] = df["pick"].astype(np.int64)
+    df["labels_task2"] = df["category"].map(cat_id).fillna(IGNORE).astype(np.int64)
     df = df.drop(columns=["pick"])
     splits = {s: df[split.to_numpy() == s].reset_index(drop=True) for s in SPLITS}
     for name, ratio in (("train", None), ("val", split_cfg.val_ratio), ("test", split_cfg.test_ratio)):
@@ -378,10 +378,10 @@ def prepare(data_cfg: DataParams, split_cfg: SplitParams) -> Prepared:
                    else f"split.{name}_ratio is {ratio}" if ratio is not None else "every row went elsewhere")
             raise DataError(f"{path}: the {name} split is empty ({why}); training needs val rows to select and report"
                             " epochs, and evaluate needs test rows")
-    train_pick = splits["train"]["labels_binary"]
+    train_pick = splits["train"]["labels_task1"]
     for code, label in ((0, "Decline"), (1, "Pick")):
         if not (train_pick == code).any():
-            n = int((df["labels_binary"] == code).sum())
+            n = int((df["labels_task1"] == code).sum())
             raise DataError(f"{path}: the train split has no {label} row ({n} in all, every one in val/test"
                             + (f" by column {data_cfg.split_column!r}" if data_cfg.split_column else "")
                             + f"); Task1 cannot learn {label} from train: move some {label} rows to train")
@@ -416,8 +416,8 @@ def _cross_split_duplicates(splits: dict[str, pd.DataFrame], cfg: DataParams, pa
 
 def coverage(df: pd.DataFrame) -> dict[str, int]:
     """Label coverage of a prepared table: both labels / Pick only / category only / Decline."""
-    has_cat = df["labels_category"] != IGNORE
-    b = df["labels_binary"]
+    has_cat = df["labels_task2"] != IGNORE
+    b = df["labels_task1"]
     return {
         "rows": int(len(df)),
         "both": int(((b == 1) & has_cat).sum()),

@@ -2,8 +2,8 @@
 :func:`twohead.model.checkpoint.load_tokenizer`).
 
 Stored format (one Parquet file per split under ``data/tokenized/``): ``id`` (string), ``input_ids``
-(``list<int32>``, special tokens included, no padding), ``length`` (int32), ``labels_binary`` and
-``labels_category`` (int64, -100 = missing). Padding happens per batch at training time.
+(``list<int32>``, special tokens included, no padding), ``length`` (int32), ``labels_task1`` and
+``labels_task2`` (int64, -100 = missing). Padding happens per batch at training time.
 """
 
 from __future__ import annotations
@@ -96,8 +96,8 @@ def to_arrow(df: pd.DataFrame, ids: list[list[int]]) -> pa.Table:
         "id": pa.array(df["id"].astype(str).tolist(), pa.string()),
         "input_ids": input_ids,
         "length": pa.array(lengths),
-        "labels_binary": pa.array(df["labels_binary"].to_numpy(np.int64)),
-        "labels_category": pa.array(df["labels_category"].to_numpy(np.int64)),
+        "labels_task1": pa.array(df["labels_task1"].to_numpy(np.int64)),
+        "labels_task2": pa.array(df["labels_task2"].to_numpy(np.int64)),
     })
 
 

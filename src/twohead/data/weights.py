@@ -25,7 +25,7 @@ from ..config.params import BandsParams, LossParams
 
 
 def task1_weights(train: pd.DataFrame) -> dict:
-    y = train["labels_binary"].to_numpy()
+    y = train["labels_task1"].to_numpy()
     y = y[y != IGNORE]
     counts = [int((y == 0).sum()), int((y == 1).sum())]
     if min(counts) == 0:
@@ -38,7 +38,7 @@ def task1_weights(train: pd.DataFrame) -> dict:
 
 
 def task2_weights(train: pd.DataFrame, categories: list[str], cfg: LossParams) -> dict:
-    y = train["labels_category"].to_numpy()
+    y = train["labels_task2"].to_numpy()
     y = y[y != IGNORE]
     classes = np.arange(len(categories))
     support = np.bincount(y, minlength=len(categories))

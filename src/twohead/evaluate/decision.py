@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config.errors import DataError
-from ..config.params import DecideParams
+from ..config.params import CHOOSE_ON_VAL, DecideParams
 from .calibration import ECE_BINS, T_MAX, T_MIN, calibrated, ece, fit_temperature, nll
 from .metrics import combined_view, softmax, task1_metrics, task2_metrics
 
@@ -217,9 +217,10 @@ def choose(logits1: np.ndarray, logits2: np.ndarray, y1: np.ndarray, y2: np.ndar
     dec = Decision(t1, t2, best_tau, log_prior.tolist() if best_tau else [], s.rule)
     p1, p2 = dec.probabilities(logits1, logits2)
     p_pick, pred2, maxp = p1[:, 1], dec.task2_scores(logits2).argmax(1), p2.max(1)
-    picks = [s.pick_threshold] if s.pick_threshold > 0 else list(PICK_GRID)
+    pinned = s.pick_threshold != CHOOSE_ON_VAL
+    picks = [s.pick_threshold] if pinned else list(PICK_GRID)
     if s.rule == "pick_or_maxprob":
-        maxes = [s.maxprob_threshold] if s.maxprob_threshold >= 0 else list(MAXPROB_GRID)
+        maxes = [s.maxprob_threshold] if s.maxprob_threshold != CHOOSE_ON_VAL else list(MAXPROB_GRID)
     else:
         maxes = [0.0]
     grid = []
@@ -240,7 +241,7 @@ def choose(logits1: np.ndarray, logits2: np.ndarray, y1: np.ndarray, y2: np.ndar
     plain_decline = p_pick < 0.5
     report["decline_rule"] = {
         "rule": s.rule, "objective": s.objective, "target": s.target if "_at_" in s.objective else None,
-        "pinned": s.pick_threshold > 0, "pick_threshold": dec.pick_threshold,
+        "pinned": pinned, "pick_threshold": dec.pick_threshold,
         "maxprob_threshold": dec.maxprob_threshold, "val_value": best_val,
         "val_value_at_plain_threshold": objective_value(s.objective, s.target, y1, y2, plain_decline, pred2, k),
         "grid": grid}

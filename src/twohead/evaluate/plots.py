@@ -54,17 +54,6 @@ def save_figure(fig, path: Path, text: str) -> None:
     plt.close(fig)
 
 
-def note_figure(title: str, message: str, path: Path, text: str) -> None:
-    """A figure that says why there is nothing to draw (instead of an empty or constant curve)."""
-    import textwrap
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))  # the size of the curve it stands in for
-    ax.set_axis_off()
-    ax.set_title(title)
-    ax.text(0.5, 0.55, textwrap.fill(message, 70), ha="center", va="center", fontsize=9, transform=ax.transAxes)
-    save_figure(fig, path, text)
-
-
 def curves(hist: pd.DataFrame, series: dict[str, str], title: str, ylabel: str, path: Path, text: str,
            unit_range: bool = False) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))

@@ -59,7 +59,8 @@ def levers_section(test: dict, train: dict | None) -> list[str]:
     avg = test.get("averaged_vs_raw")
     if avg:   # an average was kept: its test effect over the raw weights (plain rule)
         m = avg["metrics"]
-        lines.append(f"| weight averaging (train.ema) | {page_safe_cell(avg['kept'])} | {_pts(m['task2_acc']['delta'])}"
+        lines.append(f"| weight averaging (switches.ema) | {page_safe_cell(avg['kept'])} |"
+                     f" {_pts(m['task2_acc']['delta'])}"
                      f" [{_pts(m['task2_acc']['ci_low'])}, {_pts(m['task2_acc']['ci_high'])}] |"
                      f" {_pts(m['task2_macro_f1']['delta'])} [{_pts(m['task2_macro_f1']['ci_low'])},"
                      f" {_pts(m['task2_macro_f1']['ci_high'])}] | one val pass per average per epoch |")
@@ -69,11 +70,12 @@ def levers_section(test: dict, train: dict | None) -> list[str]:
         val = best[-1].get("val_acc_task2", raw) if kept != "raw" else raw
         said = "no average beat the raw weights on val: the raw ones were kept" if kept == "raw" else \
             f"val: {_pts(val - raw)} (test: re-run evaluate)"
-        lines.append(f"| weight averaging (train.ema) | {page_safe_cell(kept)} (epoch {wa['kept_epoch']}) | {said} | |"
+        lines.append(f"| weight averaging (switches.ema) | {page_safe_cell(kept)} (epoch {wa['kept_epoch']}) |"
+                     f" {said} | |"
                      " one val pass"
                      " per average per epoch |")
     else:
-        lines.append("| weight averaging (train.ema) | off | | | |")
+        lines.append("| weight averaging (switches.ema) | off | | | |")
     return lines + [""]
 
 

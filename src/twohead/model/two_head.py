@@ -1,8 +1,8 @@
 """TwoHeadModel = shared encoder + pooling + dropout + two linear heads; saving and :func:`load_stage2`.
 
-Two optional pieces, both off by default (the plain recipe): ``msd_samples`` > 1 gives
-:meth:`TwoHeadModel.forward_samples` K dropout masks on the pooled vector (multi-sample dropout, used by
-:class:`twohead.train.techniques.Objective`), and :meth:`TwoHeadModel.add_loss_log_vars` adds the two learned
+Two optional pieces, both off by default (the plain recipe): ``msd_samples`` > 1 lets
+``forward(..., samples=K)`` draw K dropout masks on the pooled vector (multi-sample dropout, used by
+:class:`twohead.train.switches.SwitchedForward`), and :meth:`TwoHeadModel.add_loss_log_vars` adds the two learned
 log-variances of uncertainty weighting (trained with the heads; not saved with the Stage-2 model).
 A saved Stage-2 directory holds the encoder in Hugging Face format (``config.json`` + weights), the
 tokenizer files, ``heads.safetensors`` (both heads), ``twohead.json`` (pooling, sizes, label names)
@@ -87,7 +87,7 @@ def save_stage2(model: TwoHeadModel, out_dir: str | Path, tokenizer, label_maps:
     (out / "label_maps.json").write_text(json.dumps(label_maps, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-#: in a Stage-2 directory whose kept weights are an average (train.ema): the raw weights, for evaluate's comparison
+#: in a Stage-2 directory whose kept weights are an average (switches.ema): the raw weights, for evaluate's comparison
 RAW_WEIGHTS = "raw_weights.safetensors"
 
 

@@ -44,7 +44,7 @@ def run(p: Params, paths: CalibratePaths) -> dict:
     scorer.check_classes(info.names, paths.prepared)
     names = scorer.names
     ds, logits1, logits2 = scorer.split(paths.tokenized, "val")
-    y1, y2 = ds.labels_binary, ds.labels_category
+    y1, y2 = ds.labels_task1, ds.labels_task2
     dec, report = choose(logits1, logits2, y1, y2, info.class_weights["task2"]["support"], p.decide)
 
     bands = info.bands

@@ -58,7 +58,7 @@ def run(p: Params, paths: EvaluatePaths) -> dict:
     for split in ("test", "val"):
         ds, logits1, logits2 = scorer.split(paths.tokenized, split)
         probs1, probs2 = softmax(logits1), softmax(logits2)
-        y1, y2 = ds.labels_binary, ds.labels_category
+        y1, y2 = ds.labels_task1, ds.labels_task2
         results[split] = split_metrics(y1, y2, probs1, probs2, len(names), e)
         d = decide(dec, logits1, logits2)
         decided[split] = split_metrics(y1, y2, d.p1, d.p2, len(names), e, decline=d.decline, pred2=d.pred2)
@@ -68,7 +68,7 @@ def run(p: Params, paths: EvaluatePaths) -> dict:
     results["decided"] = {**decided, "decision": {k: v for k, v in dec.to_dict().items() if k != "log_prior"}}
 
     ds, probs1, probs2, d2, dpred2, ddecline = test
-    y1, y2, ids = ds.labels_binary, ds.labels_category, ds.ids
+    y1, y2, ids = ds.labels_task1, ds.labels_task2, ds.ids
     pred2 = probs2.argmax(1)
     members = {b: [i for i, n in enumerate(names) if bands["class_band"][n] == b] for b in bands["names"]}
     plain = Coded.from_arrays(y1, probs1[:, 1] < 0.5, y2, pred2, probs2.max(1), len(names))
@@ -76,7 +76,7 @@ def run(p: Params, paths: EvaluatePaths) -> dict:
     results["decided_vs_plain"] = {"rows": int(len(y1)), "resamples": 2000, "seed": 0,
                                    "metrics": paired_compare(plain, chosen, members, resamples=2000, seed=0)}
     raw = _raw_weights_on_test(scorer, paths, len(names))
-    if raw is not None:   # train.ema kept an average: what it bought over the raw weights, on test (plain rule)
+    if raw is not None:   # switches.ema kept an average: what it bought over the raw weights, on test (plain rule)
         results["averaged_vs_raw"] = {"rows": int(len(y1)), "resamples": 2000, "seed": 0,
                                       "kept": read_stage2_meta(Path(paths.stage2_model))[0].get("kept_weights"),
                                       "metrics": paired_compare(raw, plain, members, resamples=2000, seed=0)}
@@ -99,7 +99,7 @@ def run(p: Params, paths: EvaluatePaths) -> dict:
 
 
 def _raw_weights_on_test(scorer: Scorer, paths: EvaluatePaths, k: int) -> Coded | None:
-    """The raw weights' plain-rule answers on test, when the kept model is an average (``train.ema``); else None.
+    """The raw weights' plain-rule answers on test, when the kept model is an average (``switches.ema``); else None.
     The scorer's model gets its kept weights back afterwards."""
     model = scorer.accelerator.unwrap_model(scorer.model)
     kept = {n: v.detach().clone() for n, v in model.state_dict().items()}
@@ -110,4 +110,4 @@ def _raw_weights_on_test(scorer: Scorer, paths: EvaluatePaths, k: int) -> Coded 
     finally:
         model.load_state_dict(kept)
     p1, p2 = softmax(logits1), softmax(logits2)
-    return Coded.from_arrays(ds.labels_binary, p1[:, 1] < 0.5, ds.labels_category, p2.argmax(1), p2.max(1), k)
+    return Coded.from_arrays(ds.labels_task1, p1[:, 1] < 0.5, ds.labels_task2, p2.argmax(1), p2.max(1), k)

@@ -10,13 +10,16 @@ import pandas as pd
 from ..config.params import Params
 from ..data.io import read_json, write_text
 from ..evaluate.diagnose import diagnose
-from ..evaluate.plots import band_curves, caption, curves, data_map, note_figure, per_class_recall, top_confusions
+from ..evaluate.plots import band_curves, caption, curves, data_map, per_class_recall, top_confusions
 from ..evaluate.summary import summary_markdown
 
 #: The figures this stage writes into ``PlotPaths.figures`` (dvc.yaml declares each; a test checks both agree).
 FIGURES = ("task1_loss.png", "task1_accuracy.png", "task2_loss.png", "task2_accuracy.png", "consistency.png",
            "band_recall.png", "per_class_recall.png", "top_confusions.png", "cartography_task1.png",
-           "cartography_task2.png", "task_weighting.png")
+           "cartography_task2.png")
+
+#: The curves of a switch, drawn into ``PlotPaths.switch_figures`` only when that switch is on (off, they are flat).
+SWITCH_FIGURES = ("hierarchy_loss.png", "rdrop_loss.png", "task_weighting.png")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class PlotPaths:
     review_metrics: Path
     pairs_plot: Path
     figures: Path
+    switch_figures: Path
     summary: Path
 
 
@@ -47,9 +51,14 @@ def run(p: Params, paths: PlotPaths) -> list[Path]:
     made = []
 
     def go(name, fn, *args, **kw):
-        assert name in FIGURES, name
-        fn(*args, out / name, text, **kw)
-        made.append(out / name)
+        folder = out if name in FIGURES else Path(paths.switch_figures)
+        assert name in FIGURES + SWITCH_FIGURES, name
+        fn(*args, folder / name, text, **kw)
+        made.append(folder / name)
+
+    Path(paths.switch_figures).mkdir(parents=True, exist_ok=True)
+    for stale in Path(paths.switch_figures).glob("*.png"):  # a switch on in an earlier run, off now
+        stale.unlink()
 
     go("task1_loss.png", curves, hist, {"train_loss_task1": "train", "val_loss_task1": "val"},
        "Task1 (Pick/Decline) loss", "weighted CE")
@@ -63,13 +72,16 @@ def run(p: Params, paths: PlotPaths) -> list[Path]:
     go("consistency.png", curves, hist, {"val_gold_pick_low_conf": f"gold Pick, Task2 max-prob < {low:g}",
                                          "val_gold_decline_high_conf": f"gold Decline, Task2 max-prob > {high:g}"},
        "Hierarchy consistency on val (lower is better)", "share of rows", unit_range=True)
-    if p.loss.weighting == "uncertainty":
+    # a switch's curves only when it is on (the history has their columns only then)
+    if "sigma_task1" in hist:
         go("task_weighting.png", curves, hist, {"sigma_task1": "σ Task1 (Pick/Decline)", "sigma_task2": "σ Task2"},
            "Uncertainty weighting: learned σ per task", "σ = exp(s/2)")
-    else:  # a flat σ = 1 line says nothing: say what the weights are instead
-        go("task_weighting.png", note_figure, "Task weighting: fixed",
-           f"loss.weighting is fixed: L = {p.loss.lambda_task1:g}·L1 + {p.loss.lambda_task2:g}·L2 every step (no σ"
-           " is learned). With loss.weighting: uncertainty this figure shows each task's learned σ per epoch.")
+    if "train_loss_hier" in hist:
+        go("hierarchy_loss.png", curves, hist, {"train_loss_hier": "train", "val_loss_hier": "val"},
+           "Hierarchy terms (switches.pick_consistency_weight / decline_uniform_weight)", "loss")
+    if "train_loss_rdrop" in hist:
+        go("rdrop_loss.png", curves, hist, {"train_loss_rdrop": "train"},
+           "R-Drop term (alpha x symmetric KL between two dropout passes)", "loss")
     band_rows = pd.read_csv(paths.band_recall)
     band_info = read_json(Path(paths.prepared) / "bands.json")
     totals = pd.Series(band_info["class_band"]).value_counts().to_dict()
@@ -83,7 +95,10 @@ def run(p: Params, paths: PlotPaths) -> list[Path]:
     # lr-find`'s (it is there once the tool has run)
     shown = ["task2_accuracy.png", "task2_loss.png", "task1_accuracy.png", "task1_loss.png", "band_recall.png",
              "per_class_recall.png", "top_confusions.png", "consistency.png", "cartography_task2.png",
-             "cartography_task1.png", "task_weighting.png", "reliability.png", "decision.png", "lr_find.png"]
+             "cartography_task1.png", "reliability.png", "decision.png", "lr_find.png"]
+    switch_shown = [str(Path(paths.switch_figures, n).relative_to(out)) for n in SWITCH_FIGURES
+                    if Path(paths.switch_figures, n) in made]
+    shown[-3:-3] = switch_shown
     write_text(paths.summary, summary_markdown(read_json(paths.test_metrics), hist, diagnose(hist, band_rows), text,
                                                [str(Path(out / n).relative_to(Path(paths.summary).parent))
                                                 for n in shown],

@@ -69,7 +69,7 @@ class TokenizedSource:
         """(ids, Task1 labels, Task2 labels, texts, Task1 logits, Task2 logits) of one split, scored once."""
         ds, logits1, logits2 = self.scorer.split(self.tokenized, split)
         texts = read_split(prepared, split, ["id", "text"]).set_index("id")["text"].loc[ds.ids].to_numpy()
-        return ds.ids, ds.labels_binary, ds.labels_category, texts, logits1, logits2
+        return ds.ids, ds.labels_task1, ds.labels_task2, texts, logits1, logits2
 
 
 class TextSource:
@@ -90,10 +90,10 @@ class TextSource:
                             f" ({len(names)}): review a model against the data it was trained on")
 
     def split(self, prepared: Path, split: str):
-        df = read_split(prepared, split, ["id", "text", "labels_binary", "labels_category"])
+        df = read_split(prepared, split, ["id", "text", "labels_task1", "labels_task2"])
         logits1, logits2 = self.predictor.logits(df["text"].astype(str).tolist())
-        return (df["id"].astype(str).to_numpy(dtype=object), df["labels_binary"].to_numpy(),
-                df["labels_category"].to_numpy(), df["text"].to_numpy(dtype=object), logits1, logits2)
+        return (df["id"].astype(str).to_numpy(dtype=object), df["labels_task1"].to_numpy(),
+                df["labels_task2"].to_numpy(), df["text"].to_numpy(dtype=object), logits1, logits2)
 
 
 def run(p: Params, paths: ReviewPaths, source=None) -> dict:
@@ -122,9 +122,9 @@ def run(p: Params, paths: ReviewPaths, source=None) -> dict:
         if split == "test":
             test = (y2[m2], p2[m2].argmax(1), p2[m2])
     pairs = confusable_pairs(*test, names, top=p.eval.top_confusions)
-    rows = pd.concat([read_split(paths.prepared, s, ["id", "text", "labels_binary", "category"]).assign(split=s)
+    rows = pd.concat([read_split(paths.prepared, s, ["id", "text", "labels_task1", "category"]).assign(split=s)
                       for s in ("train", "val", "test")], ignore_index=True)
-    rows["pick"] = rows["labels_binary"].map({1: "Pick", 0: "Decline"}).fillna("")
+    rows["pick"] = rows["labels_task1"].map({1: "Pick", 0: "Decline"}).fillna("")
     rows["category"] = rows["category"].fillna("")
     dups, dup_counts = conflicting_duplicates(rows)
     flagged_train = _train_queue(paths.cartography_flagged)

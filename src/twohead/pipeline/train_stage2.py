@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..config.params import Params, to_dict
-from ..config.schema import HISTORY_COLUMNS
+from ..config.schema import history_columns
 from ..data.io import METRIC_DIGITS, atomic_path, write_csv, write_json, write_text
 from ..data.prepared import texts_by_id
 from ..model.two_head import save_raw_weights, save_stage2
@@ -48,8 +48,7 @@ def state_fingerprint(p: Params, paths: TrainPaths) -> dict:
     """What a saved state must match to be resumed: the params this stage reads (learning rates and the
     state/divergence knobs excepted) and its input files."""
     train = {k: v for k, v in to_dict(p.train).items() if k not in ("lr", "checkpoint_every_steps", "on_nonfinite")}
-    params = {"model": to_dict(p.model), "loss": to_dict(p.loss), "hier": to_dict(p.hier), "reg": to_dict(p.reg),
-              "train": train,
+    params = {"model": to_dict(p.model), "loss": to_dict(p.loss), "switches": to_dict(p.switches), "train": train,
               "tokenize.max_length": p.tokenize.max_length,
               "eval": {k: getattr(p.eval, k) for k in ("low_confidence", "high_confidence", "worst_k")}}
     return fingerprint(params, [paths.prepared, paths.tokenized, Path(p.model.stage1_checkpoint)], code=__file__)
@@ -64,9 +63,9 @@ def run(p: Params, paths: TrainPaths) -> dict:
     names, info, train_ds, val_ds = r.info.names, r.info, r.data.train, r.data.val
     model = r.build()
     val_texts = texts_by_id(paths.prepared, "val").reindex(val_ds.ids).fillna("").astype(str).to_numpy(dtype=object)
-    bands = BandRecall(val_ds.labels_category, names, info.bands)
-    worst = ValWorstK(val_ds.ids, val_texts, val_ds.labels_category, names, p.eval.worst_k)
-    partial = PartialHistory(Path(str(paths.train_history) + ".partial"))
+    bands = BandRecall(val_ds.labels_task2, names, info.bands)
+    worst = ValWorstK(val_ds.ids, val_texts, val_ds.labels_task2, names, p.eval.worst_k)
+    partial = PartialHistory(Path(str(paths.train_history) + ".partial"), history_columns(p.switches))
     carto = Cartography(len(train_ds), t.epochs)
     store = StateStore(paths.stage2_state, state_fingerprint(p, paths), t.checkpoint_every_steps)
     try:
@@ -78,7 +77,7 @@ def run(p: Params, paths: TrainPaths) -> dict:
     metrics = dict(res.history[-1])
     metrics.update({"kept_epoch": res.kept_epoch, "best_epoch": res.best_epoch, "best_val_acc_task2": res.best_score,
                     "train_rows": len(train_ds), "val_rows": len(val_ds), "skipped_steps": res.skipped_steps})
-    if res.averaging is not None:   # train.ema: which weights were kept, and every average's val figures
+    if res.averaging is not None:   # switches.ema: which weights were kept, and every average's val figures
         metrics["kept_weights"] = res.averaging["kept"]
         metrics["weight_averaging"] = res.averaging
     arrays = carto.arrays()
@@ -88,14 +87,14 @@ def run(p: Params, paths: TrainPaths) -> dict:
                 "stage1_checkpoint": p.model.stage1_checkpoint, "kept_epoch": res.kept_epoch,
                 "max_length": p.tokenize.max_length, "truncation": p.tokenize.truncation,
                 "head_share": p.tokenize.head_share,
-                "params": {k: to_dict(getattr(p, k)) for k in ("model", "loss", "hier", "reg", "train")},
+                "params": {k: to_dict(getattr(p, k)) for k in ("model", "loss", "switches", "train")},
                 **({"kept_weights": res.averaging["kept"]} if res.averaging else {})})
             if res.raw_state is not None:   # an average was kept: evaluate compares it with these on test
                 save_raw_weights(res.raw_state, tmp)
-        write_csv(paths.train_history, pd.DataFrame(res.history, columns=HISTORY_COLUMNS))
+        write_csv(paths.train_history, pd.DataFrame(res.history, columns=history_columns(p.switches)))
         write_csv(paths.band_recall, bands.table())
         write_text(paths.steps_log, "".join(json.dumps(row) + "\n" for row in res.step_log))
-        tables = cartography_tables(arrays, train_ds.ids, train_ds.labels_binary, train_ds.labels_category, names,
+        tables = cartography_tables(arrays, train_ds.ids, train_ds.labels_task1, train_ds.labels_task2, names,
                                     info.bands["class_band"], texts_by_id(paths.prepared, "train"))
         write_csv(paths.cartography_task1, tables["task1"])
         write_csv(paths.cartography_task2, tables["task2"])

@@ -82,7 +82,7 @@ class WeightAverages:
 
     def load_state_dict(self, saved: list[dict]) -> None:
         if [s["name"] for s in saved] != [c.name for c in self.candidates]:
-            raise ValueError("the saved weight averages are not this run's (train.ema changed)")
+            raise ValueError("the saved weight averages are not this run's (switches.ema changed)")
         for c, s in zip(self.candidates, saved):
             c.model.load_state_dict(s["weights"])
             c.val, c.best_score, c.best_epoch, c.best_state = s["val"], s["best_score"], s["best_epoch"], \

@@ -94,8 +94,9 @@ class ValWorstK(Callback):
 class PartialHistory(Callback):
     """The history so far, rewritten (atomically) after every epoch, for watching a long run."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, columns: list[str] = HISTORY_COLUMNS):
         self.path = Path(path)
+        self.columns = list(columns)
         self.rows: list[dict] = []
         self.main = True
 
@@ -105,7 +106,7 @@ class PartialHistory(Callback):
     def on_epoch_end(self, epoch, val_logits, row) -> None:
         self.rows.append(row)
         if self.main:
-            write_csv(self.path, pd.DataFrame(self.rows, columns=HISTORY_COLUMNS))
+            write_csv(self.path, pd.DataFrame(self.rows, columns=self.columns))
 
     def state_dict(self) -> dict:
         return {"rows": self.rows}
@@ -130,8 +131,8 @@ class Cartography(Callback):
         self.recorder = CartographyRecorder(self.n_rows, self.epochs, accelerator.device)
 
     def on_train_batch(self, epoch: int, batch: dict, logits1: torch.Tensor, logits2: torch.Tensor) -> None:
-        self.recorder.record(epoch - 1, batch["index"], logits1, logits2, batch["labels_binary"],
-                             batch["labels_category"])
+        self.recorder.record(epoch - 1, batch["index"], logits1, logits2, batch["labels_task1"],
+                             batch["labels_task2"])
 
     def state_dict(self) -> dict:
         return {"prob": [x.cpu() for x in self.recorder.prob], "right": [x.cpu() for x in self.recorder.right]}

@@ -52,7 +52,7 @@ class FitResult:
     skipped_steps: int = 0           # optimiser steps dropped (train.on_nonfinite: skip)
     state: dict | None = None        # state saves: count, seconds, size (when a StateStore was used)
     machine: dict = field(default_factory=dict)  # padding, batch shapes, device memory (train_speed.json)
-    averaging: dict | None = None    # train.ema: each average's val figures and which weights were kept
+    averaging: dict | None = None    # switches.ema: each average's val figures and which weights were kept
     averages: WeightAverages | None = None   # the averages themselves (their final weights; for tools)
     raw_state: dict | None = None    # the raw weights when an average was kept instead (evaluate scores both on test)
 
@@ -73,7 +73,7 @@ class RunState:
     best_state: dict | None = None
     accum: EpochAccum | None = None
     rng: dict | None = None
-    averages: list | None = None     # WeightAverages.state_dict() (train.ema), restored into the run's averages
+    averages: list | None = None     # WeightAverages.state_dict() (switches.ema), restored into the run's averages
 
     def progress(self, epoch: int, acc: EpochAccum | None, callbacks: Sequence[Callback]) -> dict:
         return {"epoch": epoch, "step": self.step, "accum": None if acc is None else acc.state_dict(),
@@ -160,7 +160,7 @@ def fit(model: TwoHeadModel, data: FitData, cfg: RunConfig, callbacks: Sequence[
     smoke_check(s, {k: v.to(s.accelerator.device) for k, v in smoke.items()})
     for cb in callbacks:
         cb.on_fit_start(s.accelerator)
-    averages = WeightAverages(s.raw_model, list(t.ema))
+    averages = WeightAverages(s.raw_model, list(cfg.switches.ema))
     state = _resume(store, s, callbacks, log, cfg.tag)
     if averages and state.averages:
         averages.load_state_dict(state.averages)
@@ -170,8 +170,8 @@ def fit(model: TwoHeadModel, data: FitData, cfg: RunConfig, callbacks: Sequence[
         for epoch in range(state.start_epoch, t.epochs + 1):
             train_metrics = _train_epoch(s, state, saves, epoch, callbacks, data, cfg, progress, averages)
             logits1, logits2 = predict_logits(s.accelerator, s.model, s.val_loader, len(data.val), desc=f"val {epoch}")
-            row = {**train_metrics, **val_metrics(logits1, logits2, data.val.labels_binary,
-                                                      data.val.labels_category, s.loss_fn,
+            row = {**train_metrics, **val_metrics(logits1, logits2, data.val.labels_task1,
+                                                      data.val.labels_task2, s.loss_fn,
                                                       (cfg.eval.low_confidence, cfg.eval.high_confidence)),
                    "epoch": epoch, "lambda_task1": cfg.loss.lambda_task1, "lambda_task2": cfg.loss.lambda_task2,
                    **dict(zip(("sigma_task1", "sigma_task2"), s.loss_fn.sigmas()))}
@@ -181,12 +181,12 @@ def fit(model: TwoHeadModel, data: FitData, cfg: RunConfig, callbacks: Sequence[
             for cb in callbacks:
                 cb.on_epoch_end(epoch, (logits1, logits2), state.history[-1])
             log(epoch_line(cfg.tag, epoch, t.epochs, state.history[-1], state.speed[-1],
-                           task2=cfg.loss.lambda_task2 > 0 or cfg.loss.weighting == "uncertainty"))
+                           task2=cfg.loss.lambda_task2 > 0 or cfg.switches.task_weighting == "uncertainty"))
             state.keep_if_best(epoch, state.history[-1][cfg.select], s.raw_model, t.keep)
             for c in averages.candidates:   # each average scored on val beside the raw weights
                 a1, a2 = predict_logits(s.accelerator, c.model.module, s.val_loader, len(data.val),
                                         desc=f"val {epoch} {c.name}")
-                averages.record(c, epoch, val_metrics(a1, a2, data.val.labels_binary, data.val.labels_category,
+                averages.record(c, epoch, val_metrics(a1, a2, data.val.labels_task1, data.val.labels_task2,
                                                       s.loss_fn), t.keep)
                 log(f"[{cfg.tag}] epoch {epoch}/{t.epochs} | {c.name}: val acc t2 {c.val[-1]['val_acc_task2']:.4f}"
                     f" | t2 macro-F1 {c.val[-1]['val_macro_f1_task2']:.4f}")

@@ -69,8 +69,8 @@ class EpochAccum:
         device = self.counts.device
         out = st.out
         self.losses.add(out)
-        self.counts += _counts(st.logits1.detach(), st.logits2.detach(), batch["labels_binary"],
-                               batch["labels_category"])
+        self.counts += _counts(st.logits1.detach(), st.logits2.detach(), batch["labels_task1"],
+                               batch["labels_task2"])
         self.n_rows += batch["input_ids"].shape[0]
         self.step_rows.append(torch.stack([torch.tensor(float(step), device=device), out["task1"].detach(),
                                            out["task2"].detach(), out["total"].detach(), st.grad_norm,

@@ -23,7 +23,6 @@ and the task loss over a batch is the class-weighted mean over the *labelled* ro
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -31,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.labels import IGNORE
+from .run_config import RunConfig
 
 
 def masked_ce_sums(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, smoothing: float
@@ -92,21 +92,9 @@ class TwoTaskLoss:
     pick_consistency_type: str = "l2"
     decline_uniform_weight: float = 0.0
     pick_consistency_detach: str = "none"
-    weighting: str = "fixed"                 # fixed | uncertainty
+    task_weighting: str = "fixed"            # fixed | uncertainty
     log_vars: torch.Tensor | None = None     # uncertainty: the model's learned s_t = log σ_t² (2 values)
     rdrop_alpha: float = 0.0                 # the R-Drop term's weight (its sums come from :func:`rdrop_sums`)
-
-    @classmethod
-    def from_params(cls, weight_task1: torch.Tensor, weight_task2: torch.Tensor, *sections,
-                    log_vars: torch.Tensor | None = None) -> TwoTaskLoss:
-        """The loss from params sections (``loss``, ``hier``, ``reg``): every field of theirs that is a field
-        here is passed under its own name. Weights must already be float32 on the device (MPS has no float64)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for s in sections for k, v in dataclasses.asdict(s).items() if k in names}
-        if kwargs.get("weighting") == "uncertainty" and log_vars is None:
-            raise ValueError("uncertainty weighting needs the model's loss_log_vars (TwoHeadModel.add_loss_log_vars)")
-        return cls(weight_task1, weight_task2, **kwargs,
-                   log_vars=log_vars if kwargs.get("weighting") == "uncertainty" else None)
 
     @property
     def hier_on(self) -> bool:
@@ -114,7 +102,7 @@ class TwoTaskLoss:
 
     @property
     def uncertainty(self) -> bool:
-        return self.weighting == "uncertainty"
+        return self.task_weighting == "uncertainty"
 
     def _weighted(self, l1, l2, s):
         """λ1·L1 + λ2·L2, or with uncertainty weighting Σ_{t: λ_t > 0} exp(−s_t)·L_t + ½·s_t."""
@@ -214,3 +202,28 @@ class LossAccumulator:
 
     def add(self, terms: dict[str, torch.Tensor]) -> None:
         self.sums += torch.stack([terms[k].float() for k in SUM_KEYS]).detach()
+
+
+def loss_for_run(cfg: RunConfig, weight_task1: torch.Tensor, weight_task2: torch.Tensor,
+                 log_vars: torch.Tensor | None = None) -> TwoTaskLoss:
+    """The run's loss, every setting passed by its params name (``loss.*``, then the switches, off by default).
+    Weights must already be float32 on the training device (MPS has no float64)."""
+    loss, sw = cfg.loss, cfg.switches
+    uncertainty = sw.task_weighting == "uncertainty"
+    if uncertainty and log_vars is None:
+        raise ValueError("uncertainty weighting needs the model's loss_log_vars (TwoHeadModel.add_loss_log_vars)")
+    return TwoTaskLoss(
+        weight_task1, weight_task2,
+        lambda_task1=loss.lambda_task1,
+        lambda_task2=loss.lambda_task2,
+        label_smoothing=loss.label_smoothing,                    # Task2's
+        label_smoothing_task1=loss.label_smoothing_task1,
+        # the switches (off = the plain recipe)
+        task_weighting=sw.task_weighting,
+        log_vars=log_vars if uncertainty else None,
+        pick_consistency_weight=sw.pick_consistency_weight,
+        pick_consistency_type=sw.pick_consistency_type,
+        pick_consistency_detach=sw.pick_consistency_detach,
+        decline_uniform_weight=sw.decline_uniform_weight,
+        rdrop_alpha=sw.rdrop_alpha,
+    )

@@ -69,26 +69,25 @@ class Recipe:
 def stage1_config(p: Params) -> RunConfig:
     """``stage1.*`` for the whole recipe (every :class:`StepParams` field), ``train.*`` for the machine's settings
     only (:data:`MACHINE_FIELDS`); Task2 off (λ2 = 0, no smoothing), Task1 smoothing from
-    ``stage1.label_smoothing``, fixed task weighting, no techniques (they are Stage-2 switches), the last epoch
-    kept."""
+    ``stage1.label_smoothing_task1``, no switches (they are Stage 2's), the last epoch kept."""
     own = {f.name: getattr(p.stage1, f.name) for f in dataclasses.fields(StepParams)}
     shared = {k: getattr(p.train, k) for k in MACHINE_FIELDS}
     train = TrainParams(**own, **shared, keep="last")
-    loss = LossParams(lambda_task1=1.0, lambda_task2=0.0, label_smoothing_task1=p.stage1.label_smoothing,
-                      label_smoothing=0.0, weighting="fixed")  # Task2 off: none of loss.* applies
+    loss = LossParams(lambda_task1=1.0, lambda_task2=0.0, label_smoothing_task1=p.stage1.label_smoothing_task1,
+                      label_smoothing=0.0)  # Task2 off: none of loss.* applies
     return RunConfig(train, loss, select="val_acc_task1", tag="pretrain_stage1")
 
 
 def stage2_config(p: Params) -> RunConfig:
-    return RunConfig(p.train, p.loss, p.hier, p.reg, select="val_acc_task2", tag="train_stage2", eval=p.eval)
+    return RunConfig(p.train, p.loss, p.switches, select="val_acc_task2", tag="train_stage2", eval=p.eval)
 
 
 def pick_rows_dataset(df: pd.DataFrame, tokenizer, max_length: int, batch_size: int, truncation: str = "head",
                       head_share: float = 0.25) -> TokenizedDataset:
     """The rows of a prepared split that have a Pick/Decline label, tokenized with the base model's tokenizer,
     categories masked out."""
-    rows = df[df["labels_binary"] != IGNORE].copy()
-    rows["labels_category"] = IGNORE
+    rows = df[df["labels_task1"] != IGNORE].copy()
+    rows["labels_task2"] = IGNORE
     ids, _ = encode(tokenizer, rows["text"].astype(str).tolist(), max_length, batch_size, desc="tokenize stage1",
                     truncation=truncation, head_share=head_share)
     return TokenizedDataset(to_arrow(rows, ids), tokenizer.pad_token_id)
@@ -103,7 +102,7 @@ def _checkpoint(path: Path, what: str, inputs: Inputs, max_length: int):
 
 
 def _within_label_map(ds: TokenizedDataset, path: Path, n: int) -> None:
-    if int(ds.labels_category.max(initial=IGNORE)) >= n:
+    if int(ds.labels_task2.max(initial=IGNORE)) >= n:
         raise TrainingError(f"{path}: category ids exceed label_maps.json ({n} classes);"
                             " re-run prepare_labels and tokenize")
 
@@ -138,7 +137,7 @@ def recipe(p: Params, stage: str, inputs: Inputs, rows: int | None = None, with_
             return ds
 
         weights2, lr_key, current, msd = info.class_weights["task2"]["weights"], "train.lr", p.train.lr, \
-            p.model.msd_samples
+            p.switches.msd_samples
     t = cfg.train
     train = split("train").subsample(t.max_train_rows if rows is None else rows, t.seed)
     val = split("val") if with_val else None

@@ -1,6 +1,6 @@
 """The shared setup of a training run: device, batches, the switches' model preparation, LLRD groups, AdamW,
-the schedule, Accelerate's wrapping, the loss and the objective. ``fit`` and the tools that train (LR sweep, range test,
-``twohead speed``) all build their run here, so the tools measure exactly what training would run."""
+the schedule, Accelerate's wrapping, the loss and the switches' hooks. ``fit`` and the tools that train (LR sweep,
+range test, ``twohead speed``) all build their run here, so the tools measure exactly what training would run."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from torch.utils.data import DataLoader
 
 from ..config.errors import TrainingError
 from ..data.batching import LengthGroupedBatchSampler, SortedBatchSampler, batch_shapes, make_collate, resolve_padding
-from . import techniques
+from . import switches
 from .device import make_accelerator
-from .losses import TwoTaskLoss
+from .losses import TwoTaskLoss, loss_for_run
 from .memory import MemoryWatch
 from .optim import llrd_groups, make_optimizer, make_scheduler
 from .run_config import FitData, RunConfig
-from .step import StepContext
+from .step import StepContext, forward_and_loss
 
 
 @dataclass
@@ -63,7 +63,7 @@ def prepare_training(model, data: FitData, cfg: RunConfig, *, base_lr: float | N
         val_sampler = SortedBatchSampler(data.val.lengths, t.eval_batch_size)
         val_shapes = len(batch_shapes(data.val.lengths, list(val_sampler), padding, data.max_length))
         val_loader = DataLoader(data.val, batch_sampler=val_sampler, collate_fn=collate, num_workers=t.num_workers)
-    windowed = techniques.prepare_model(model, cfg)
+    windowed = switches.prepare_model(model, cfg)
     lr = t.lr if base_lr is None else base_lr
     groups, group_summary = llrd_groups(model, lr, t.llrd, t.head_lr_mult, t.weight_decay)
     initial_lrs = [g["lr"] for g in groups]
@@ -77,12 +77,11 @@ def prepare_training(model, data: FitData, cfg: RunConfig, *, base_lr: float | N
     val_loader = prepared[3] if validate else None
     scheduler = prepared[-1] if schedule else None
     raw_model = accelerator.unwrap_model(model)
-    loss_fn = TwoTaskLoss.from_params(
-        *(torch.tensor(w, dtype=torch.float32, device=accelerator.device)  # float32: MPS has no float64
-          for w in (data.weights_task1, data.weights_task2)),
-        cfg.loss, cfg.hier, cfg.reg, log_vars=raw_model.loss_log_vars)
-    objective, awp = techniques.build(raw_model, loss_fn, cfg)
-    step = StepContext(accelerator, model, optimizer, scheduler, loss_fn, t.max_grad_norm, objective, awp)
+    w1, w2 = (torch.tensor(w, dtype=torch.float32, device=accelerator.device)  # float32: MPS has no float64
+              for w in (data.weights_task1, data.weights_task2))
+    loss_fn = loss_for_run(cfg, w1, w2, log_vars=raw_model.loss_log_vars)
+    hook, awp = switches.build(raw_model, loss_fn, cfg)
+    step = StepContext(accelerator, model, optimizer, scheduler, loss_fn, t.max_grad_norm, hook, awp)
     return Setup(accelerator, model, raw_model, sampler, train_loader, val_loader, optimizer, scheduler, loss_fn,
                  step, group_summary, initial_lrs, steps_per_epoch, windowed, padding, t.padding, val_shapes,
                  MemoryWatch(accelerator.device, t.empty_cache_steps))
@@ -93,8 +92,7 @@ def smoke_check(s: Setup, batch: dict) -> None:
     device cannot run the model (e.g. DeBERTa's relative-position ops on an old MPS build)."""
     accelerator = s.accelerator
     try:
-        logits1, logits2 = s.model(batch["input_ids"], batch["attention_mask"])
-        terms = s.loss_fn.terms(logits1, logits2, batch["labels_binary"], batch["labels_category"])
+        terms = forward_and_loss(s.step, batch)[2]
         accelerator.backward(terms["total"])
         if not torch.isfinite(terms["total"]).item():
             raise TrainingError(f"the first batch's loss is {terms['total'].item()} on {accelerator.device}")

@@ -1,5 +1,10 @@
-"""One optimisation step and the endless batch stream: the primitives the epoch loop, the LR sweep and
-``twohead speed`` all train with, so the three cannot drift apart."""
+"""One optimisation step — the plain recipe's forward, loss, backward, clip and optimiser step, in this file — and
+the endless batch stream: what the epoch loop, the LR sweep and ``twohead speed`` all train with.
+
+Read :func:`forward_and_loss` then :func:`train_step`: with every switch off (the plain recipe) a step is the model's
+forward, :meth:`TwoTaskLoss.terms <twohead.train.losses.TwoTaskLoss.terms>` (L = λ1·L1 + λ2·L2), backward, clipping
+and AdamW + the LR schedule. A switch changes it through one optional hook (``StepContext.hook``, in
+:mod:`twohead.train.switches`) and AWP's second pass; both are None when off."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import Any, Iterator
 import torch
 
 from .losses import TwoTaskLoss
-from .techniques import AWP, Objective
+from .switches import AWP, SwitchedForward
 
 
 @dataclass
@@ -23,12 +28,17 @@ class StepContext:
     scheduler: Any
     loss_fn: TwoTaskLoss
     max_grad_norm: float
-    objective: Objective | None = None   # forward + loss of a batch (default: plain, from loss_fn)
-    awp: AWP | None = None               # adversarial weight perturbation (reg.awp_*), None = off
+    hook: SwitchedForward | None = None  # a switch's forward + loss (R-Drop, multi-sample dropout); None = plain
+    awp: AWP | None = None               # adversarial weight perturbation (switches.awp_*), None = off
 
-    def __post_init__(self):
-        if self.objective is None:
-            self.objective = Objective(self.loss_fn)
+
+def forward_and_loss(ctx: StepContext, batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Both heads' logits and the loss terms of one batch (``terms["total"]`` is what backward sees)."""
+    if ctx.hook is not None:            # a switch is on (train/switches.py); the plain recipe never comes here
+        return ctx.hook(ctx.model, batch)
+    logits1, logits2 = ctx.model(batch["input_ids"], batch["attention_mask"])
+    terms = ctx.loss_fn.terms(logits1, logits2, batch["labels_task1"], batch["labels_task2"])
+    return logits1, logits2, terms
 
 
 @dataclass
@@ -48,7 +58,7 @@ class Step:
 
 def train_step(ctx: StepContext, batch: dict, awp: AWP | None = None, window_bad: bool = False,
                stop_if_bad: bool = False) -> Step:
-    """Forward (the run's objective), backward (plus AWP's second pass at perturbed weights), and on the
+    """Forward and loss (:func:`forward_and_loss`), backward (plus AWP's second pass at perturbed weights), and on the
     accumulation window's last micro-batch: clip, then the optimiser and scheduler step.
 
     The non-finite guard: one device→host sync per micro-batch reads whether the loss (and the gradient norm) is
@@ -57,11 +67,11 @@ def train_step(ctx: StepContext, batch: dict, awp: AWP | None = None, window_bad
     anything is applied or zeroed (the caller stops the run)."""
     acc, model = ctx.accelerator, ctx.model
     with acc.accumulate(model):
-        logits1, logits2, out = ctx.objective(model, batch)
+        logits1, logits2, out = forward_and_loss(ctx, batch)
         acc.backward(out["total"])
-        if awp is not None:  # a second pass at adversarially perturbed weights, gradients added
+        if awp is not None:  # a switch: a second pass at adversarially perturbed weights, gradients added
             awp.perturb()
-            acc.backward(ctx.objective(model, batch)[2]["total"])
+            acc.backward(forward_and_loss(ctx, batch)[2]["total"])
             awp.restore()
         sync = acc.sync_gradients
         gn = torch.tensor(float("nan"), device=acc.device)

@@ -268,7 +268,7 @@ def run(p: Params, paths: ToolPaths, cfg: RangeTestConfig, stage: str = "stage2"
 
     from ..train.recipe import recipe
     from ..train.setup import prepare_training
-    from ..train.step import cycle_batches
+    from ..train.step import cycle_batches, forward_and_loss
 
     cfg.validate()
     r = recipe(p, stage, paths.inputs(), rows=cfg.rows, with_val=False)
@@ -278,12 +278,12 @@ def run(p: Params, paths: ToolPaths, cfg: RangeTestConfig, stage: str = "stage2"
     if len(ds) == 0:
         raise MissingInputError(f"{paths.tokenized if stage == 'stage2' else paths.prepared}: no training rows")
     cfg = RangeTestConfig(**{**cfg.__dict__, "max_grad_norm": t.max_grad_norm})
-    # the run as training would build it (switches, LLRD groups, loss, objective), at base lr 1: each group's lr
+    # the run as training would build it (switches, LLRD groups, loss), at base lr 1: each group's lr
     # is then its LLRD ratio, which the range test scales
     s = prepare_training(model, r.data, r.cfg, base_lr=1.0, schedule=False, validate=False)
 
     def loss_terms(batch: dict) -> dict:
-        out = s.step.objective(s.model, batch)[2]  # R-Drop / multi-sample dropout as the stage would run
+        out = forward_and_loss(s.step, batch)[2]  # R-Drop / multi-sample dropout as the stage would run
         terms = {"total": out["total"], "task1": out["task1"]}
         if stage == "stage2":
             terms["task2"] = out["task2"]

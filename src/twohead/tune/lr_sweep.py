@@ -282,7 +282,7 @@ def head_start(build, data, cfg,  rows: int, steps: int, lr: float) -> tuple[dic
 
     from ..data.batching import SortedBatchSampler, make_collate, resolve_padding
     from ..train.device import free_memory, resolve_device
-    from ..train.losses import TwoTaskLoss
+    from ..train.losses import loss_for_run
 
     t0 = time.perf_counter()
     t = cfg.train
@@ -297,13 +297,14 @@ def head_start(build, data, cfg,  rows: int, steps: int, lr: float) -> tuple[dic
         for batch in loader:
             ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
             feats.append(model.pool(model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask).float())
-            y1.append(batch["labels_binary"].to(device))
-            y2.append(batch["labels_category"].to(device))
+            y1.append(batch["labels_task1"].to(device))
+            y2.append(batch["labels_task2"].to(device))
     x, y1, y2 = torch.cat(feats), torch.cat(y1), torch.cat(y2)
     features_s = time.perf_counter() - t0
     weights = [torch.tensor(w, dtype=torch.float32, device=device) for w in (data.weights_task1, data.weights_task2)]
     # the run's loss on the heads alone; learned task weights (uncertainty weighting) are the run's to learn: fixed λs
-    loss_fn = TwoTaskLoss.from_params(*weights, dataclasses.replace(cfg.loss, weighting="fixed"), cfg.hier, cfg.reg)
+    fixed = dataclasses.replace(cfg, switches=dataclasses.replace(cfg.switches, task_weighting="fixed"))
+    loss_fn = loss_for_run(fixed, *weights)
     heads = [model.head_task1, model.head_task2]
     opt = torch.optim.AdamW([q for h in heads for q in h.parameters()], lr=lr, weight_decay=t.weight_decay)
     first = last = math.nan
@@ -353,7 +354,7 @@ def train_trial(build, data, cfg, lr: float, steps: int, horizon: int, rung: int
         score = loss = math.nan
     else:
         l1, l2 = predict_logits(acc, s.model, s.val_loader, len(data.val), desc="sweep eval")
-        metrics = val_metrics(l1, l2, data.val.labels_binary, data.val.labels_category, s.loss_fn)
+        metrics = val_metrics(l1, l2, data.val.labels_task1, data.val.labels_task2, s.loss_fn)
         score, loss = metrics[cfg.select], metrics["val_loss_total"]
     eval_s = time.perf_counter() - t2
     device_type = acc.device.type

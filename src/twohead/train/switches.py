@@ -1,11 +1,12 @@
-"""The sealed techniques, each a switch that is off by default (off = the plain recipe, bit for bit).
+"""What the switches do to a training step (each off by default; off = the plain recipe, bit for bit). A reader of
+the plain recipe can skip this file: :func:`twohead.train.step.forward_and_loss` calls it only when a switch is on.
 
-* :class:`Objective` — the training forward pass + loss of one batch. Plain: one forward, the
-  :class:`~twohead.train.losses.TwoTaskLoss`. With **R-Drop** (``reg.rdrop_alpha`` = α > 0; Liang et al., 2021)
+* :class:`SwitchedForward` — the hook that replaces the plain forward + loss of one batch. With **R-Drop**
+  (``switches.rdrop_alpha`` = α > 0; Liang et al., 2021)
   the batch is run twice in one forward (rows concatenated, so each copy gets its own dropout masks; one
   forward keeps DDP happy), the CE is the mean over both passes, and α·(λ1·KL1 + λ2·KL2) is added, KL_t the
   symmetric KL between the passes' softmaxes averaged over the rows labelled for task t. With
-  **multi-sample dropout** (``model.msd_samples`` = K > 1; Inoue, 2019) the pooled vector gets K dropout
+  **multi-sample dropout** (``switches.msd_samples`` = K > 1; Inoue, 2019) the pooled vector gets K dropout
   masks and the *losses* are averaged over the K samples (as Inoue: the gradient of the expected loss
   under dropout; averaging logits first would average the dropout noise away before the loss sees it,
   a weaker regulariser). The logits handed to accuracy counts and callbacks are the mean over samples of
@@ -14,15 +15,16 @@
   fine-tuning): after the normal backward, each encoder weight matrix W moves by
   ``awp_lr · ‖W‖ · g/‖g‖`` (g its gradient), clipped elementwise to ``W ± awp_eps·|W|``; the batch is run
   again at the perturbed weights and its gradient added; then every weight is restored exactly (copied
-  back) before the optimiser step. From epoch ``reg.awp_start_epoch`` (1-based) on; 0 = off.
+  back) before the optimiser step. From epoch ``switches.awp_start_epoch`` (1-based) on; 0 = off.
 
-Uncertainty weighting (``loss.weighting``) and the hierarchy detach live in the loss itself
+Uncertainty weighting (``switches.task_weighting``) and the hierarchy terms live in the loss itself
 (:mod:`twohead.train.losses`); class-weight schemes in :mod:`twohead.data.weights`; the switches' names and
 off values in :mod:`twohead.config.switches`.
 
-**The one seam from params to techniques**: :func:`prepare_model` (what the switches add to the model before
-its optimiser groups exist, plus the speed switches ``train.fast_attention`` and ``train.compile``) and
-:func:`build` (the objective and AWP of a run). ``fit``, the LR range test and the benchmarks all call these two.
+**The one seam from params to switches**: :func:`prepare_model` (what the switches add to the model before
+its optimiser groups exist, plus the speed settings ``train.fast_attention`` and ``train.compile``) and
+:func:`build` (the forward hook and AWP of a run: both None when off). ``fit``, the tools and the benchmarks all
+call these two.
 """
 
 from __future__ import annotations
@@ -36,10 +38,10 @@ from .run_config import RunConfig
 
 def prepare_model(model, cfg: RunConfig) -> int:
     """Set the model up for ``cfg`` before its optimiser groups are built: uncertainty weighting's learned
-    log-variances (``loss.weighting``), the windowed DeBERTa attention bias (``train.fast_attention``) and an
+    log-variances (``switches.task_weighting``), the windowed DeBERTa attention bias (``train.fast_attention``) and an
     in-place ``torch.compile`` of the encoder (``train.compile``: dynamic shapes since batch lengths vary; names,
     state dicts, saving and resuming unchanged; heads and loss stay eager). Returns the windowed layer count."""
-    if cfg.loss.weighting == "uncertainty":
+    if cfg.switches.task_weighting == "uncertainty":
         model.add_loss_log_vars()
     windowed = fast_attention.install(model) if cfg.train.fast_attention else 0
     if cfg.train.compile:
@@ -52,14 +54,18 @@ def compile_encoder(model) -> None:
     model.encoder.compile(dynamic=True)
 
 
-def build(model, loss_fn: TwoTaskLoss, cfg: RunConfig) -> tuple[Objective, AWP | None]:
-    """The run's objective (plain, R-Drop, multi-sample dropout) and AWP (None when off), on the unwrapped model."""
-    r = cfg.reg
-    awp = AWP(model, r.awp_lr, r.awp_eps, r.awp_start_epoch) if r.awp_start_epoch > 0 else None
-    return Objective(loss_fn, r.rdrop_alpha, model.msd_samples), awp
+def build(model, loss_fn: TwoTaskLoss, cfg: RunConfig) -> tuple[SwitchedForward | None, AWP | None]:
+    """The run's forward hook (R-Drop, multi-sample dropout; None = the plain forward) and AWP (None when off), on
+    the unwrapped model."""
+    sw = cfg.switches
+    awp = AWP(model, lr=sw.awp_lr, eps=sw.awp_eps, start_epoch=sw.awp_start_epoch) if sw.awp_start_epoch > 0 else None
+    hook = SwitchedForward(loss_fn, rdrop_alpha=sw.rdrop_alpha, msd_samples=model.msd_samples)
+    return (None if hook.plain else hook), awp
 
 
-class Objective:
+class SwitchedForward:
+    """Forward + loss of one batch with R-Drop and/or multi-sample dropout (see the module docstring)."""
+
     def __init__(self, loss_fn: TwoTaskLoss, rdrop_alpha: float = 0.0, msd_samples: int = 1):
         self.loss_fn = loss_fn
         self.rdrop = rdrop_alpha > 0
@@ -76,7 +82,7 @@ class Objective:
 
     def __call__(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         ids, mask = batch["input_ids"], batch["attention_mask"]
-        y1, y2 = batch["labels_binary"], batch["labels_category"]
+        y1, y2 = batch["labels_task1"], batch["labels_task2"]
         if self.plain:
             logits1, logits2 = model(ids, mask)
             return logits1, logits2, self.loss_fn.terms(logits1, logits2, y1, y2)
