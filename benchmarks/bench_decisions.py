@@ -1,4 +1,5 @@
-"""What the decisions of the calibrate stage and the Task2 levers buy on test, alone and together, over seeds.
+"""What the calibrate stage's decisions and the switches buy in Task2 accuracy on test, alone and together, over
+seeds.
 
     python benchmarks/bench_decisions.py --out runs/decisions [--seeds 1 2 3] [--set train.lr=1e-4 ...]
         [--checkpoint DIR] [--json F] [--md F]

@@ -1,4 +1,4 @@
-"""Cost of each sealed technique in training samples/s, relative to the plain recipe, on this machine.
+"""Cost of each switch in training samples/s, relative to the plain recipe, on this machine.
 
     python benchmarks/bench_switches.py [--rows 640] [--repeats 3] [--out benchmarks/results/switches_cpu.json]
 

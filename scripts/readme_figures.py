@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Callable
 
 DOCS = ("README.md", "docs/methods.md", "docs/training.md", "docs/loss.md", "docs/decisions.md",
-        "docs/learning-rate.md", "docs/speed.md", "docs/metrics.md", "docs/operations.md", "docs/techniques.md",
-        "docs/data.md")
+        "docs/learning-rate.md", "docs/speed.md", "docs/metrics.md", "docs/operations.md", "docs/switches.md",
+        "docs/data.md", "docs/what-moved-task2.md", "docs/review.md", "docs/predict.md", "docs/code.md",
+        "docs/glossary.md")
 MARKER = re.compile(r"<!-- fig:(?P<name>[\w.]+) -->(?P<value>.*?)<!-- /fig -->", re.S)
 
 

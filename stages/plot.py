@@ -11,11 +11,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from twohead.pipeline.stage_main import exit_on_interrupt, run_stage  # noqa: E402
 
 exit_on_interrupt("plot")  # Ctrl-C while the imports below load: one line, status 130
+from twohead.data.io import read_json  # noqa: E402
+from twohead.evaluate.summary import headline_lines  # noqa: E402
 from twohead.pipeline.plot import PlotPaths, run  # noqa: E402
 
 
 def main(p, paths: PlotPaths) -> None:
-    print(f"[plot] wrote {', '.join(str(m) for m in run(p, paths))}")
+    made = run(p, paths)
+    print(f"[plot] wrote {len(made)} figures to {paths.figures} and {paths.summary}")
+    print(headline_lines(read_json(paths.test_metrics)))  # the run's figures, last thing dvc repro prints
 
 
 if __name__ == "__main__":

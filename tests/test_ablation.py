@@ -97,13 +97,13 @@ def test_queue_dry_run_prints_the_grid(capsys):
 
 
 def test_docs_and_readme_list_exactly_the_ablation_switches():
-    """One switch list: docs/techniques.md's table rows and the README's sentence are ABLATION, in its order, with
+    """One switch list: docs/switches.md's table rows and its summary sentence are ABLATION, in its order, with
     each switch's param at the queued strength."""
     import re
 
     from twohead.config.switches import ABLATION
 
-    docs = (ROOT / "docs" / "techniques.md").read_text()
+    docs = (ROOT / "docs" / "switches.md").read_text()
     table = docs[docs.index("| switch (ablation name) |"):]
     table = table[:table.index("\n\n")]
     rows = [line.split(" | ") for line in table.splitlines()[2:]]
@@ -111,8 +111,7 @@ def test_docs_and_readme_list_exactly_the_ablation_switches():
     for row, (name, overrides) in zip(rows, ABLATION.items()):
         for key, value in overrides.items():
             assert f"`{key}: {value}`" in row[1], (name, row[1])
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Techniques as switches"):]
+    section = docs[docs.index("## In brief"):]
     section = section[:section.index("\n## ")]
     named = re.findall(r"`(\w+)`\s+\(`([\w.]+)`\)", section)
     assert named == [(name, next(iter(o))) for name, o in ABLATION.items()]

@@ -89,7 +89,7 @@ def test_an_interrupted_run_with_averages_resumes_to_the_same_result(tiny_data, 
 
 
 def test_the_summary_says_what_moved_task2_accuracy():
-    from twohead.evaluate.summary import levers_section
+    from twohead.evaluate.summary import moved_section
 
     m = {"task2_acc": {"delta": 0.012, "ci_low": 0.002, "ci_high": 0.021},
          "task2_macro_f1": {"delta": -0.03, "ci_low": -0.06, "ci_high": 0.0},
@@ -98,11 +98,11 @@ def test_the_summary_says_what_moved_task2_accuracy():
                                                                          "rule": "pick_threshold"}}}
     train = {"weight_averaging": {"kept": "ema0.99", "kept_epoch": 5, "raw": {"val_acc_task2": 0.61},
                                   "candidates": {"ema0.99": {"val": [{"val_acc_task2": 0.62}]}}}}
-    text = "\n".join(levers_section(test, train))
+    text = "\n".join(moved_section(test, train))
     assert "| decisions (calibrate) | τ -0.7, T2 1.31, Decline rule pick_threshold | +1.2 [+0.2, +2.1] |" in text
     assert "Mid band mean recall -8.0" in text and "High band" not in text      # the cost: what went down
     assert "| weight averaging (switches.ema) | ema0.99 (epoch 5) | val: +1.0 (test: re-run evaluate)" in text
-    assert "| weight averaging (switches.ema) | off |" in "\n".join(levers_section(test, {}))
+    assert "| weight averaging (switches.ema) | off |" in "\n".join(moved_section(test, {}))
 
 
 def test_a_kept_average_is_compared_with_the_raw_weights_on_test(tiny_data, tmp_path, monkeypatch):
@@ -126,9 +126,9 @@ def test_a_kept_average_is_compared_with_the_raw_weights_on_test(tiny_data, tmp_
     saved = json.loads((tmp_path / "metrics" / "test.json").read_text())
     assert saved["averaged_vs_raw"]["metrics"]["task2_acc"]["base"] == pytest.approx(
         avg["metrics"]["task2_acc"]["base"], rel=1e-5)
-    from twohead.evaluate.summary import levers_section
+    from twohead.evaluate.summary import moved_section
 
-    assert "| weight averaging (switches.ema) | ema0.5 |" in "\n".join(levers_section(saved, None))
+    assert "| weight averaging (switches.ema) | ema0.5 |" in "\n".join(moved_section(saved, None))
 
 
 def test_damaged_raw_weights_are_one_line_naming_the_file(tmp_path):

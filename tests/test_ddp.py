@@ -71,6 +71,6 @@ def test_two_process_run_killed_after_epoch_1_resumes_to_identical_metrics(share
     assert json.loads((state / "fingerprint.json").read_text())["processes"] == 2
     resumed = torchrun()
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming from epoch 2" in resumed.stdout, resumed.stdout[-2000:]
+    assert "resuming at epoch 2 step" in resumed.stdout, resumed.stdout[-2000:]
     for k in outputs:
         assert (proj / layout[k]).read_bytes() == expected[k], f"{layout[k]} differs after resuming under torchrun"

@@ -43,10 +43,10 @@ def test_sigkill_after_epoch_1_and_mid_epoch_2_then_resume_is_identical(shared_p
     assert (state / "progress.pt").is_file() and not (proj / layout["train_metrics"]).exists()
     second = _train(proj, kill_after=1)  # the first save inside epoch 2
     assert second.returncode == -signal.SIGKILL, second.stderr[-3000:]
-    assert f"resuming from epoch 2, step {steps_per_epoch} " in second.stdout
+    assert f"resuming at epoch 2 step 0/{steps_per_epoch} (run step {steps_per_epoch})" in second.stdout
     third = _train(proj)
     assert third.returncode == 0, third.stderr[-3000:]
-    assert "resuming from epoch 2, step" in third.stdout and "batches of the epoch done" in third.stdout
+    assert "resuming at epoch 2 step" in third.stdout and "batches of the epoch done" in third.stdout
     for k in OUTPUTS:
         assert (proj / layout[k]).read_bytes() == expected[k], f"{layout[k]} differs after resuming"
     speed = json.loads((proj / layout["train_speed"]).read_text())
@@ -77,7 +77,8 @@ def test_sigint_saves_the_state_and_stops_then_resumes_identically(tiny_data, tm
         return real(*args)
 
     monkeypatch.setattr(loop, "_counts", counting)
-    with pytest.raises(TrainingError, match=r"SIGINT: interrupted at epoch 2 step \d+; re-run to resume") as e:
+    with pytest.raises(TrainingError,
+                       match=r"SIGINT: interrupted at epoch 2 step \d+/\d+ \(run step \d+\); re-run to resume") as e:
         train_in(tmp_path / "run", data_dir, p)
     assert e.value.exit_status == 130  # what the stage exits with: 128 + SIGINT, as for any Ctrl-C
     assert not (tmp_path / "run" / "metrics" / "train.json").exists()

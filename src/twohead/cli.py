@@ -230,72 +230,95 @@ def positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="twohead", description="Two-head news classification: what is not a DVC stage.")
-    sub = ap.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("predict", help="classify new texts with a trained Stage-2 model",
+class HELP(argparse.ArgumentDefaultsHelpFormatter):
+    """Every flag's --help line ends with its default (a flag with none says so in its own words)."""
+
+    def _get_help_string(self, action):
+        if any(action.default is v for v in (None, False, argparse.SUPPRESS)) or "%(default)" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+PARAMS_HELP = "the params file to read"
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="classify new texts with a trained Stage-2 model", formatter_class=HELP,
                        description="Classify texts with a Stage-2 model directory (models/stage2).")
     p.add_argument("model_dir", help="a Stage-2 model directory, e.g. models/stage2")
     p.add_argument("input", help="CSV / TSV / Parquet / JSON Lines file (format from the suffix), or - for one text"
                                  " per line on standard input")
-    p.add_argument("--output", "-o", default="-", help="CSV / Parquet / JSON Lines by suffix, or - (default) for"
-                                                        " CSV on standard output")
-    p.add_argument("--text-column", default="text")
-    p.add_argument("--id-column", default=None, help="default: 'id' if the input has it, else the row number")
+    p.add_argument("--output", "-o", default="-", help="CSV / Parquet / JSON Lines by suffix; - = CSV on standard"
+                                                        " output")
+    p.add_argument("--text-column", default="text", help="the input's column holding the article text")
+    p.add_argument("--id-column", default=None, help="the input's id column (none: 'id' if the input has it, else the"
+                                                     " row number)")
     p.add_argument("--encoding", default="utf-8", help="text encoding of a CSV / JSON Lines input (e.g. cp1252)")
-    p.add_argument("--top-k", type=positive_int, default=3)
-    p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--device", default="auto", choices=["auto", "mps", "cuda", "cpu"])
+    p.add_argument("--top-k", type=positive_int, default=3, help="how many categories to list per row, best first")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="texts scored at once (memory vs speed)")
+    p.add_argument("--device", default="auto", choices=["auto", "mps", "cuda", "cpu"],
+                   help="where to run; auto = mps, else cuda, else cpu")
     p.add_argument("--padding", default="auto", choices=["auto", "buckets", "longest"],
                    help="batch lengths: a short ladder (buckets: few shapes, for MPS / CUDA) or each batch's longest"
                         " row; auto: per device")
-    p.add_argument("--decision", default=None, help="a calibrate stage decision file (default: decision.json beside"
+    p.add_argument("--decision", default=None, help="a calibrate stage decision file (none: decision.json beside"
                                                    " MODEL_DIR, if there)")
     p.add_argument("--plain", action="store_true", help="ignore any decision: raw softmax, Decline when"
                                                         " P(Pick) < 0.5, the Task2 argmax")
-    p.add_argument("--pick-threshold", type=float, default=None, help="override the decision's Pick threshold")
+    p.add_argument("--pick-threshold", type=float, default=None, help="Decline when P(Pick) is below this (none: the"
+                                                                      " decision's)")
     p.set_defaults(func=cmd_predict)
 
+
+def _add_compare(sub) -> None:
     c = sub.add_parser("compare", help="did a change really help? paired bootstrap + McNemar; intervals over seeds",
+                       formatter_class=HELP,
                        description="Compare revisions (branch, tag, commit, DVC experiment name, or 'workspace') on"
                                    " the same test rows; or group experiments by a param and summarise over seeds.")
     c.add_argument("revs", nargs="*", metavar="REV", help="BASE OTHER [OTHER ...]; with --group-by: the experiments"
-                                                          " (default: every experiment of the current commit)")
+                                                          " (none: every experiment of the current commit)")
     c.add_argument("--group-by", metavar="PARAM", help="a dotted params.yaml key, e.g. loss.label_smoothing")
-    c.add_argument("--seed-key", default="train.seed", help="the param that pairs runs across groups")
-    c.add_argument("--resamples", type=int, default=2000)
-    c.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    c.add_argument("--json", metavar="FILE")
-    c.add_argument("--md", metavar="FILE")
-    c.add_argument("--plot", metavar="PNG", help="with --group-by: per-seed strip plot", default=None)
+    c.add_argument("--seed-key", default="train.seed", help="with --group-by: the param that pairs runs across groups")
+    c.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per interval (more: steadier"
+                                                               " intervals, slower)")
+    c.add_argument("--seed", type=int, default=0, help="the bootstrap's random seed")
+    c.add_argument("--json", metavar="FILE", help="also write the comparison to this JSON file")
+    c.add_argument("--md", metavar="FILE", help="also write the table to this Markdown file")
+    c.add_argument("--plot", metavar="PNG", help="with --group-by: a per-seed strip plot to this file", default=None)
     c.set_defaults(func=cmd_compare)
 
+
+def _add_check(sub) -> None:
     k = sub.add_parser("check", help="preflight: params, raw data and checkpoint, in seconds; runs and deletes nothing",
+                       formatter_class=HELP,
                        description="Validate params.yaml, the raw table and the checkpoint before dvc repro (which"
                                    " deletes a stage's outputs before running it).")
-    k.add_argument("--params", default="params.yaml")
+    k.add_argument("--params", default="params.yaml", help=PARAMS_HELP)
     k.set_defaults(func=cmd_check)
 
-    a = sub.add_parser("ablation", help="queue the plain recipe and each sealed technique alone x seeds; report"
-                                         " which helps, beyond noise",
+
+def _add_ablation(sub) -> None:
+    a = sub.add_parser("ablation", help="queue the plain recipe and each switch alone x seeds; report"
+                                         " which helps, beyond noise", formatter_class=HELP,
                        description="queue: dvc exp run --queue for the plain recipe and each switch alone, per seed."
                                    " report: one table, each switch vs plain paired by seed, with t-intervals,"
                                    " verdicts and the cost in samples/s.")
-    a.add_argument("action", choices=["queue", "report"])
-    a.add_argument("revs", nargs="*", metavar="EXP", help="report: the runs (default: every experiment of HEAD)")
-    a.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    a.add_argument("--only", help="queue: comma-separated switches (default: all): " + ", ".join(
-        ABLATION))
+    a.add_argument("action", choices=["queue", "report"], help="queue the runs, or report on finished ones")
+    a.add_argument("revs", nargs="*", metavar="EXP", help="report: the runs (none: every experiment of HEAD)")
+    a.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="queue: the train.seed values")
+    a.add_argument("--only", help="queue: comma-separated switches (none: all): " + ", ".join(ABLATION))
     a.add_argument("--set", action="append", metavar="KEY=VALUE", help="queue: an extra -S for every run")
     a.add_argument("--prefix", default="abl", help="queue: experiment names PREFIX-SWITCH-sSEED")
     a.add_argument("--dry-run", action="store_true", help="queue: print the commands only")
     a.add_argument("--runs-dir", help="report: run folders (each a project layout) instead of experiments")
-    a.add_argument("--seed-key", default="train.seed")
-    a.add_argument("--json", metavar="FILE")
-    a.add_argument("--md", metavar="FILE")
+    a.add_argument("--seed-key", default="train.seed", help="report: the param that pairs runs by seed")
+    a.add_argument("--json", metavar="FILE", help="also write the report to this JSON file")
+    a.add_argument("--md", metavar="FILE", help="also write the table to this Markdown file")
     a.set_defaults(func=cmd_ablation)
 
+
+def _add_lr_find(sub) -> None:
     f = sub.add_parser("lr-find", help="the learning rate for this encoder, chosen by short training runs",
+                       formatter_class=HELP,
                        description="sweep (default): each candidate LR trains the stage's model from one shared"
                                    " start (its heads fitted to the frozen encoder) with the run's loss, LLRD groups,"
                                    " batch size, precision, device and schedule shape, for a share of one run;"
@@ -304,38 +327,58 @@ def build_parser() -> argparse.ArgumentParser:
                                    " metrics/lr_find.json and plots/lr_find.png; nothing else is touched.")
     f.add_argument("--stage", choices=list(STAGES), default="stage2",
                    help="stage2: model.stage1_checkpoint on data/tokenized (train.*); stage1: stage1.base_model")
-    f.add_argument("--method", choices=["sweep", "range"], default="sweep")
-    f.add_argument("--params", default="params.yaml")
+    f.add_argument("--method", choices=["sweep", "range"], default="sweep", help="short training runs per LR, or"
+                                                                                 " one exponential LR ramp")
+    f.add_argument("--params", default="params.yaml", help=PARAMS_HELP)
     add_flags(f.add_argument_group("the sweep (--method sweep)"), SweepConfig)
     add_flags(f.add_argument_group("the range test (--method range)"), RangeTestConfig)
     f.set_defaults(func=cmd_lr_find)
 
+
+def _add_review(sub) -> None:
     r = sub.add_parser("review", help="where the labels lose, for any Stage-2 model (the review stage's report)",
+                       formatter_class=HELP,
                        description="Label issues (cleanlab) on the prepared val/test rows scored by MODEL_DIR (its own"
                                    " tokenizer), the most confused category pairs with merge gains, conflicting"
                                    " duplicates: the review stage's outputs, for a model outside the DAG.")
     r.add_argument("model_dir", help="a Stage-2 model directory")
-    r.add_argument("--out", help="output folder (default: reviews/<model folder name>)")
-    r.add_argument("--decision", help="its decision.json (default: beside MODEL_DIR if there; else raw softmax)")
-    r.add_argument("--prepared", help="prepared data folder (default: dvc.yaml's, data/prepared)")
-    r.add_argument("--cartography", help="the train-side queue file (default: the model's own run's"
+    r.add_argument("--out", help="output folder (none: reviews/<model folder name>)")
+    r.add_argument("--decision", help="its decision.json (none: beside MODEL_DIR if there; else raw softmax)")
+    r.add_argument("--prepared", help="prepared data folder (none: dvc.yaml's, data/prepared)")
+    r.add_argument("--cartography", help="the train-side queue file (none: the model's own run's"
                                          " metrics/cartography_flagged.csv, if there)")
-    r.add_argument("--device", choices=["auto", "mps", "cuda", "cpu"], default=None, help="default: train.device")
-    r.add_argument("--params", default="params.yaml")
+    r.add_argument("--device", choices=["auto", "mps", "cuda", "cpu"], default=None, help="none: train.device")
+    r.add_argument("--params", default="params.yaml", help=PARAMS_HELP)
     r.set_defaults(func=cmd_review)
+
+
+def _add_speed(sub) -> None:
     v = sub.add_parser("speed", help="the fastest safe training settings for this machine, measured in ~2 minutes",
+                       formatter_class=HELP,
                        description="Times real training steps (the stage's model, loss, LLRD AdamW, length-grouped"
                                    " batches) for the configured settings and one change at a time: precision,"
                                    " train.fast_attention, train.compile, batch size (until one does not fit), then"
                                    " the winners together; projects the configured run's wall-clock and prints the"
                                    " dvc exp run line, flagging what changes results. Writes metrics/speed.json and"
                                    " plots/speed.png; nothing else is touched.")
-    v.add_argument("--stage", choices=list(STAGES), default="stage2")
+    v.add_argument("--stage", choices=list(STAGES), default="stage2", help="which stage's training to time")
     add_flags(v, SpeedConfig)
     v.add_argument("--json", help="write the table here instead of metrics/speed.json")
     v.add_argument("--plot", help="write the chart here instead of plots/speed.png")
-    v.add_argument("--params", default="params.yaml")
+    v.add_argument("--params", default="params.yaml", help=PARAMS_HELP)
     v.set_defaults(func=cmd_speed)
+
+
+#: The subcommands, in --help's order: each adds its parser (flags, help and defaults in one place).
+SUBCOMMANDS = (_add_predict, _add_compare, _add_check, _add_ablation, _add_lr_find, _add_review, _add_speed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="twohead", description="Two-head news classification: the tools around the DVC"
+                                 " pipeline (predict, compare runs, preflight check, LR, speed, review, ablation).")
+    sub = ap.add_subparsers(dest="command", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
     return ap
 
 

@@ -3,8 +3,8 @@ source of both a stage's module deps in dvc.yaml (``scripts/dvc_deps.py``) and t
 fingerprint (:mod:`twohead.train.resume`).
 
 Every ``import`` / ``from … import`` statement counts, wherever it sits (a function-level import runs too, just
-later). Importing ``twohead.a.b`` also runs ``twohead/__init__.py`` and ``twohead/a/__init__.py``, so those count as
-well. Modules outside the package are ignored.
+later). Importing ``twohead.train.step`` also runs ``twohead/__init__.py`` and ``twohead/train/__init__.py``, so
+those count as well. Modules outside the package are ignored.
 """
 
 from __future__ import annotations

@@ -477,7 +477,7 @@ RENAMED = {
     "eval.pick_threshold": "decide.pick_threshold",
     "loss.weighting": "switches.task_weighting",
     "model.msd_samples": "switches.msd_samples",
-    "switches.ema": "switches.ema",
+    "train.ema": "switches.ema",
     "stage1.label_smoothing": "stage1.label_smoothing_task1",
     "reg": "switches (the same keys: rdrop_alpha, awp_*)",
     "hier": "switches (the same keys: pick_consistency_*, decline_uniform_weight)",

@@ -93,29 +93,28 @@ def per_class_recall(per_class: pd.DataFrame, band_order: list[str], path: Path,
     fig, ax = plt.subplots(figsize=(max(6.4, 0.28 * len(df) + 2), 4.8))
     colors = dict(zip(band_order, plt.cm.tab10.colors))
     ax.bar(range(len(df)), df["recall"], color=[colors.get(b, "0.5") for b in df["band"]])
-    for x, r in enumerate(df["recall"]):
-        if r == 0:
-            ax.text(x, 0.01, "0", ha="center", va="bottom", fontsize=7, color="0.3")
+    for x, (r, b) in enumerate(zip(df["recall"], df["band"])):
+        if r == 0:  # a zero-recall class still gets a visible (hatched, labelled) stub in its band's colour
+            ax.bar(x, 0.02, color="none", edgecolor=colors.get(b, "0.5"), hatch="////", linewidth=0.8)
+            ax.text(x, 0.025, "0", ha="center", va="bottom", fontsize=7, color="0.3")
     ax.set_xticks(range(len(df)))
     ax.set_xticklabels([f"{c} ({s})" for c, s in zip(df["class"], df["train_support"])], rotation=75, ha="right",
                        fontsize=7)
     ax.set(title="Task2 test recall per class, by train support (in brackets)", ylabel="recall", ylim=(0, 1.02))
     shown = [b for b in band_order if b in colors]
-    all_zero = {b for b in shown if len(df[df["band"] == b]) and (df.loc[df["band"] == b, "recall"] == 0).all()}
-    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=colors[b]) for b in shown],
-              labels=[f"{b} (all 0 recall: no bars)" if b in all_zero else b for b in shown], title="band",
+    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=colors[b]) for b in shown], labels=shown, title="band",
               fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     save_figure(fig, path, text)
 
 
 def top_confusions(confusion: pd.DataFrame, k: int, path: Path, text: str) -> None:
-    """The ``k`` most frequent (actual, predicted) pairs as a matrix: rows are the actual classes of those pairs,
-    columns the predicted ones (a class only ever predicted gets no empty row)."""
+    """The ``k`` most frequent (actual, predicted) pairs as a matrix. Rows and columns list the same classes in the
+    same order (those of the pairs, most confused first), so the diagonal is where a reader expects it: shaded grey,
+    empty (only confusions are counted)."""
     wrong = confusion[confusion["actual"] != confusion["predicted"]]
     pairs = wrong.value_counts(["actual", "predicted"]).head(k)
-    rows = list(dict.fromkeys(a for a, _ in pairs.index))
-    cols = list(dict.fromkeys(b for _, b in pairs.index))
+    rows = cols = list(dict.fromkeys(c for pair in pairs.index for c in pair))
     fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(cols) + 3), max(4.0, 0.4 * len(rows) + 2.5)))
     if not rows:
         ax.text(0.5, 0.5, "no confusions", ha="center", va="center")
@@ -126,6 +125,8 @@ def top_confusions(confusion: pd.DataFrame, k: int, path: Path, text: str) -> No
         for (a, b), n in pairs.items():
             mat[ri[a], ci[b]] = n
         im = ax.imshow(mat, cmap="Reds", aspect="auto")
+        for i in range(len(rows)):   # the diagonal: the same class, never a confusion
+            ax.add_patch(plt.Rectangle((i - 0.5, i - 0.5), 1, 1, color="0.85", zorder=2))
         for i in range(len(rows)):
             for j in range(len(cols)):
                 if mat[i, j]:

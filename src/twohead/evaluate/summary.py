@@ -18,6 +18,17 @@ def _pts(x) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:+.1f}"
 
 
+def headline_lines(test: dict) -> str:
+    """Two lines of test figures, plain rule and (when a decision applies) the decided one: what ``dvc repro``
+    prints last (the plot stage)."""
+    rows = [("plain", test["test"])]
+    if "decided" in test:
+        rows.append(("decided", test["decided"]["test"]))
+    return "\n".join(f"[test, {name}] Task2 acc {r['task2']['acc']:.4f}, macro-F1 {r['task2']['macro_f1']:.4f} |"
+                     f" Task1 acc {r['task1']['acc']:.4f} | combined acc {r['combined']['acc']:.4f}"
+                     for name, r in rows)
+
+
 def decision_table(test: dict) -> list[str]:
     """Plain rule vs the decided rule on test, each difference with its paired-bootstrap interval."""
     effect = test.get("decided_vs_plain")
@@ -39,13 +50,13 @@ def decision_table(test: dict) -> list[str]:
     return lines + [""]
 
 
-def levers_section(test: dict, train: dict | None) -> list[str]:
-    """"What moved Task2 accuracy": each lever of this run, chosen on val, with its test effect where the pipeline
-    measures one (the decisions: decided − plain, paired bootstrap) and its val effect otherwise."""
+def moved_section(test: dict, train: dict | None) -> list[str]:
+    """"What moved Task2 accuracy": each switch or decision of this run, chosen on val, with its test effect where the
+    pipeline measures one (the decisions: decided − plain, paired bootstrap) and its val effect otherwise."""
     lines = ["## What moved Task2 accuracy", "",
-             "Each lever is chosen on val; Δ in points on test with its paired-bootstrap 95% interval (these two"
-             " models, one seed — over seeds: `benchmarks/results/levers_*.md`).", "",
-             "| lever | chosen on val | Task2 acc Δ | macro-F1 Δ | the cost |", "|---|---|---|---|---|"]
+             "Each is chosen on val; Δ in points on test with its paired-bootstrap 95% interval (these two"
+             " models, one seed — over seeds: docs/what-moved-task2.md).", "",
+             "| switch or decision | chosen on val | Task2 acc Δ | macro-F1 Δ | the cost |", "|---|---|---|---|---|"]
     effect = test.get("decided_vs_plain")
     if effect:
         d, m = test["decided"]["decision"], effect["metrics"]
@@ -134,7 +145,7 @@ def summary_markdown(test: dict, history: pd.DataFrame, findings: list[Finding],
         f" With {n} test rows with a category, this accuracy alone is uncertain by about ±{half:.1f} points"
         " (95%, normal approximation): compare runs with `twohead compare`, not by eye.", "",
     ]
-    lines += decision_table(test) + levers_section(test, train) + ["## What the curves say", ""]
+    lines += decision_table(test) + moved_section(test, train) + ["## What the curves say", ""]
     if findings:
         lines += [f"- **{f.rule}**: {f.message}" for f in findings]
     else:

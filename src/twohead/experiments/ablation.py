@@ -1,4 +1,4 @@
-"""``twohead ablation``: which of the sealed techniques helps, beyond noise?
+"""``twohead ablation``: which of the switches helps, beyond noise?
 
 Runs (DVC experiments, commits, or run folders laid out as the project) are labelled by the switches their
 params have on (:func:`twohead.config.switches.label`); each switch's runs are paired by seed with the plain

@@ -172,10 +172,13 @@ def to_markdown(result: dict) -> str:
                       f" {result['base']['rev']}'s labels, Task2 accuracy Δ is {pts(m['delta'])}"
                       f" [{pts(m['ci_low'])}, {pts(m['ci_high'])}] ({m['verdict']}): the model's own change.", ""]
     half = 100 * result["detectable_task2_acc"]
-    widths = ", ".join(f"±{_half_width(c['metrics']['task2_acc']):.1f} for {c['rev']}" for c in result["comparisons"])
+    base = result["base"]["rev"]
+    widths = "; ".join(f"{c['rev']} vs {base} ±{_half_width(c['metrics']['task2_acc']):.1f} points"
+                       + (" (the same answer on every test row)" if _half_width(c["metrics"]["task2_acc"]) == 0 else "")
+                       for c in result["comparisons"])
     lines.append(f"Noise guide: on these {result['test_rows']} test rows one run's Task2 accuracy alone is uncertain by"
-                 f" about ±{half:.1f} points; a difference counts only when its paired interval above excludes 0"
-                 f" (Task2 accuracy: {widths} points).")
+                 f" about ±{half:.1f} points; a difference counts only when its paired interval above excludes 0."
+                 f" The paired interval's half-width for Task2 accuracy: {widths}.")
     return "\n".join(lines) + "\n"
 
 

@@ -1,2 +1,2 @@
-"""Layer 4 — training: the loss, the optimiser groups and schedule, the techniques, one epoch, ``fit`` with
+"""Layer 4 — training: the loss, the optimiser groups and schedule, the switches, one epoch, ``fit`` with
 its callbacks, resumable state, the device. Imports the layers below."""

@@ -24,7 +24,7 @@ from ..model.two_head import TwoHeadModel
 from .averaging import WeightAverages
 from .callbacks import Callback
 from .loop import EpochAccum, NonFinite, predict_logits, train_one_epoch
-from .report import ProgressLine, epoch_line, start_lines
+from .report import ProgressLine, epoch_line, start_lines, step_text
 from .resume import StateStore, rng_restore, rng_snapshot
 from .run_config import FitData, RunConfig
 from .setup import Setup, prepare_training, smoke_check
@@ -105,8 +105,10 @@ class Saves:
     """When the state is saved: after each epoch, every ``store.every_steps`` optimiser steps, and at the step a
     SIGINT / SIGTERM arrived (which then stops the run)."""
 
-    def __init__(self, store: StateStore | None, accelerator, state: RunState, callbacks: Sequence[Callback]):
+    def __init__(self, store: StateStore | None, accelerator, state: RunState, callbacks: Sequence[Callback],
+                 steps_per_epoch: int = 0):
         self.store, self.accelerator, self.state, self.callbacks = store, accelerator, state, callbacks
+        self.steps_per_epoch = steps_per_epoch
         self.signal: str | None = None
         self.signum = 0
         self._previous: dict = {}
@@ -137,7 +139,7 @@ class Saves:
         every = self.store is not None and self.store.every_steps and step % self.store.every_steps == 0
         if every or self.signal:
             self.save(epoch, acc)
-        self.stop_if_signalled(f"at epoch {epoch} step {step}")
+        self.stop_if_signalled(f"at {step_text(epoch, step, self.steps_per_epoch)}")
 
     def stop_if_signalled(self, where: str) -> None:
         if self.signal:
@@ -166,7 +168,7 @@ def fit(model: TwoHeadModel, data: FitData, cfg: RunConfig, callbacks: Sequence[
         averages.load_state_dict(state.averages)
     progress = ProgressLine(cfg.tag, t.epochs, s.steps_per_epoch, log=log,
                             enabled=None if s.accelerator.is_main_process else False, memory=s.memory.sample)
-    with Saves(store, s.accelerator, state, callbacks) as saves:
+    with Saves(store, s.accelerator, state, callbacks, s.steps_per_epoch) as saves:
         for epoch in range(state.start_epoch, t.epochs + 1):
             train_metrics = _train_epoch(s, state, saves, epoch, callbacks, data, cfg, progress, averages)
             logits1, logits2 = predict_logits(s.accelerator, s.model, s.val_loader, len(data.val), desc=f"val {epoch}")
@@ -193,7 +195,7 @@ def fit(model: TwoHeadModel, data: FitData, cfg: RunConfig, callbacks: Sequence[
             if averages:
                 state.averages = averages.state_dict()
             saves.save(epoch, None)
-            saves.stop_if_signalled(f"after epoch {epoch} (step {state.step})")
+            saves.stop_if_signalled(f"after epoch {epoch} ({step_text(epoch, state.step, s.steps_per_epoch)})")
     return _result(s, state, store, t.keep, t.epochs, averages)
 
 
@@ -240,7 +242,7 @@ def _resume(store: StateStore | None, s: Setup, callbacks, log, tag: str) -> Run
         return RunState()
     state = RunState.restore(saved, s.accelerator.device, callbacks)
     _apply_new_lrs(s.scheduler, s.initial_lrs, log, tag)
-    log(f"[{tag}] resuming from epoch {state.start_epoch}, step {state.step}"
+    log(f"[{tag}] resuming at {step_text(state.start_epoch, state.step, s.steps_per_epoch)}"
         + (f" ({state.accum.batches} batches of the epoch done)" if state.accum else "") + f" ({store.folder})")
     return state
 

@@ -4,8 +4,8 @@ Depth of each parameter (L = number of encoder layers, lr = ``train.lr``, d = ``
 
 * heads (``head_task1``, ``head_task2``, and uncertainty weighting's ``loss_log_vars``, which as 1-D
   tensors get no weight decay): lr × ``train.head_lr_mult`` (a BERT-style encoder's own
-  ``pooler`` is frozen by :class:`TwoHeadModel` — mean/cls pooling never uses it — so it is in no group;
-  if it is ever made trainable it joins the heads)
+  ``pooler`` is frozen by :class:`~twohead.model.two_head.TwoHeadModel` — mean/cls pooling never uses it — so it
+  is in no group; if it is ever made trainable it joins the heads)
 * encoder layer i (``encoder.layer.{i}``, 0 = bottom): lr × d^(L−1−i) — the top layer gets lr
 * DeBERTa-v2/v3's shared relative-position modules ``encoder.rel_embeddings``, ``encoder.LayerNorm``
   (the norm of rel_embeddings) and v2-xlarge's ``encoder.conv``: with the **bottom layer**,

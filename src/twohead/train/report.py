@@ -60,6 +60,12 @@ def _clock(seconds: float) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
+def step_text(epoch: int, step: int, steps_per_epoch: int) -> str:
+    """Where a run stands, counted as the progress line counts: ``epoch 2 step 130/251 (run step 381)``."""
+    in_epoch = step - (epoch - 1) * steps_per_epoch
+    return f"epoch {epoch} step {in_epoch}/{steps_per_epoch} (run step {step})"
+
+
 class ProgressLine:
     """Where a run stands, one line every ``every`` seconds — only when stdout is not a terminal (``dvc repro >
     log``, the experiment queue), where tqdm's bar is off and an epoch can otherwise pass in silence:
