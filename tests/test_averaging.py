@@ -52,7 +52,7 @@ def test_ema_params_are_checked():
 
 def test_training_scores_each_average_and_keeps_the_better_on_val(tiny_data, tmp_path):
     data_dir, p = tiny_data
-    p = replace(p, "train", ema=[0.9, 0.5])
+    p = replace(p, "switches", ema=[0.9, 0.5])
     m = train_in(tmp_path, data_dir, p)
     saved = json.loads((tmp_path / "metrics" / "train.json").read_text())
     wa = saved["weight_averaging"]
@@ -68,7 +68,7 @@ def test_an_interrupted_run_with_averages_resumes_to_the_same_result(tiny_data, 
     import twohead.train.loop as loop
 
     data_dir, p = tiny_data
-    p = replace(p, "train", ema=[0.8], checkpoint_every_steps=3)
+    p = replace(replace(p, "switches", ema=[0.8]), "train", checkpoint_every_steps=3)
     ref = train_in(tmp_path / "ref", data_dir, p)
     calls = {"n": 0}
     real = loop._counts
@@ -116,7 +116,7 @@ def test_a_kept_average_is_compared_with_the_raw_weights_on_test(tiny_data, tmp_
 
     monkeypatch.setattr(averaging.WeightAverages, "choose", first_average)
     data_dir, p = tiny_data
-    p = replace(p, "train", ema=[0.5])
+    p = replace(p, "switches", ema=[0.5])
     train_in(tmp_path, data_dir, p)
     assert (tmp_path / "models" / "stage2" / "raw_weights.safetensors").is_file()
     res = evaluate_in(tmp_path, data_dir, p)

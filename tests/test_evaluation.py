@@ -95,8 +95,9 @@ def test_evaluate_and_plot_on_a_trained_tiny_model(tiny_data, tmp_path):
     summary = (tmp_path / "plots" / "summary.md").read_text()
     assert f"| {saved['test']['task2']['acc']:.4f} |" in summary and "## What the curves say" in summary
     assert "![task2_accuracy.png](task2_accuracy.png)" in summary
-    for other in ("reliability.png", "decision.png", "lr_find.png", "task_weighting.png"):  # every figure is listed
+    for other in ("reliability.png", "decision.png", "lr_find.png"):  # every figure is listed
         assert f"![{other}]({other})" in summary
+    assert "task_weighting" not in summary and list((tmp_path / "plots" / "switches").iterdir()) == []  # all off
     assert "## Plain rule vs the decisions chosen on val" in summary and "| Decline recall |" in summary
     for png in made:
         img = imread(png)

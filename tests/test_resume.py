@@ -92,7 +92,7 @@ def test_sigint_saves_the_state_and_stops_then_resumes_identically(tiny_data, tm
 
 def _nan_at(monkeypatch, calls: set[int]):
     """Make the loss non-finite on the given training batches (1-based count across the run)."""
-    import twohead.train.setup as setup
+    import twohead.train.losses as losses
     from twohead.train.losses import TwoTaskLoss
 
     seen = {"n": 0}
@@ -106,7 +106,7 @@ def _nan_at(monkeypatch, calls: set[int]):
                     out["total"] = out["total"] * float("nan")
             return out
 
-    monkeypatch.setattr(setup, "TwoTaskLoss", NanLoss)
+    monkeypatch.setattr(losses, "TwoTaskLoss", NanLoss)   # what loss_for_run builds
 
 
 def test_nonfinite_loss_stops_with_step_ids_and_lrs(tiny_data, tmp_path, monkeypatch):
