@@ -33,8 +33,8 @@ def test_two_process_training_matches_the_data(shared_project, tmp_path):
     # every switch on at once: the extra passes (R-Drop's doubled batch, AWP's second backward, K dropout
     # samples) and the learned log-variances must run under DDP (no unused parameters, no double reduction)
     params = yaml.safe_load((proj / "params.yaml").read_text())
-    params["loss"]["weighting"] = "uncertainty"
-    params["switches"].update({"rdrop_alpha": 1.0, "awp_start_epoch": 1, "msd_samples": 3})
+    params["switches"].update({"task_weighting": "uncertainty", "rdrop_alpha": 1.0, "awp_start_epoch": 1,
+                               "msd_samples": 3})
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "stages/train_stage2.py", *args], proj)
     m = json.loads((proj / "metrics" / "train.json").read_text())

@@ -198,5 +198,6 @@ def test_params_typo_fails_every_repro_and_stage2_keys_leave_stage1(shared_proje
 
 def _in_section(text: str, section: str, old: str, new: str) -> str:
     """``text`` with the first ``old`` after the top-level ``section:`` line replaced."""
+    text = "\n" + text   # a section may open the file
     start = text.index(f"\n{section}:")
-    return text[:start] + text[start:].replace(old, new, 1)
+    return (text[:start] + text[start:].replace(old, new, 1))[1:]
