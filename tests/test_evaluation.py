@@ -98,6 +98,16 @@ def test_evaluate_and_plot_on_a_trained_tiny_model(tiny_data, tmp_path):
     for other in ("reliability.png", "decision.png", "lr_find.png"):  # every figure is listed
         assert f"![{other}]({other})" in summary
     assert "task_weighting" not in summary and list((tmp_path / "plots" / "switches").iterdir()) == []  # all off
+    # a switch on: its curve is drawn into plots/switches and listed in the summary; off again: gone
+    paths = stage_paths(plot.PlotPaths, tmp_path, prepared=data_dir / "prepared")
+    plain_hist = pd.read_csv(paths.train_history)
+    plain_hist.assign(train_loss_rdrop=[0.3] * len(plain_hist)).to_csv(paths.train_history, index=False)
+    with_switch = plot.run(p, paths)
+    assert tmp_path / "plots" / "switches" / "rdrop_loss.png" in with_switch
+    assert "![switches/rdrop_loss.png](switches/rdrop_loss.png)" in (tmp_path / "plots" / "summary.md").read_text()
+    plain_hist.to_csv(paths.train_history, index=False)
+    plot.run(p, paths)
+    assert list((tmp_path / "plots" / "switches").iterdir()) == []
     assert "## Plain rule vs the decisions chosen on val" in summary and "| Decline recall |" in summary
     for png in made:
         img = imread(png)

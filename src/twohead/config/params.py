@@ -472,16 +472,26 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     raise TypeError(f"unsupported annotation for {key}: {tp}")  # pragma: no cover
 
 
-#: Keys (or whole sections) that were renamed: an old params.yaml or experiment gets one line naming the new key.
+#: Keys that were renamed (old dotted key -> new): an old params.yaml or experiment gets one line naming the new key.
+#: The one table of old names: ``twohead.config.switches`` reads older experiments' switches through it too.
 RENAMED = {
     "eval.pick_threshold": "decide.pick_threshold",
+    "stage1.label_smoothing": "stage1.label_smoothing_task1",
     "loss.weighting": "switches.task_weighting",
     "model.msd_samples": "switches.msd_samples",
     "train.ema": "switches.ema",
-    "stage1.label_smoothing": "stage1.label_smoothing_task1",
-    "reg": "switches (the same keys: rdrop_alpha, awp_*)",
-    "hier": "switches (the same keys: pick_consistency_*, decline_uniform_weight)",
+    **{f"reg.{k}": f"switches.{k}" for k in ("rdrop_alpha", "awp_lr", "awp_eps", "awp_start_epoch")},
+    **{f"hier.{k}": f"switches.{k}" for k in ("pick_consistency_weight", "pick_consistency_type",
+                                              "pick_consistency_detach", "decline_uniform_weight")},
 }
+
+
+def _renamed(old: str) -> str | None:
+    """The new name of an old key, or of an old whole section (``reg`` -> ``switches``); None if never renamed."""
+    if old in RENAMED:
+        return RENAMED[old]
+    moved = sorted({new.split(".")[0] for key, new in RENAMED.items() if key.split(".")[0] == old})
+    return f"{moved[0]} (the same keys)" if len(moved) == 1 and old not in Params.__dataclass_fields__ else None
 
 
 def _build(cls: type, raw: Any, prefix: str, source: str, partial: bool) -> Any:
@@ -492,8 +502,9 @@ def _build(cls: type, raw: Any, prefix: str, source: str, partial: bool) -> Any:
     unknown = sorted(set(raw) - set(names))
     for k in unknown:
         old = f"{prefix}.{k}" if prefix else str(k)
-        if old in RENAMED:
-            raise ParamsError(f"{source}: {old} is now {RENAMED[old]}: rename the key (same meaning)")
+        new = _renamed(old)
+        if new:
+            raise ParamsError(f"{source}: {old} is now {new}: rename the key (same meaning)")
     if unknown:
         where = f"{prefix}." if prefix else ""
         raise ParamsError(

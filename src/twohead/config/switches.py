@@ -8,6 +8,8 @@ dropout and AWP in :mod:`twohead.train.switches`; class-weight schemes in :mod:`
 
 from __future__ import annotations
 
+from .params import RENAMED
+
 #: The plain recipe's value of every switch param (params.yaml defaults).
 OFF: dict[str, object] = {
     "switches.task_weighting": "fixed",
@@ -40,9 +42,7 @@ def values(params) -> dict:
 
 
 #: Where an older params.yaml (an earlier experiment) kept a switch: read there when the new key is absent.
-OLD_KEYS = {"switches.task_weighting": "loss.weighting", "switches.rdrop_alpha": "reg.rdrop_alpha",
-            "switches.msd_samples": "model.msd_samples", "switches.awp_start_epoch": "reg.awp_start_epoch",
-            "switches.pick_consistency_detach": "hier.pick_consistency_detach"}
+OLD_KEYS = {new: old for old, new in RENAMED.items() if new in OFF}
 
 
 def get(params: dict, dotted: str, default=None):

@@ -18,8 +18,16 @@ FIGURES = ("task1_loss.png", "task1_accuracy.png", "task2_loss.png", "task2_accu
            "band_recall.png", "per_class_recall.png", "top_confusions.png", "cartography_task1.png",
            "cartography_task2.png")
 
-#: The curves of a switch, drawn into ``PlotPaths.switch_figures`` only when that switch is on (off, they are flat).
-SWITCH_FIGURES = ("hierarchy_loss.png", "rdrop_loss.png", "task_weighting.png")
+#: The curves of a switch, drawn into ``PlotPaths.switch_figures`` only when that switch is on (off, they are flat
+#: and the history has no such columns): figure -> (history column -> label, title, y label).
+SWITCH_CURVES = {
+    "hierarchy_loss.png": ({"train_loss_hier": "train", "val_loss_hier": "val"},
+                           "Hierarchy terms (switches.pick_consistency_weight / decline_uniform_weight)", "loss"),
+    "rdrop_loss.png": ({"train_loss_rdrop": "train"}, "R-Drop term (alpha x symmetric KL between two dropout passes)",
+                       "loss"),
+    "task_weighting.png": ({"sigma_task1": "σ Task1 (Pick/Decline)", "sigma_task2": "σ Task2"},
+                           "Uncertainty weighting: learned σ per task", "σ = exp(s/2)"),
+}
 
 
 @dataclass(frozen=True)
@@ -51,14 +59,9 @@ def run(p: Params, paths: PlotPaths) -> list[Path]:
     made = []
 
     def go(name, fn, *args, **kw):
-        folder = out if name in FIGURES else Path(paths.switch_figures)
-        assert name in FIGURES + SWITCH_FIGURES, name
-        fn(*args, folder / name, text, **kw)
-        made.append(folder / name)
-
-    Path(paths.switch_figures).mkdir(parents=True, exist_ok=True)
-    for stale in Path(paths.switch_figures).glob("*.png"):  # a switch on in an earlier run, off now
-        stale.unlink()
+        assert name in FIGURES, name
+        fn(*args, out / name, text, **kw)
+        made.append(out / name)
 
     go("task1_loss.png", curves, hist, {"train_loss_task1": "train", "val_loss_task1": "val"},
        "Task1 (Pick/Decline) loss", "weighted CE")
@@ -72,16 +75,14 @@ def run(p: Params, paths: PlotPaths) -> list[Path]:
     go("consistency.png", curves, hist, {"val_gold_pick_low_conf": f"gold Pick, Task2 max-prob < {low:g}",
                                          "val_gold_decline_high_conf": f"gold Decline, Task2 max-prob > {high:g}"},
        "Hierarchy consistency on val (lower is better)", "share of rows", unit_range=True)
-    # a switch's curves only when it is on (the history has their columns only then)
-    if "sigma_task1" in hist:
-        go("task_weighting.png", curves, hist, {"sigma_task1": "σ Task1 (Pick/Decline)", "sigma_task2": "σ Task2"},
-           "Uncertainty weighting: learned σ per task", "σ = exp(s/2)")
-    if "train_loss_hier" in hist:
-        go("hierarchy_loss.png", curves, hist, {"train_loss_hier": "train", "val_loss_hier": "val"},
-           "Hierarchy terms (switches.pick_consistency_weight / decline_uniform_weight)", "loss")
-    if "train_loss_rdrop" in hist:
-        go("rdrop_loss.png", curves, hist, {"train_loss_rdrop": "train"},
-           "R-Drop term (alpha x symmetric KL between two dropout passes)", "loss")
+    switched = Path(paths.switch_figures)
+    switched.mkdir(parents=True, exist_ok=True)
+    for stale in switched.glob("*.png"):  # a switch on in an earlier run, off now
+        stale.unlink()
+    for name, (series, title, ylabel) in SWITCH_CURVES.items():
+        if next(iter(series)) in hist:
+            curves(hist, series, title, ylabel, switched / name, text)
+            made.append(switched / name)
     band_rows = pd.read_csv(paths.band_recall)
     band_info = read_json(Path(paths.prepared) / "bands.json")
     totals = pd.Series(band_info["class_band"]).value_counts().to_dict()
@@ -96,9 +97,7 @@ def run(p: Params, paths: PlotPaths) -> list[Path]:
     shown = ["task2_accuracy.png", "task2_loss.png", "task1_accuracy.png", "task1_loss.png", "band_recall.png",
              "per_class_recall.png", "top_confusions.png", "consistency.png", "cartography_task2.png",
              "cartography_task1.png", "reliability.png", "decision.png", "lr_find.png"]
-    switch_shown = [str(Path(paths.switch_figures, n).relative_to(out)) for n in SWITCH_FIGURES
-                    if Path(paths.switch_figures, n) in made]
-    shown[-3:-3] = switch_shown
+    shown[-3:-3] = [str(f.relative_to(out)) for f in made if f.parent == switched]
     write_text(paths.summary, summary_markdown(read_json(paths.test_metrics), hist, diagnose(hist, band_rows), text,
                                                [str(Path(out / n).relative_to(Path(paths.summary).parent))
                                                 for n in shown],
