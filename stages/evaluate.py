@@ -11,14 +11,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from twohead.pipeline.stage_main import exit_on_interrupt, run_stage  # noqa: E402
 
 exit_on_interrupt("evaluate")  # Ctrl-C while the imports below load: one line, status 130
+from twohead.evaluate.summary import headline_lines  # noqa: E402
 from twohead.pipeline.evaluate import EvaluatePaths, run  # noqa: E402
 
 
 def main(p, paths: EvaluatePaths) -> None:
-    r = run(p, paths)["test"]
-    print(f"[evaluate] test: Task2 acc {r['task2']['acc']:.4f}, macro-F1 {r['task2']['macro_f1']:.4f}; "
-          f"Task1 acc {r['task1']['acc']:.4f}, Pick F1 {r['task1']['f1_pick']:.4f}; "
-          f"combined (N+Decline) acc {r['combined']['acc']:.4f}")
+    print(headline_lines(run(p, paths)))
 
 
 if __name__ == "__main__":
