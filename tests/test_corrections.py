@@ -77,3 +77,22 @@ def test_a_corrections_file_of_the_wrong_shape_is_refused(raw, tmp_path):
     p = replace(p, "data", corrections=str(tmp_path / "missing.csv"))
     with pytest.raises(DataError, match="missing.csv: corrections file \\(data.corrections\\) not found"):
         prepare(p.data, p.split)
+    (tmp_path / "fixes").mkdir()   # it exists, but it is a folder: say so, not "not found"
+    p = replace(p, "data", corrections=str(tmp_path / "fixes"))
+    with pytest.raises(DataError, match="fixes: is a directory; the corrections file \\(data.corrections\\) must"):
+        prepare(p.data, p.split)
+
+
+def test_empty_corrections_path_is_refused_naming_the_key(tmp_path):
+    """DVC cannot depend on an empty path (every dvc command failed with 'unexpected error'): the params file is
+    refused first, by validate_params and twohead check."""
+    import yaml
+
+    from conftest import committed_text
+    from twohead.config.params import ParamsError, load_params
+
+    raw = yaml.safe_load(committed_text("params.yaml"))
+    raw["data"]["corrections"] = ""
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match="data.corrections is empty, and dvc.yaml depends on that path"):
+        load_params(tmp_path / "params.yaml")

@@ -114,3 +114,32 @@ def test_plain_encoding_round_trips_numpy_and_frames_exactly():
     with pytest.raises(TypeError, match="plain data"):
         to_plain({"x": object()})
     json.dumps(to_plain({"a": [1, 2.5, "s"]}))  # plain values stay plain
+
+
+def test_a_planted_pickle_in_the_optimizer_state_stops_in_one_line(tmp_path):
+    """Accelerate's own files (optimizer.bin …) are read with weights_only=True too: the planted pickle is refused,
+    runs nothing, and the run stops with one line naming the fix (not a traceback; not a "fresh" start from a model
+    that may already hold the state's weights)."""
+    from accelerate import Accelerator
+
+    from twohead.config.errors import TrainingError
+
+    if os.path.exists(MARK):
+        os.remove(MARK)
+    acc = Accelerator(cpu=True)
+    model = torch.nn.Linear(2, 2)
+    model, opt = acc.prepare(model, torch.optim.AdamW(model.parameters()))
+    model(torch.ones(1, 2)).sum().backward()
+    opt.step()
+    log: list[str] = []
+    store = _store(tmp_path, {"params": "p", "inputs": "i"}, log)
+    store.save(acc, {"epoch": 1})
+    optimizer_file = store.folder / "accelerate" / "optimizer.bin"
+    assert optimizer_file.is_file()
+    with open(optimizer_file, "wb") as f:
+        pickle.dump({"state": Evil()}, f)
+    with pytest.raises(TrainingError) as e:
+        store.load(acc)
+    msg = str(e.value)
+    assert "is not plain training data" in msg and f"delete {store.folder}" in msg and "\n" not in msg
+    assert not os.path.exists(MARK), "loading the state ran code"

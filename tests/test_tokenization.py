@@ -104,6 +104,16 @@ def test_head_tail_keeps_both_ends_of_a_long_text(demo_encoder_dir):
         encode(tok, [short], 64, 16, truncation="middle")
 
 
+def test_head_tail_never_reads_a_text_twice(demo_encoder_dir):
+    """A text long in characters (past max_length × 100) whose tokens fit: its head and tail cuts used to overlap,
+    and it came out as [CLS] … night Senate … night [SEP]."""
+    tok = load_tokenizer(demo_encoder_dir)
+    text = "Senate passes the budget bill" + " " * 30000 + "after a long night"
+    ids, _ = encode(tok, [text], 64, 16, truncation="head_tail", head_share=0.25)
+    whole = tok("Senate passes the budget bill after a long night")["input_ids"]
+    assert ids[0] == whole and len(ids[0]) < 64
+
+
 def test_check_reports_the_cut_share_and_suggests_head_tail(demo_encoder_dir):
     from twohead.check import Report, check_truncation
 

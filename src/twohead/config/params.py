@@ -576,7 +576,11 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ParamsError(f"{path}: not valid YAML{where}: {what}") from exc
     if raw is None:
         raise ParamsError(f"{path}: params file is empty")
-    return params_from_dict(raw, source=str(path), partial=False)
+    p = params_from_dict(raw, source=str(path), partial=False)
+    if not p.data.corrections.strip():   # dvc.yaml depends on ${data.corrections}: DVC cannot depend on ''
+        raise ParamsError(f"{path}: data.corrections is empty, and dvc.yaml depends on that path; for no corrections"
+                          " point it at a header-only CSV (data/corrections.csv: id,category,pick,drop)")
+    return p
 
 
 def to_dict(params: Any) -> dict:

@@ -132,6 +132,8 @@ def read_table(path: str | Path, fmt: str = "auto", what: str = "raw data file (
     ``what`` names the file in the error when it is missing; ``encoding_hint`` says how the caller sets the
     encoding (a param, a command-line option)."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory; the {what} must name a file")
     if not path.is_file():
         raise DataError(f"{path}: {what} not found")
     fmt = detect_format(path, fmt)

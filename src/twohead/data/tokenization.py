@@ -31,13 +31,15 @@ TRUNCATIONS = ("head", "head_tail")
 
 def head_tail(tokenizer, texts: list[str], max_length: int, head_share: float) -> list[list[int]]:
     """Long texts cut to their first ``head_share`` of the room and their last tokens (Sun et al. 2019: head 128 +
-    tail 382 of 512 beat the head alone on long reviews), special tokens added as the tokenizer does."""
+    tail 382 of 512 beat the head alone on long reviews), special tokens added as the tokenizer does. A text whose
+    tokens fit the room (long only in characters, e.g. a run of spaces) is kept whole: head and tail never overlap,
+    so no token is read twice."""
     prefix, suffix = special_frame(tokenizer)
     room = max_length - len(prefix) - len(suffix)
     head = int(round(room * head_share))
     tail = room - head
     body = tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
-    return [prefix + x[:head] + (x[len(x) - tail:] if tail else []) + suffix for x in body]
+    return [prefix + (x if len(x) <= room else x[:head] + (x[len(x) - tail:] if tail else [])) + suffix for x in body]
 
 
 def special_frame(tokenizer) -> tuple[list[int], list[int]]:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config.errors import OutputError
+from ..config.errors import OutputError, TrainingError
 from ..data.io import atomic_path
 
 DONE = "DONE.json"
@@ -180,7 +180,15 @@ class StateStore:
             self.log(f"state in {self.folder}: {mine.name} is not plain training data and was not loaded"
                      f" ({first}): starting fresh")
             return None
-        accelerator.load_state(str(self.folder / "accelerate"))
+        try:
+            accelerator.load_state(str(self.folder / "accelerate"))
+        except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError) as exc:
+            # Accelerate reads with weights_only=True: a pickle that would run code is refused, but the model may
+            # already hold the state's weights by then, so a "fresh" start would not be fresh: stop, naming the fix
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise TrainingError(f"state in {self.folder}: a file under accelerate/ (model, optimizer, scheduler or"
+                                f" RNG state) is not plain training data and was not loaded ({first}); delete"
+                                f" {self.folder} and re-run to start fresh") from None
         return progress
 
     def save(self, accelerator, progress: dict[str, Any]) -> None:
