@@ -96,3 +96,15 @@ def test_empty_corrections_path_is_refused_naming_the_key(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(ParamsError, match="data.corrections is empty, and dvc.yaml depends on that path"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_a_corrections_file_of_unknown_format_gets_its_own_hint(raw, tmp_path):
+    """data.format is the raw table's: an error about the corrections file must not send the user there."""
+    from conftest import make_params
+
+    odd = tmp_path / "passwd"
+    odd.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    p = make_params(data={"raw_path": str(raw), "corrections": str(odd)})
+    with pytest.raises(DataError) as e:
+        prepare(p.data, p.split)
+    assert "name the corrections file *.csv" in str(e.value) and "data.format" not in str(e.value)

@@ -53,7 +53,8 @@ def _cell(value) -> str:
 def read_corrections(path: str, encoding: str = "utf-8") -> pd.DataFrame:
     """The corrections table, checked for shape: an ``id`` column, only known columns, each id once."""
     try:
-        df = read_table(path, what="corrections file (data.corrections)", encoding=encoding)
+        df = read_table(path, what="corrections file (data.corrections)", encoding=encoding,
+                        format_hint="name the corrections file *.csv (or .tsv, .parquet, .jsonl)")
     except DataError as exc:
         if "has no data rows" not in str(exc):
             raise

@@ -111,7 +111,11 @@ def write_parquet(path: str | Path, df: pd.DataFrame) -> None:
         df.to_parquet(tmp, index=False)
 
 
-def detect_format(path: str | Path, fmt: str = "auto") -> str:
+#: How a caller says which format a file is when its name does not tell (the raw table: a param).
+FORMAT_HINT = "set data.format to csv, parquet or jsonl"
+
+
+def detect_format(path: str | Path, fmt: str = "auto", hint: str = FORMAT_HINT) -> str:
     if fmt != "auto":
         return fmt
     suffixes = [s.lower() for s in Path(path).suffixes]
@@ -121,12 +125,12 @@ def detect_format(path: str | Path, fmt: str = "auto") -> str:
         return "jsonl"
     if ".csv" in suffixes or ".tsv" in suffixes:
         return "csv"
-    raise DataError(f"{path}: cannot tell the format from the file name (.csv, .tsv, .parquet, .jsonl);"
-                    " set data.format to csv, parquet or jsonl")
+    raise DataError(f"{path}: cannot tell the format from the file name (.csv, .tsv, .parquet, .jsonl); {hint}")
 
 
 def read_table(path: str | Path, fmt: str = "auto", what: str = "raw data file (data.raw_path)",
-               encoding: str = "utf-8", encoding_hint: str = "set data.encoding to") -> pd.DataFrame:
+               encoding: str = "utf-8", encoding_hint: str = "set data.encoding to",
+               format_hint: str = FORMAT_HINT) -> pd.DataFrame:
     """Read a raw table (CSV, Parquet or JSON Lines) with every column as given: CSV cells stay
     strings (an empty cell is ''), so ids like ``007`` and labels like ``NA`` are not mangled.
     ``what`` names the file in the error when it is missing; ``encoding_hint`` says how the caller sets the
@@ -136,7 +140,7 @@ def read_table(path: str | Path, fmt: str = "auto", what: str = "raw data file (
         raise DataError(f"{path}: is a directory; the {what} must name a file")
     if not path.is_file():
         raise DataError(f"{path}: {what} not found")
-    fmt = detect_format(path, fmt)
+    fmt = detect_format(path, fmt, format_hint)
     with reading(path, fmt, encoding, encoding_hint):
         if fmt == "csv":
             sep = _csv_sep(path)
