@@ -45,7 +45,7 @@ def test_corrections_relabel_drop_and_keep_every_row_in_its_split(raw, tmp_path)
     assert (b["split"] == a.loc[b.index, "split"]).all()          # the split is drawn before the corrections
     assert fixed.corrections == {"file": str(tmp_path / "corrections.csv"), "rows": 5, "category_changed": 2,
                                  "pick_changed": 2, "dropped": 1, "unchanged": 1,
-                                 "by_split": fixed.corrections["by_split"]}
+                                 "by_split": fixed.corrections["by_split"], "categories_removed": []}
     assert sum(fixed.corrections["by_split"].values()) == 5
     assert base.corrections["rows"] == 0
 
@@ -108,3 +108,25 @@ def test_a_corrections_file_of_unknown_format_gets_its_own_hint(raw, tmp_path):
     with pytest.raises(DataError) as e:
         prepare(p.data, p.split)
     assert "name the corrections file *.csv" in str(e.value) and "data.format" not in str(e.value)
+
+
+def test_a_class_the_corrections_remove_is_named_and_counted(raw, tmp_path):
+    every_c = [[f"r{i}", "A", "", ""] for i in range(2, 60, 3)]     # every C row relabelled A
+    prep, _ = _prepare(raw, every_c, tmp_path)
+    assert prep.categories == ["A", "B"] and prep.corrections["categories_removed"] == ["C"]
+    assert any("no row of category 'C'" in w and "(3 → 2 categories)" in w for w in prep.warnings)
+
+
+def test_corrections_that_empty_train_of_decline_or_a_class_name_the_file_and_rows(raw, tmp_path):
+    base = _all(_prepare(raw, [], tmp_path)[0])
+    train = base[base["split"] == "train"]
+    declines = [[i, "", "", "true"] for i in train.index[train["labels_task1"] == 0]]
+    with pytest.raises(DataError) as e:
+        _prepare(raw, declines, tmp_path)
+    msg = str(e.value)
+    assert msg.startswith(str(tmp_path / "corrections.csv")) and "train split has no Decline row" in msg
+    assert f"row 0 (id {declines[0][0]!r})" in msg and "raw.csv" not in msg
+    train_c = [[i, "A", "", ""] for i in train.index[train["category"] == "C"]]
+    with pytest.raises(DataError, match=r"no train row has category 'C' \(val/test still do\) — the corrections in"
+                                        r" .*corrections.csv did it: row 0"):
+        _prepare(raw, train_c, tmp_path)

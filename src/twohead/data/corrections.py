@@ -38,10 +38,23 @@ class Applied:
     dropped: int = 0
     unchanged: int = 0            # a correction that matched what the data said already
     by_split: dict = field(default_factory=dict)   # rows touched per split
+    categories_removed: list = field(default_factory=list)   # categories no row has any more (relabelled / dropped)
+    # (corrections row, id, old pick, old category) of every train row a correction changed or dropped
+    train_changes: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"file": self.file, "rows": self.rows, "category_changed": self.category, "pick_changed": self.pick,
-                "dropped": self.dropped, "unchanged": self.unchanged, "by_split": self.by_split}
+                "dropped": self.dropped, "unchanged": self.unchanged, "by_split": self.by_split,
+                "categories_removed": self.categories_removed}
+
+    def blame(self, pick: int | None = None, category: str | None = None) -> str:
+        """The corrections rows that took a train row away from ``pick`` (0/1) or ``category``, for an error."""
+        rows = [f"row {r} (id {i!r})" for r, i, p, c in self.train_changes
+                if (pick is not None and p == pick) or (category is not None and c == category)]
+        if not rows:
+            return ""
+        more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+        return f" — the corrections in {self.file} did it: {', '.join(rows[:5])}{more}"
 
 
 def _cell(value) -> str:
@@ -97,6 +110,8 @@ def apply(df: pd.DataFrame, split: pd.Series, corrections: pd.DataFrame, path: s
             raise DataError(f"{where}: drop must be true or false, not {row.drop!r}")
         name = split.iloc[k]
         res.by_split[name] = res.by_split.get(name, 0) + 1
+        if name == "train":
+            res.train_changes.append((r, row.id, int(df.at[k, "pick"]), df.at[k, "category"]))
         if drop in TRUE:
             keep.iloc[k] = False
             res.dropped += 1
@@ -126,4 +141,6 @@ def apply(df: pd.DataFrame, split: pd.Series, corrections: pd.DataFrame, path: s
                 changed = True
         if not changed:
             res.unchanged += 1
-    return df[keep.to_numpy()].reset_index(drop=True), split[keep.to_numpy()].reset_index(drop=True), res
+    kept = df[keep.to_numpy()].reset_index(drop=True)
+    res.categories_removed = sorted(categories - set(kept["category"].dropna()))
+    return kept, split[keep.to_numpy()].reset_index(drop=True), res

@@ -351,6 +351,10 @@ def prepare(data_cfg: DataParams, split_cfg: SplitParams) -> Prepared:
                                      data_cfg.pick_values, data_cfg.decline_values, path)
 
     categories = sorted(set(df["category"].dropna()))
+    removed_note = ([f"{data_cfg.corrections}: the corrections leave no row of category {c!r} (relabelled or"
+                     f" dropped): it is no longer a class ({len(categories) + len(corrected.categories_removed)}"
+                     f" → {len(categories)} categories)" for c in corrected.categories_removed]
+                    if corrected is not None else [])
     col = data_cfg.category_column
     if not categories:
         raise DataError(f"{path}: no row has a category in column {col!r} (data.category_column)")
@@ -382,13 +386,24 @@ def prepare(data_cfg: DataParams, split_cfg: SplitParams) -> Prepared:
     for code, label in ((0, "Decline"), (1, "Pick")):
         if not (train_pick == code).any():
             n = int((df["labels_task1"] == code).sum())
+            if corrected is not None and corrected.blame(pick=code):
+                raise DataError(f"{data_cfg.corrections}: after the corrections the train split has no {label} row"
+                                f"{corrected.blame(pick=code)}; Task1 cannot learn {label}: keep some train"
+                                f" {label} rows")
             raise DataError(f"{path}: the train split has no {label} row ({n} in all, every one in val/test"
                             + (f" by column {data_cfg.split_column!r}" if data_cfg.split_column else "")
                             + f"); Task1 cannot learn {label} from train: move some {label} rows to train")
+    if corrected is not None:   # a class the corrections took out of train but left in val/test
+        in_train = set(splits["train"]["category"].dropna())
+        lost = [c for c in categories if c not in in_train and corrected.blame(category=c)]
+        if lost:
+            raise DataError(f"{data_cfg.corrections}: after the corrections no train row has category {lost[0]!r}"
+                            f" (val/test still do){corrected.blame(category=lost[0])}; the model cannot learn it:"
+                            " keep some train rows of it, or relabel its val/test rows too")
     dup_counts, warnings = _cross_split_duplicates(splits, data_cfg, path)
     return Prepared(splits=splits, categories=categories, dropped=dropped, decline_category_dropped=n_decline_cat,
                     rare_train_only=rare, cross_split_duplicates=dup_counts,
-                    warnings=respell_note + comma_warning + warnings, names_respelled=respelled,
+                    warnings=respell_note + comma_warning + removed_note + warnings, names_respelled=respelled,
                     corrections=corrected.as_dict() if corrected is not None else None)
 
 
