@@ -121,3 +121,29 @@ def test_the_review_stage_on_the_tiny_run(tiny_data, tmp_path):
 
     args = build_parser().parse_args(["review", "models/stage2", "--out", "x"])
     assert args.func.__name__ == "cmd_review" and args.decision is None
+
+
+def test_one_class_is_skipped_in_one_line_not_a_crash():
+    """A split whose labels are all one class (a test split without Decline, via data.split_column): cleanlab
+    raised 'Labels must contain at least 2 classes' and the review stage crashed; now it reports what it can."""
+    import pandas as pd
+
+    from twohead.check import one_class_splits
+    from twohead.pipeline.review import report
+    from twohead.review.issues import find_issues
+    from twohead.review.pairs import confusable_pairs
+
+    probs = np.array([[0.7, 0.3], [0.2, 0.8], [0.9, 0.1]])
+    issues = find_issues(np.array([1, 1, 1]), probs, ["Decline", "Pick"])
+    assert issues.summary()["flagged"] == 0 and "every one of its 3 labelled rows is 'Pick'" in issues.skipped
+    assert list(issues.quality) == [0.3, 0.8, 0.1]
+    pairs = confusable_pairs(np.array([0, 0, 0]), np.array([1, 0, 1]), probs, ["A", "B"], top=5, resamples=50)
+    assert pairs.iloc[0]["confusions"] == 2 and pairs.iloc[0]["overlap_joint"] == 0.0
+    split = {"task2": {"flagged": 0, "rows": 3, "estimated_wrong_share": 0.0},
+             "task1": {"flagged": 0, "rows": 3, "skipped": issues.skipped}}
+    lines = report({"splits": {"val": split, "test": split}, "top_pairs": [], "queue": {"path": "q", "rows": 0}})
+    assert lines[0].startswith("skipped the Pick/Decline labels of val: every one of its 3 labelled rows")
+    one = pd.DataFrame({"labels_task1": [1, 1], "category": ["A", "B"]})
+    two = pd.DataFrame({"labels_task1": [1, 0, 1], "category": ["A", None, "B"]})
+    warned = one_class_splits({"val": two, "test": one})
+    assert len(warned) == 1 and "the test split's Pick/Decline labels are all 'Pick'" in warned[0]

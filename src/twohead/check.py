@@ -94,6 +94,21 @@ def check_truncation(tok, texts: list[str], max_length: int, truncation: str, re
     return shares
 
 
+def one_class_splits(splits: dict) -> list[str]:
+    """A val or test split whose labels of a task are all one class: the review stage skips it (label issues
+    compare classes), and its accuracy says little."""
+    out = []
+    for name in ("val", "test"):
+        df = splits[name]
+        for task, col, what in (("Task1", "labels_task1", "Pick/Decline"), ("Task2", "category", "category")):
+            values = df[col][df[col].notna() & (df[col] != -100)].unique() if col in df else []
+            if len(values) == 1:
+                only = {1: "Pick", 0: "Decline"}.get(values[0], values[0]) if task == "Task1" else values[0]
+                out.append(f"the {name} split's {what} labels are all {str(only)!r}: the review stage skips"
+                           f" {task} there (label issues need two classes), and {task}'s {name} figures say little")
+    return out
+
+
 def run_check(params_path: str | Path = "params.yaml", root: str | Path = ".") -> Report:
     from .config.params import load_params
     from .data.labels import prepare
@@ -113,6 +128,7 @@ def run_check(params_path: str | Path = "params.yaml", root: str | Path = ".") -
         sizes = ", ".join(f"{k} {len(v)}" for k, v in prep.splits.items())
         report.ok.append(f"{p.data.raw_path}: {len(prep.categories)} categories; rows {sizes}")
         report.warnings.extend(prep.warnings)
+        report.warnings.extend(one_class_splits(prep.splits))
     except TwoheadError as exc:
         report.errors.append(str(exc))
 

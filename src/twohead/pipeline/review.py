@@ -160,6 +160,9 @@ def report(r: dict) -> list[str]:
     """What the stage and ``twohead review`` print."""
     lines = []
     for split in ("val", "test"):
+        for task, what in (("task2", "category"), ("task1", "Pick/Decline")):
+            if r["splits"][split][task].get("skipped"):
+                lines.append(f"skipped the {what} labels of {split}: {r['splits'][split][task]['skipped']}")
         t2 = r["splits"][split]["task2"]
         lines.append(f"{split}: {t2['flagged']} of {t2['rows']} category labels flagged, cleanlab estimates"
                      f" {t2['estimated_wrong_share']:.1%} wrong; {r['splits'][split]['task1']['flagged']} Pick/Decline"

@@ -26,6 +26,7 @@ class Issues:
     suggested: np.ndarray         # per row: the most probable label
     estimated_issues: int         # cleanlab's estimate of wrong labels in the split (off-diagonal of the joint)
     per_class: pd.DataFrame       # class, rows, flagged, estimated_noise (share of the class's labels wrong)
+    skipped: str = ""             # why nothing was estimated (e.g. one class only), else ""
 
     @property
     def rows(self) -> int:
@@ -34,7 +35,8 @@ class Issues:
     def summary(self) -> dict:
         n = max(self.rows, 1)
         return {"rows": self.rows, "flagged": int(len(self.flagged)), "flagged_share": len(self.flagged) / n,
-                "estimated_wrong": self.estimated_issues, "estimated_wrong_share": self.estimated_issues / n}
+                "estimated_wrong": self.estimated_issues, "estimated_wrong_share": self.estimated_issues / n,
+                **({"skipped": self.skipped} if self.skipped else {})}
 
 
 def find_issues(labels: np.ndarray, probs: np.ndarray, names: list[str]) -> Issues:
@@ -50,6 +52,13 @@ def find_issues(labels: np.ndarray, probs: np.ndarray, names: list[str]) -> Issu
     if len(labels) == 0:
         empty = pd.DataFrame(columns=["class", "rows", "flagged", "estimated_noise"])
         return Issues(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), 0, empty)
+    counts = np.bincount(labels, minlength=probs.shape[1])
+    if (counts > 0).sum() < 2:   # confident learning compares classes: with one there is nothing to estimate
+        per_class = pd.DataFrame({"class": names, "rows": counts, "flagged": 0, "estimated_noise": np.nan})
+        only = names[int(labels[0])]
+        return Issues(np.zeros(0, np.int64), probs[np.arange(len(labels)), labels], probs.argmax(1), 0, per_class,
+                      skipped=f"every one of its {len(labels)} labelled rows is {only!r}: label issues need at least"
+                              " two classes")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # "too few examples in class k": a small split, said in the report instead
         flagged = np.asarray(find_label_issues(labels, probs, filter_by="prune_by_noise_rate",
@@ -59,7 +68,6 @@ def find_issues(labels: np.ndarray, probs: np.ndarray, names: list[str]) -> Issu
         ranked = rank_classes_by_label_quality(labels, probs)
     noise = dict(zip(ranked["Class Index"].astype(int), ranked["Label Noise"].astype(float)))
     k = probs.shape[1]
-    counts = np.bincount(labels, minlength=k)
     flagged_counts = np.bincount(labels[flagged], minlength=k)
     per_class = pd.DataFrame({"class": names, "rows": counts, "flagged": flagged_counts,
                               "estimated_noise": [noise.get(i, 0.0) if counts[i] else np.nan for i in range(k)]})

@@ -44,11 +44,13 @@ def confusable_pairs(y: np.ndarray, pred: np.ndarray, probs: np.ndarray, names: 
     both = conf + conf.T
     iu = np.triu_indices(k, 1)
     order = np.argsort(-both[iu], kind="stable")[:top]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        overlap = find_overlapping_classes(y, probs / probs.sum(1, keepdims=True))
-    joint = {(int(r["Class Index A"]), int(r["Class Index B"])): float(r["Joint Probability"])
-             for _, r in overlap.iterrows()}
+    joint = {}
+    if len(np.unique(y)) >= 2:   # cleanlab's overlap needs two classes among the labels; else 0 (not estimated)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            overlap = find_overlapping_classes(y, probs / probs.sum(1, keepdims=True))
+        joint = {(int(r["Class Index A"]), int(r["Class Index B"])): float(r["Joint Probability"])
+                 for _, r in overlap.iterrows()}
     chosen = [(int(iu[0][j]), int(iu[1][j])) for j in order if both[iu[0][j], iu[1][j]] > 0]
     gains = merge_gains(y, pred, chosen, resamples)
     rows = []
