@@ -143,3 +143,26 @@ def test_a_planted_pickle_in_the_optimizer_state_stops_in_one_line(tmp_path):
     msg = str(e.value)
     assert "is not plain training data" in msg and f"delete {store.folder}" in msg and "\n" not in msg
     assert not os.path.exists(MARK), "loading the state ran code"
+
+
+def test_a_writer_killed_mid_write_leaves_no_temp_file_behind_the_next_write(tmp_path):
+    """kill -9 mid-write left metrics/.confusable_pairs.csv.*.tmp behind: the next write of that output removes the
+    temp files of writers that are gone, and keeps a live writer's and other tools' temp names."""
+    import subprocess
+    import sys
+
+    from twohead.data.atomic import write_text
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    out = tmp_path / "pairs.csv"
+    stale = [tmp_path / f".pairs.csv.{dead}.ab12cd34.tmp", tmp_path / ".pairs.csv.k2j4h5g6.tmp"]
+    kept = [tmp_path / f".pairs.csv.{os.getpid()}.zz99yy88.tmp", tmp_path / ".pairs.csv.saving.tmp",
+            tmp_path / f".other.csv.{dead}.ab12cd34.tmp"]
+    for f in stale + kept:
+        f.write_text("half")
+    write_text(out, "a,b\n")
+    assert out.read_text() == "a,b\n"
+    assert [f.exists() for f in stale] == [False, False] and all(f.exists() for f in kept)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".pairs")) == sorted(
+        f.name for f in kept if f.name.startswith(".pairs"))

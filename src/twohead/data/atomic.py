@@ -30,6 +30,33 @@ def _cannot_write(path: Path, exc: OSError) -> OutputError:
     return OutputError(f"{path}: cannot write it ({why}); nothing was written there")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Remove temp siblings of ``path`` left by a writer that died (``kill -9`` mid-write): each temp name carries
+    its writer's pid (``.NAME.PID.XXXX.tmp``); one whose process is gone goes, and so does the older pid-less form
+    (``.NAME.XXXXXXXX.tmp``, tempfile's 8 random characters). Other ``.NAME.*.tmp`` names (a resume state's
+    ``.saving.tmp`` staging folder) are not this writer's and are kept."""
+    for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        middle = tmp.name[len(path.name) + 2:-len(".tmp")]
+        pid, _, rest = middle.partition(".")
+        dead = pid.isdigit() and bool(rest) and not _alive(int(pid))
+        if dead or (len(middle) == 8 and "." not in middle):
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; on success it replaces ``path``, on error it is removed.
@@ -39,10 +66,12 @@ def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
     os.umask(umask)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path)
+        prefix = f".{path.name}.{os.getpid()}."
         if is_dir:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=path.parent))
         else:
-            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
             os.close(fd)
             tmp = Path(name)
     except OSError as exc:
