@@ -94,6 +94,25 @@ def test_predictor_threshold_and_metadata(scored):
     assert (df.loc[df["p_pick"] >= 0.999, "pick"] == "Pick").all()
 
 
+def test_under_a_prior_correction_the_ranking_scores_are_written_and_descend(scored, tmp_path):
+    """With τ ≠ 0 the categories are ranked by the corrected scores while p_top* stay calibrated probabilities (so
+    p_top1 … need not descend): rank_score_top* are the scores that order them, descending in every row."""
+    out, _, test = scored
+    saved = json.loads((out / "models" / "decision.json").read_text())
+    k = len(Predictor(out / "models" / "stage2", device="cpu", plain=True).names)
+    saved["decision"]["tau"] = 2.0
+    saved["decision"]["log_prior"] = list(np.log(np.linspace(1.0, 0.01, k) / np.linspace(1.0, 0.01, k).sum()))
+    path = tmp_path / "decision.json"
+    path.write_text(json.dumps(saved))
+    df = Predictor(out / "models" / "stage2", device="cpu", decision=path).predict(list(test["text"]), top_k=3)
+    ranks = df[["rank_score_top1", "rank_score_top2", "rank_score_top3"]].to_numpy()
+    assert (np.diff(ranks, axis=1) <= 1e-12).all()
+    probs = df[["p_top1", "p_top2", "p_top3"]].to_numpy()
+    assert (np.diff(probs, axis=1) > 0).any()   # the case the user met: calibrated probabilities out of order
+    plain = Predictor(out / "models" / "stage2", device="cpu", plain=True).predict(list(test["text"][:3]))
+    assert not any(c.startswith("rank_score") for c in plain.columns)
+
+
 @pytest.mark.parametrize("case", ["missing_file", "no_text_column", "not_stage2", "bad_suffix", "no_id_column"])
 def test_bad_input_is_one_line_and_writes_nothing(scored, capsys, case, tmp_path):
     out, _, _ = scored

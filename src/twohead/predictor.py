@@ -11,7 +11,8 @@ Output columns, in input order: ``id``, ``p_pick``, ``pick`` (Pick / Decline und
 ``top{k}`` with ``p_top1`` … (Task2 categories by probability) and ``combined`` (the top category, or
 ``Decline``). With a decision the probabilities are the calibrated ones; with a prior correction the Task2
 ranking follows the corrected scores and ``p_top*`` are those classes' calibrated probabilities (so they need
-not decrease). An empty text gets no prediction: its
+not decrease); ``rank_score_top1`` … are then written too: the corrected scores as probabilities (softmax of
+z2 / T2 − τ · log prior), which do decrease and are what ranks the categories. An empty text gets no prediction: its
 row is kept (so rows line up with the input) with empty fields, and :attr:`Predictor.skipped` counts it.
 
 What the model could not read is counted, not hidden: :attr:`Predictor.truncated` (texts longer than
@@ -37,6 +38,7 @@ from .data.batching import SortedBatchSampler, TokenizedDataset, batch_shapes, m
 from .data.labels import IGNORE, visible
 from .data.tokenization import encode, to_arrow
 from .evaluate.decision import DECISION_FILE, PLAIN, decide, read_decision
+from .evaluate.metrics import softmax
 from .evaluate.tables import topk_names
 from .model.two_head import load_stage2
 from .train.device import make_accelerator
@@ -156,12 +158,18 @@ class Predictor:
         pick[~keep] = ""
         out["pick"] = pick
         top_n, top_p = topk_names(probs2, self.names, k, order_by=d.scores)
+        corrected = bool(self.decision.tau)
+        ranked = topk_names(softmax(d.scores), self.names, k)[1] if corrected else None
         for j in range(k):
             names = np.full(n, "", dtype=object)
             names[keep] = top_n[:, j]
             probs = np.full(n, np.nan)
             probs[keep] = top_p[:, j]
             out[f"top{j + 1}"], out[f"p_top{j + 1}"] = names, probs
+        for j in range(k if corrected else 0):   # the order's own scores: descending, unlike p_top* under τ ≠ 0
+            score = np.full(n, np.nan)
+            score[keep] = ranked[:, j]
+            out[f"rank_score_top{j + 1}"] = score
         out["combined"] = np.where(pick == "Decline", "Decline", out["top1"])
         return out
 
