@@ -166,3 +166,38 @@ def test_a_writer_killed_mid_write_leaves_no_temp_file_behind_the_next_write(tmp
     assert [f.exists() for f in stale] == [False, False] and all(f.exists() for f in kept)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".pairs")) == sorted(
         f.name for f in kept if f.name.startswith(".pairs"))
+
+
+def test_a_stage_whose_params_change_under_it_keeps_no_output(tmp_path, capsys, monkeypatch):
+    """Two `dvc exp run` in one workspace edit one params.yaml: a stage that started with one set must not leave
+    outputs beside the other's. The closest deterministic stand-in for the race (two real DVC processes interleave
+    differently on every run): a stage that writes an output, then finds params.yaml edited, then writes again."""
+    from dataclasses import dataclass
+
+    import twohead.pipeline.stage_main as stage_main
+    from twohead.data.atomic import write_text
+    from twohead.pipeline.stage_main import run_stage
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(stage_main, "load_params", lambda path: None)   # the file's bytes are what is guarded
+    params = tmp_path / "params.yaml"
+    params.write_text("train:\n  seed: 42\n")
+
+    @dataclass(frozen=True)
+    class Paths:
+        first: Path
+        second: Path
+
+    def main(p, paths):
+        write_text(paths.first, "model of worst_k 50\n")
+        params.write_text("train:\n  seed: 7\n")   # the other experiment's -S
+        write_text(paths.second, "metrics\n")
+
+    with pytest.raises(SystemExit) as e:
+        run_stage("fake", main, Paths, ["--first", "out/a.txt", "--second", "out/b.txt"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert "params.yaml changed while this stage ran" in err and "dvc exp run --queue" in err
+    assert not (tmp_path / "out" / "a.txt").exists() and not (tmp_path / "out" / "b.txt").exists()
+    assert list((tmp_path / "out").iterdir()) == []            # no temp file either
+    write_text(tmp_path / "after.txt", "x")                     # outside a stage nothing is guarded

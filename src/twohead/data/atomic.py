@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from ..config.errors import OutputError
+from ..config.errors import OutputError, ParamsError
 
 #: OS errors that say the output cannot be written (as opposed to a bug): full disk or quota, no permission,
 #: read-only file system
@@ -28,6 +28,44 @@ def _cannot_write(path: Path, exc: OSError) -> OutputError:
         blocker = next((p for p in [path.parent, *path.parent.parents] if p.exists() and not p.is_dir()), None)
         why = f"{blocker} is a file, not a folder" if blocker is not None else why
     return OutputError(f"{path}: cannot write it ({why}); nothing was written there")
+
+
+#: Set by a stage while it runs (:func:`guarded`): the params file it read, that file's bytes then, and the outputs
+#: this run has written so far. Every atomic write checks the file first.
+_guard: dict | None = None
+
+#: What to do instead of running two experiments at once in one workspace.
+PARALLEL_HINT = ("run experiments side by side with `dvc exp run --queue` then `dvc queue start`, or one at a time in"
+                 " a workspace")
+
+
+@contextlib.contextmanager
+def guarded(params_path: str | Path) -> Iterator[None]:
+    """While the block runs, every :func:`atomic_path` write first checks that ``params_path`` still holds the bytes
+    it held when the block began. Two ``dvc exp run`` in one workspace edit one params.yaml: a stage that started
+    with one set of params must not write outputs beside another's. If the file changed, this run's outputs so far
+    are removed and the write is refused (a :class:`~twohead.config.errors.ParamsError`, one line)."""
+    global _guard
+    path = Path(params_path)
+    previous, _guard = _guard, {"path": path, "bytes": path.read_bytes() if path.is_file() else None,
+                                "written": []}
+    try:
+        yield
+    finally:
+        _guard = previous
+
+
+def _check_params_unchanged(target: Path) -> None:
+    if _guard is None:
+        return
+    path = _guard["path"]
+    now = path.read_bytes() if path.is_file() else None
+    if now == _guard["bytes"]:
+        return
+    for done in _guard["written"]:
+        shutil.rmtree(done, ignore_errors=True) if done.is_dir() else done.unlink(missing_ok=True)
+    raise ParamsError(f"{path} changed while this stage ran (another `dvc exp run` in this workspace?): {target} and"
+                      f" the {len(_guard['written'])} output(s) it wrote before were not kept; {PARALLEL_HINT}")
 
 
 def _alive(pid: int) -> bool:
@@ -79,12 +117,15 @@ def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, (0o777 if is_dir else 0o666) & ~umask)
+        _check_params_unchanged(path)   # a stage's params changed under it: nothing of this run is kept
         if is_dir:
             if path.exists():
                 shutil.rmtree(path)
             os.replace(tmp, path)
         else:
             os.replace(tmp, path)
+        if _guard is not None:
+            _guard["written"].append(path)
     except BaseException as exc:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -58,12 +58,14 @@ def run_stage(name: str, main: Callable[[Params, P], None], paths_cls: type[P], 
     # no "Loading weights" / "Writing model shards" bars from transformers in a stage's log (read at its import)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
-        main(load_params(params_path), paths)
-        if known.environment is not None:
-            from ..data.atomic import write_text
-            from ..environment import environment
+        from ..data.atomic import guarded, write_text
 
-            write_text(known.environment, json.dumps(environment(name), indent=2) + "\n")
+        with guarded(params_path):   # every output write checks params.yaml still holds what the stage read
+            main(load_params(params_path), paths)
+            if known.environment is not None:
+                from ..environment import environment
+
+                write_text(known.environment, json.dumps(environment(name), indent=2) + "\n")
     except BaseException as exc:  # noqa: B902 - Ctrl-C too: one line and status 130, not a traceback
         said = user_message(exc)
         if said is None:
