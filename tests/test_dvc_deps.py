@@ -117,6 +117,16 @@ def test_an_edit_to_reporting_code_never_re_runs_training():
     assert len((ROOT / "dvc.yaml").read_text().splitlines()) <= 450
 
 
+def test_reporting_settings_never_re_train():
+    """eval.*, decide.* (and any report.* / plot.* section) are applied after training: no stage that trains or
+    feeds training lists them (and tests/test_dvc_params.py checks each stage lists exactly what it reads), so an
+    experiment that changes only how a run is reported costs no training run."""
+    training = _upstream("train_stage2") | _upstream("pretrain_stage1")
+    for name in training:
+        listed = [str(k) for k in STAGES[name].get("params", [])]
+        assert not [k for k in listed if k.split(".")[0] in ("eval", "decide", "report", "plot")], (name, listed)
+
+
 def test_dvc_yaml_deps_are_the_generated_ones():
     """`python scripts/dvc_deps.py` owns the src/ lines: regenerating them changes nothing."""
     text = (ROOT / "dvc.yaml").read_text()
@@ -156,8 +166,9 @@ def test_plot_stage_declares_exactly_the_figures_it_writes():
     from twohead.pipeline.plot import FIGURES
 
     outs = {next(iter(o)) if isinstance(o, dict) else o for o in STAGES["plot"]["outs"]}
-    assert outs == {f"${{paths.figures}}/{name}" for name in FIGURES} | {"${paths.summary}", "${paths.switch_figures}",
-                                                                         "${paths.environment}/plot.json"}
+    assert outs == {f"${{paths.figures}}/{name}" for name in FIGURES} | {
+        "${paths.summary}", "${paths.switch_figures}", "${paths.environment}/plot.json",
+        "${paths.consistency_curve}", "${paths.val_worst_k}"}   # the val reports under eval.*
 
 
 @pytest.mark.slow

@@ -106,7 +106,6 @@ def test_training_writes_cartography(tiny_data, tmp_path):
     p = replace(p, "switches", pick_consistency_weight=0.1, decline_uniform_weight=0.05)
     m = train_in(tmp_path, data_dir, p)
     assert m["train_loss_hier"] > 0 and m["val_loss_hier"] > 0
-    assert 0 <= m["val_gold_pick_low_conf"] <= 1 and 0 <= m["val_gold_decline_high_conf"] <= 1
     train = pd.read_parquet(data_dir / "tokenized" / "train.parquet")
     t1 = pd.read_csv(tmp_path / "metrics" / "cartography_task1.csv")
     t2 = pd.read_csv(tmp_path / "metrics" / "cartography_task2.csv")

@@ -122,7 +122,9 @@ def test_repro_then_experiment_workflow(shared_project, tmp_path):
     assert diff["train_loss_hier"]["old"] == 0 and diff["train_loss_hier"]["new"] > 0
     full = json.loads(run(["dvc", "metrics", "diff", "--all", "--json", "--targets", "metrics/train.json"],
                           proj).stdout)["metrics/train.json"]
-    assert {"val_gold_pick_low_conf", "val_gold_decline_high_conf"} <= set(full)
+    assert {"val_loss_hier", "val_acc_task2"} <= set(full)
+    curve = (proj / "plots" / "consistency.csv").read_text().splitlines()   # the plot stage's, under eval.*
+    assert curve[0] == "epoch,gold_pick_low_conf,gold_decline_high_conf" and len(curve) == 3
     assert (proj / "metrics" / "cartography_task2.csv").is_file()
 
     # bring your own Stage-1 checkpoint: Stage-1 training is skipped, Stage 2 would start from that directory (the

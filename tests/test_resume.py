@@ -15,7 +15,7 @@ from dvc_project import clone_project, train_stage2_in
 from twohead.config.errors import TrainingError
 from twohead.train.fit import Diverged
 
-OUTPUTS = ("train_metrics", "train_history", "steps_log", "band_recall", "val_worst_k", "cartography_task2")
+OUTPUTS = ("train_metrics", "train_history", "steps_log", "band_recall", "val_epochs", "cartography_task2")
 
 
 def _train(proj, kill_after=None):

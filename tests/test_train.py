@@ -25,7 +25,7 @@ def test_outputs_and_fields(trained, tiny_data):
     hist = pd.read_csv(out / "plots" / "train_history.csv")
     switch_only = {"train_loss_hier", "val_loss_hier", "train_loss_rdrop", "lambda_task1", "lambda_task2",
                    "sigma_task1", "sigma_task2"}   # constant with every switch off: not written
-    assert list(hist.columns) == [c for c in HISTORY_COLUMNS if c not in switch_only] and len(hist.columns) == 21
+    assert list(hist.columns) == [c for c in HISTORY_COLUMNS if c not in switch_only] and len(hist.columns) == 19
     assert list(hist["epoch"]) == [1, 2]
     assert hist.notna().all().all()
     bands = pd.read_csv(out / "plots" / "band_recall.csv")
@@ -49,13 +49,25 @@ def test_outputs_and_fields(trained, tiny_data):
     steps = [json.loads(x) for x in (out / "logs" / "steps.jsonl").read_text().splitlines()]
     assert steps[-1]["step"] == len(steps) and steps[0]["grad_norm"] > 0
     assert not (out / "plots" / "train_history.csv.partial").exists()
-    worst = pd.read_csv(out / "metrics" / "val_worst_k.csv")
-    val = pd.read_parquet(tiny_data[0] / "tokenized" / "val.parquet")
-    k = min(tiny_data[1].eval.worst_k, int((val["labels_task2"] != -100).sum()))
-    assert worst.groupby("epoch").size().to_dict() == {1: k, 2: k}
+    # training records per epoch and val row what the reporting needs; eval.* is applied by the plot stage
+    epochs = pd.read_parquet(out / "metrics" / "val_epochs.parquet")
+    val = pd.read_parquet(tiny_data[0] / "prepared" / "val.parquet").set_index("id")
+    assert epochs.groupby("epoch").size().to_dict() == {1: len(val), 2: len(val)}
+    from twohead.data.prepared import read_label_info
+    from twohead.evaluate.tables import val_epoch_reports
+
+    names = read_label_info(tiny_data[0] / "prepared").names
+    curve, worst = val_epoch_reports(epochs, val, names, 0.5, 0.9, 7)
+    k = min(7, int((val["labels_task2"] != -100).sum()))
+    assert worst.groupby("epoch").size().to_dict() == {1: k, 2: k} and list(curve["epoch"]) == [1, 2]
     for _, g in worst.groupby("epoch"):
         assert list(g["rank"]) == list(range(1, k + 1)) and g["loss"].is_monotonic_decreasing
         assert (g["p_gold"] <= g["p_predicted"] + 1e-9).all()
+    lower = val_epoch_reports(epochs, val, names, 0.99, 0.9, 7)[0]   # a stricter "low": more rows count as low
+    assert (lower["gold_pick_low_conf"] >= curve["gold_pick_low_conf"]).all()
+    assert lower["gold_pick_low_conf"].iloc[-1] == pytest.approx(
+        float((epochs[(epochs["epoch"] == 2)].set_index("id").loc[val.index[val["labels_task1"] == 1],
+                                                                   "p_pred_task2"] < 0.99).mean()))
 
 
 def test_training_lowers_the_loss(trained):

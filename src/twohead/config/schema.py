@@ -116,8 +116,9 @@ TRAIN_ONLY_TERMS = ("rdrop",)
 #: Metrics of the val pass, in the order they appear in the history: code name -> column suffix
 #: (``val_acc_task1`` …). The published order predates the vocabulary and is kept.
 VAL_METRICS: dict[str, str] = {n: BY_NAME[n].history for n in (
-    "task1_acc", "task2_acc", "task2_macro_f1", "task2_weighted_f1", "pick_precision", "pick_recall", "pick_f1",
-    "gold_pick_low_conf", "gold_decline_high_conf")}
+    "task1_acc", "task2_acc", "task2_macro_f1", "task2_weighted_f1", "pick_precision", "pick_recall", "pick_f1")}
+#: (The per-epoch hierarchy-consistency rates depend on eval.low_confidence / high_confidence: the plot stage computes
+#: them from ``metrics/val_epochs.parquet`` into ``plots/consistency.csv``, so changing those never re-trains.)
 
 #: Running accuracies of the training forward passes (dropout on).
 TRAIN_METRICS = ("acc_task1", "acc_task2")

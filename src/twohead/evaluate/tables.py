@@ -88,17 +88,51 @@ def predictions_table(ids, y1, y2, probs1, probs2, names) -> pd.DataFrame:
 
 
 def worst_k_table(ids, texts, y2, probs2, names, k: int) -> pd.DataFrame:
+    safe = np.where(y2 != IGNORE, y2, 0)
+    pred = probs2.argmax(1)
+    return worst_k_rows(ids, texts, y2, probs2[np.arange(len(y2)), safe], pred, probs2[np.arange(len(y2)), pred],
+                        names, k)
+
+
+def worst_k_rows(ids, texts, y2, p_gold, pred, p_pred, names, k: int) -> pd.DataFrame:
+    """The ``k`` labelled rows with the highest Task2 loss −log P(gold), worst first, from per-row arrays: the gold
+    class's probability, the predicted class and its probability."""
     m = np.nonzero(y2 != IGNORE)[0]
-    p_gold = probs2[m, y2[m]]
-    loss = -np.log(np.clip(p_gold, 1e-12, 1.0))
+    loss = -np.log(np.clip(p_gold[m], 1e-12, 1.0))
     order = m[np.argsort(-loss, kind="stable")[:k]]
-    pred = probs2[order].argmax(1)
     return pd.DataFrame({
         "id": ids[order],
         "text": [t if len(t) <= TEXT_CUT else t[:TEXT_CUT - 1] + "…" for t in texts[order]],
         "gold": np.asarray(names, dtype=object)[y2[order]],
-        "predicted": np.asarray(names, dtype=object)[pred],
-        "p_gold": probs2[order, y2[order]],
-        "p_predicted": probs2[order, pred],
-        "loss": -np.log(np.clip(probs2[order, y2[order]], 1e-12, 1.0)),
+        "predicted": np.asarray(names, dtype=object)[pred[order]],
+        "p_gold": p_gold[order],
+        "p_predicted": p_pred[order],
+        "loss": -np.log(np.clip(p_gold[order], 1e-12, 1.0)),
     })
+
+
+#: ``metrics/val_worst_k.csv``: the val worst-k of every epoch.
+VAL_WORST_COLUMNS = ["epoch", "rank", "id", "gold", "predicted", "p_gold", "p_predicted", "loss", "text"]
+
+
+def val_epoch_reports(epochs: pd.DataFrame, val: pd.DataFrame, names, low: float, high: float,
+                      k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """From what training recorded per epoch and val row (``metrics/val_epochs.parquet``: epoch, id, p_pick,
+    pred_task2, p_pred_task2, p_gold_task2) and the val rows (id-indexed: text, labels_task1, labels_task2): the
+    hierarchy-consistency rates per epoch under ``eval.low_confidence`` / ``high_confidence`` and the ``k`` val rows
+    with the highest Task2 loss per epoch (``eval.worst_k``)."""
+    from .metrics import consistency
+
+    curve, worst = [], []
+    for epoch, d in epochs.groupby("epoch", sort=True):
+        rows = val.loc[d["id"].to_numpy()]
+        y1, y2 = rows["labels_task1"].to_numpy(), rows["labels_task2"].to_numpy()
+        c = consistency(y1, d["p_pick"].to_numpy() < 0.5, d["p_pred_task2"].to_numpy(), low, high)
+        curve.append({"epoch": int(epoch), "gold_pick_low_conf": c["gold_pick_low_conf"],
+                      "gold_decline_high_conf": c["gold_decline_high_conf"]})
+        t = worst_k_rows(d["id"].to_numpy(dtype=object), rows["text"].fillna("").astype(str).to_numpy(dtype=object),
+                         y2, d["p_gold_task2"].to_numpy(), d["pred_task2"].to_numpy(), d["p_pred_task2"].to_numpy(),
+                         names, k)
+        worst.append(t.assign(epoch=int(epoch), rank=np.arange(1, len(t) + 1)))
+    table = pd.concat(worst)[VAL_WORST_COLUMNS] if worst else pd.DataFrame(columns=VAL_WORST_COLUMNS)
+    return pd.DataFrame(curve, columns=["epoch", "gold_pick_low_conf", "gold_decline_high_conf"]), table

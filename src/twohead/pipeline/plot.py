@@ -8,10 +8,12 @@ from pathlib import Path
 import pandas as pd
 
 from ..config.params import Params
-from ..data.io import read_json, write_text
+from ..data.io import read_json, write_csv, write_text
+from ..data.prepared import read_label_info, read_split
 from ..evaluate.diagnose import diagnose
 from ..evaluate.plots import band_curves, caption, curves, data_map, per_class_recall, top_confusions
 from ..evaluate.summary import summary_markdown
+from ..evaluate.tables import val_epoch_reports
 
 #: The figures this stage writes into ``PlotPaths.figures`` (dvc.yaml declares each; a test checks both agree).
 FIGURES = ("task1_loss.png", "task1_accuracy.png", "task2_loss.png", "task2_accuracy.png", "consistency.png",
@@ -46,8 +48,11 @@ class PlotPaths:
     train_metrics: Path
     review_metrics: Path
     pairs_plot: Path
+    val_epochs: Path
     figures: Path
     switch_figures: Path
+    consistency_curve: Path
+    val_worst_k: Path
     summary: Path
 
 
@@ -56,6 +61,11 @@ def run(p: Params, paths: PlotPaths) -> list[Path]:
     text = caption(p)
     hist = pd.read_csv(paths.train_history)
     low, high = p.eval.low_confidence, p.eval.high_confidence
+    val = read_split(paths.prepared, "val", ["id", "text", "labels_task1", "labels_task2"]).set_index("id")
+    curve, worst = val_epoch_reports(pd.read_parquet(paths.val_epochs), val, read_label_info(paths.prepared).names,
+                                     low, high, p.eval.worst_k)   # eval.* applied here, never in training
+    write_csv(paths.consistency_curve, curve)
+    write_csv(paths.val_worst_k, worst)
     made = []
 
     def go(name, fn, *args, **kw):
@@ -72,8 +82,8 @@ def run(p: Params, paths: PlotPaths) -> list[Path]:
     go("task2_accuracy.png", curves, hist, {"train_acc_task2": "train acc (running, dropout on)",
                                             "val_acc_task2": "val acc", "val_macro_f1_task2": "val macro-F1"},
        "Task2 (category) accuracy and macro-F1", "score", unit_range=True)
-    go("consistency.png", curves, hist, {"val_gold_pick_low_conf": f"gold Pick, Task2 max-prob < {low:g}",
-                                         "val_gold_decline_high_conf": f"gold Decline, Task2 max-prob > {high:g}"},
+    go("consistency.png", curves, curve, {"gold_pick_low_conf": f"gold Pick, Task2 max-prob < {low:g}",
+                                          "gold_decline_high_conf": f"gold Decline, Task2 max-prob > {high:g}"},
        "Hierarchy consistency on val (lower is better)", "share of rows", unit_range=True)
     switched = Path(paths.switch_figures)
     switched.mkdir(parents=True, exist_ok=True)

@@ -14,10 +14,10 @@ import pandas as pd
 
 from ..config.params import Params, to_dict
 from ..config.schema import history_columns
-from ..data.io import METRIC_DIGITS, atomic_path, write_csv, write_json, write_text
+from ..data.io import METRIC_DIGITS, atomic_path, write_csv, write_json, write_parquet, write_text
 from ..data.prepared import texts_by_id
 from ..model.two_head import save_raw_weights, save_stage2
-from ..train.callbacks import BandRecall, Cartography, PartialHistory, ValWorstK
+from ..train.callbacks import BandRecall, Cartography, PartialHistory, ValEpochs
 from ..train.cartography import cartography_tables
 from ..train.fit import Diverged, fit
 from ..train.recipe import Inputs, recipe
@@ -40,7 +40,7 @@ class TrainPaths:
     cartography_task1: Path
     cartography_task2: Path
     cartography_flagged: Path
-    val_worst_k: Path
+    val_epochs: Path
     stage2_state: Path
 
 
@@ -49,8 +49,7 @@ def state_fingerprint(p: Params, paths: TrainPaths) -> dict:
     state/divergence knobs excepted) and its input files."""
     train = {k: v for k, v in to_dict(p.train).items() if k not in ("lr", "checkpoint_every_steps", "on_nonfinite")}
     params = {"model": to_dict(p.model), "loss": to_dict(p.loss), "switches": to_dict(p.switches), "train": train,
-              "tokenize.max_length": p.tokenize.max_length,
-              "eval": {k: getattr(p.eval, k) for k in ("low_confidence", "high_confidence", "worst_k")}}
+              "tokenize.max_length": p.tokenize.max_length}
     return fingerprint(params, [paths.prepared, paths.tokenized, Path(p.model.stage1_checkpoint)], code=__file__)
 
 
@@ -62,14 +61,13 @@ def run(p: Params, paths: TrainPaths) -> dict:
     r = recipe(p, "stage2", Inputs(paths.prepared, paths.tokenized))
     names, info, train_ds, val_ds = r.info.names, r.info, r.data.train, r.data.val
     model = r.build()
-    val_texts = texts_by_id(paths.prepared, "val").reindex(val_ds.ids).fillna("").astype(str).to_numpy(dtype=object)
     bands = BandRecall(val_ds.labels_task2, names, info.bands)
-    worst = ValWorstK(val_ds.ids, val_texts, val_ds.labels_task2, names, p.eval.worst_k)
+    val_epochs = ValEpochs(val_ds.labels_task2)
     partial = PartialHistory(Path(str(paths.train_history) + ".partial"), history_columns(p.switches))
     carto = Cartography(len(train_ds), t.epochs)
     store = StateStore(paths.stage2_state, state_fingerprint(p, paths), t.checkpoint_every_steps)
     try:
-        res = fit(model, r.data, r.cfg, [bands, worst, partial, carto], store)
+        res = fit(model, r.data, r.cfg, [bands, val_epochs, partial, carto], store)
     except Diverged as exc:  # the steps so far and the bad one, for the user to inspect; no metrics
         write_text(paths.steps_log, "".join(json.dumps(row) + "\n" for row in exc.step_log))
         raise
@@ -99,7 +97,7 @@ def run(p: Params, paths: TrainPaths) -> dict:
         write_csv(paths.cartography_task1, tables["task1"])
         write_csv(paths.cartography_task2, tables["task2"])
         write_csv(paths.cartography_flagged, tables["flagged"])
-        write_csv(paths.val_worst_k, worst.table())
+        write_parquet(paths.val_epochs, val_epochs.table(val_ds.ids))
         write_json(paths.train_speed, speed_summary(res, t.precision), digits=METRIC_DIGITS)
         write_json(paths.train_metrics, metrics, digits=METRIC_DIGITS)  # last: a failed run leaves no metrics file
         partial.clear()

@@ -20,7 +20,6 @@ import torch
 from ..config.schema import BAND_COLUMNS, HISTORY_COLUMNS
 from ..data.io import write_csv
 from ..evaluate.metrics import band_recall, softmax
-from ..evaluate.tables import worst_k_table
 from .cartography import CartographyRecorder
 
 
@@ -66,29 +65,36 @@ class BandRecall(Callback):
         self.rows = list(state["rows"])
 
 
-class ValWorstK(Callback):
-    """The ``k`` val rows with the highest Task2 loss, each epoch (``metrics/val_worst_k.csv``)."""
+class ValEpochs(Callback):
+    """Per epoch and val row: P(Pick), Task2's predicted class, its probability and the gold class's probability
+    (``metrics/val_epochs.parquet``). The plot stage turns them into the hierarchy-consistency curve and the val
+    worst-k under the ``eval.*`` settings, so changing how a run is reported never re-trains it."""
 
-    COLUMNS = ["epoch", "rank", "id", "gold", "predicted", "p_gold", "p_predicted", "loss", "text"]
+    COLUMNS = ["epoch", "id", "p_pick", "pred_task2", "p_pred_task2", "p_gold_task2"]
 
-    def __init__(self, ids: np.ndarray, texts: np.ndarray, y2: np.ndarray, names: list[str], k: int):
-        self.ids, self.texts, self.y2, self.names, self.k = ids, texts, y2, names, k
-        self.tables: list[pd.DataFrame] = []
+    def __init__(self, y2: np.ndarray):
+        self.y2 = np.asarray(y2)
+        self.epochs: list[dict] = []
 
     def on_epoch_end(self, epoch, val_logits, row) -> None:
-        table = worst_k_table(self.ids, self.texts, self.y2, softmax(val_logits[1]), self.names, self.k)
-        self.tables.append(table.assign(epoch=epoch, rank=np.arange(1, len(table) + 1)))
+        p1, p2 = softmax(val_logits[0]), softmax(val_logits[1])
+        rows = np.arange(len(self.y2))
+        pred = p2.argmax(1)
+        gold = np.where(self.y2 >= 0, p2[rows, np.where(self.y2 >= 0, self.y2, 0)], np.nan)
+        self.epochs.append({"epoch": epoch, "p_pick": p1[:, 1], "pred_task2": pred, "p_pred_task2": p2[rows, pred],
+                            "p_gold_task2": gold})
 
     def state_dict(self) -> dict:
-        return {"tables": self.tables}
+        return {"epochs": self.epochs}
 
     def load_state_dict(self, state: dict) -> None:
-        self.tables = list(state["tables"])
+        self.epochs = list(state["epochs"])
 
-    def table(self) -> pd.DataFrame:
-        if not self.tables:
-            return pd.DataFrame(columns=self.COLUMNS)
-        return pd.concat(self.tables)[self.COLUMNS]
+    def table(self, ids: np.ndarray) -> pd.DataFrame:
+        frames = [pd.DataFrame({"epoch": e["epoch"], "id": ids, "p_pick": e["p_pick"],
+                                "pred_task2": e["pred_task2"], "p_pred_task2": e["p_pred_task2"],
+                                "p_gold_task2": e["p_gold_task2"]}) for e in self.epochs]
+        return pd.concat(frames, ignore_index=True)[self.COLUMNS] if frames else pd.DataFrame(columns=self.COLUMNS)
 
 
 class PartialHistory(Callback):

@@ -173,8 +173,7 @@ def fit(model: TwoHeadModel, data: FitData, cfg: RunConfig, callbacks: Sequence[
             train_metrics = _train_epoch(s, state, saves, epoch, callbacks, data, cfg, progress, averages)
             logits1, logits2 = predict_logits(s.accelerator, s.model, s.val_loader, len(data.val), desc=f"val {epoch}")
             row = {**train_metrics, **val_metrics(logits1, logits2, data.val.labels_task1,
-                                                      data.val.labels_task2, s.loss_fn,
-                                                      (cfg.eval.low_confidence, cfg.eval.high_confidence)),
+                                                      data.val.labels_task2, s.loss_fn),
                    "epoch": epoch, "lambda_task1": cfg.loss.lambda_task1, "lambda_task2": cfg.loss.lambda_task2,
                    **dict(zip(("sigma_task1", "sigma_task2"), s.loss_fn.sigmas()))}
             state.history.append({k: row[k] for k in HISTORY_COLUMNS})

@@ -79,7 +79,7 @@ def stage1_config(p: Params) -> RunConfig:
 
 
 def stage2_config(p: Params) -> RunConfig:
-    return RunConfig(p.train, p.loss, p.switches, select="val_acc_task2", tag="train_stage2", eval=p.eval)
+    return RunConfig(p.train, p.loss, p.switches, select="val_acc_task2", tag="train_stage2")
 
 
 def pick_rows_dataset(df: pd.DataFrame, tokenizer, max_length: int, batch_size: int, truncation: str = "head",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..config.params import EvalParams, LossParams, SwitchParams, TrainParams
+from ..config.params import LossParams, SwitchParams, TrainParams
 from ..data.batching import TokenizedDataset
 
 
@@ -22,12 +22,11 @@ class FitData:
 
 @dataclass
 class RunConfig:
-    """The settings of a run: train / loss / switch params, the history column that picks the best
-    epoch, a tag for log lines, and the eval thresholds used by the val consistency rates."""
+    """The settings of a run: train / loss / switch params, the history column that picks the best epoch and a tag
+    for log lines (no eval.* setting: what training writes never depends on how it is reported)."""
 
     train: TrainParams
     loss: LossParams
     switches: SwitchParams = field(default_factory=SwitchParams)
     select: str = "val_acc_task2"
     tag: str = "train_stage2"
-    eval: EvalParams = field(default_factory=EvalParams)
