@@ -16,10 +16,13 @@ corrections; the file is a DVC dependency of ``prepare_labels``, so editing it r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
 
 import pandas as pd
 
-from .io import DataError, read_table
+from .io import DataError, detect_format, reading
+from .stream import CHUNK_ROWS, _raw_chunks
 from .labels import label_key, visible
 
 COLUMNS = ("id", "category", "pick", "drop")
@@ -63,44 +66,59 @@ def _cell(value) -> str:
     return visible(str(value)).strip()
 
 
-def read_corrections(path: str, encoding: str = "utf-8") -> pd.DataFrame:
-    """The corrections table, checked for shape: an ``id`` column, only known columns, each id once."""
-    try:
-        df = read_table(path, what="corrections file (data.corrections)", encoding=encoding,
-                        format_hint="name the corrections file *.csv (or .tsv, .parquet, .jsonl)")
-    except DataError as exc:
-        if "has no data rows" not in str(exc):
-            raise
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS})   # header only: no corrections
-    unknown = [c for c in df.columns if c not in COLUMNS]
-    if "id" not in df.columns or unknown:
-        raise DataError(f"{path}: a corrections file has an 'id' column and any of category, pick, drop"
-                        + (f"; unknown column(s): {', '.join(map(repr, unknown))}" if unknown else "; no 'id' column"))
-    ids = df["id"].map(_cell)
-    if (ids == "").any():
-        raise DataError(f"{path}: row {int((ids == '').to_numpy().nonzero()[0][0])} has no id")
-    dup = ids.duplicated().to_numpy().nonzero()[0]
-    if len(dup):
-        raise DataError(f"{path}: row {int(dup[0])}: id {ids.iloc[dup[0]]!r} is corrected twice; keep one row per id")
-    out = pd.DataFrame({"id": ids})
-    for c in ("category", "pick", "drop"):
-        out[c] = df[c].map(_cell) if c in df.columns else ""
-    return out
+#: What to name a corrections file whose format its name does not tell (``data.format`` is the raw table's).
+FORMAT_HINT = "name the corrections file *.csv (or .tsv, .parquet, .jsonl)"
 
 
-def apply(df: pd.DataFrame, split: pd.Series, corrections: pd.DataFrame, path: str, pick_values: list[str],
+def read_corrections(path: str, encoding: str = "utf-8", chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """The corrections table chunk by chunk (``id``, ``category``, ``pick``, ``drop`` cleaned, ``row``: the row's
+    number in the file), checked as it is read: an ``id`` column, only known columns, every row an id, each id
+    once. Streamed: a file of any size costs one chunk of memory, and :func:`apply` stops at the first bad row
+    without reading the rest."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory; the corrections file (data.corrections) must name a file")
+    if not path.is_file():
+        raise DataError(f"{path}: corrections file (data.corrections) not found")
+    fmt = detect_format(path, "auto", FORMAT_HINT)
+    seen: set[str] = set()
+    start = 0
+    with reading(path, fmt, encoding, "set data.encoding to"):
+        for chunk in _raw_chunks(path, fmt, encoding, chunk_rows, None):
+            if not len(chunk):
+                continue
+            unknown = [c for c in chunk.columns if c not in COLUMNS]
+            if "id" not in chunk.columns or unknown:
+                raise DataError(f"{path}: a corrections file has an 'id' column and any of category, pick, drop"
+                                + (f"; unknown column(s): {', '.join(map(repr, unknown))}" if unknown
+                                   else "; no 'id' column"))
+            ids = chunk["id"].map(_cell)
+            for i, value in enumerate(ids):
+                if value == "":
+                    raise DataError(f"{path}: row {start + i} has no id")
+                if value in seen:
+                    raise DataError(f"{path}: row {start + i}: id {value!r} is corrected twice; keep one row per id")
+                seen.add(value)
+            out = pd.DataFrame({"id": ids.to_numpy(), "row": range(start, start + len(chunk))})
+            for c in ("category", "pick", "drop"):
+                out[c] = chunk[c].map(_cell).to_numpy() if c in chunk.columns else ""
+            start += len(chunk)
+            yield out
+
+
+def apply(df: pd.DataFrame, split: pd.Series, corrections: Iterable[pd.DataFrame], path: str, pick_values: list[str],
           decline_values: list[str], raw_path: str) -> tuple[pd.DataFrame, pd.Series, Applied]:
     """``df`` (id, text, pick 1/0/-100, category name or None) and its ``split`` with the corrections applied;
     dropped rows leave both."""
-    res = Applied(file=str(path), rows=len(corrections))
-    if not len(corrections):
-        return df, split, res
+    res = Applied(file=str(path))
     position = {i: k for k, i in enumerate(df["id"].astype(str))}
     categories = set(df["category"].dropna())
     pick_of = {label_key(v): 1 for v in pick_values} | {label_key(v): 0 for v in decline_values}
     df = df.copy()
     keep = pd.Series(True, index=df.index)
-    for r, row in enumerate(corrections.itertuples(index=False)):
+    for row in (row for chunk in corrections for row in chunk.itertuples(index=False)):
+        r = row.row
+        res.rows += 1
         where = f"{path}: row {r} (id {row.id!r})"
         k = position.get(row.id)
         if k is None:
