@@ -382,6 +382,19 @@ def prepare(data_cfg: DataParams, split_cfg: SplitParams) -> Prepared:
                    else f"split.{name}_ratio is {ratio}" if ratio is not None else "every row went elsewhere")
             raise DataError(f"{path}: the {name} split is empty ({why}); training needs val rows to select and report"
                             " epochs, and evaluate needs test rows")
+    _train_covers_every_label(splits, df, categories, data_cfg, corrected, path)
+    dup_counts, warnings = _cross_split_duplicates(splits, data_cfg, path)
+    return Prepared(splits=splits, categories=categories, dropped=dropped, decline_category_dropped=n_decline_cat,
+                    rare_train_only=rare, cross_split_duplicates=dup_counts,
+                    warnings=respell_note + comma_warning + removed_note + warnings, names_respelled=respelled,
+                    corrections=corrected.as_dict() if corrected is not None else None)
+
+
+
+def _train_covers_every_label(splits: dict, df: pd.DataFrame, categories: list[str], data_cfg: DataParams,
+                              corrected, path) -> None:
+    """The train split holds Pick and Decline rows, and every category val/test have; when the corrections took
+    them away, the error names the corrections file and its rows."""
     train_pick = splits["train"]["labels_task1"]
     for code, label in ((0, "Decline"), (1, "Pick")):
         if not (train_pick == code).any():
@@ -400,11 +413,6 @@ def prepare(data_cfg: DataParams, split_cfg: SplitParams) -> Prepared:
             raise DataError(f"{data_cfg.corrections}: after the corrections no train row has category {lost[0]!r}"
                             f" (val/test still do){corrected.blame(category=lost[0])}; the model cannot learn it:"
                             " keep some train rows of it, or relabel its val/test rows too")
-    dup_counts, warnings = _cross_split_duplicates(splits, data_cfg, path)
-    return Prepared(splits=splits, categories=categories, dropped=dropped, decline_category_dropped=n_decline_cat,
-                    rare_train_only=rare, cross_split_duplicates=dup_counts,
-                    warnings=respell_note + comma_warning + removed_note + warnings, names_respelled=respelled,
-                    corrections=corrected.as_dict() if corrected is not None else None)
 
 
 def _cross_split_duplicates(splits: dict[str, pd.DataFrame], cfg: DataParams, path) -> tuple[dict, list[str]]:
