@@ -69,7 +69,7 @@ def cmd_predict(args) -> int:
         chunks = itertools.chain([first], chunks)
     predictor = Predictor(args.model_dir, device=args.device, batch_size=args.batch_size,
                           pick_threshold=args.pick_threshold, decision=args.decision, plain=args.plain,
-                          padding=args.padding)
+                          padding=args.padding, max_batch_tokens=args.max_batch_tokens)
     for notice in predictor.start_notices():
         print(f"twohead predict: {notice}", file=sys.stderr)
     counts = _to_output(lambda: predict_file(predictor, chunks, args.output, fmt, args.top_k), args.output)
@@ -255,6 +255,9 @@ def _add_predict(sub) -> None:
     p.add_argument("--encoding", default="utf-8", help="text encoding of a CSV / JSON Lines input (e.g. cp1252)")
     p.add_argument("--top-k", type=positive_int, default=3, help="how many categories to list per row, best first")
     p.add_argument("--batch-size", type=positive_int, default=64, help="texts scored at once (memory vs speed)")
+    p.add_argument("--max-batch-tokens", type=positive_int, default=4096,
+                   help="at most this many padded tokens a batch (rows x longest row): long texts go fewer at a time,"
+                        " so memory stays bounded")
     p.add_argument("--device", default="auto", choices=["auto", "mps", "cuda", "cpu"],
                    help="where to run; auto = mps, else cuda, else cpu")
     p.add_argument("--padding", default="auto", choices=["auto", "buckets", "longest"],

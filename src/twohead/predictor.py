@@ -59,7 +59,7 @@ class Predictor:
 
     def __init__(self, model_dir: str | Path, device: str = "auto", batch_size: int = 64,
                  pick_threshold: float | None = None, decision: str | Path | None = None, plain: bool = False,
-                 padding: str = "auto"):
+                 padding: str = "auto", max_batch_tokens: int = 4096):
         d = Path(model_dir)
         if not d.is_dir():
             raise CheckpointError(f"{d}: model directory not found")
@@ -90,6 +90,7 @@ class Predictor:
             else 0.25
         self.names: list[str] = maps["task2"]["names"]
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens   # rows × longest row per batch: bounds memory on long texts
         self.accelerator = make_accelerator(device, "fp32", 1)
         self.model = self.accelerator.prepare(model)
         self.padding = resolve_padding(padding, self.accelerator.device.type)
@@ -131,7 +132,7 @@ class Predictor:
         rows = pd.DataFrame({"id": np.arange(len(texts)).astype(str), "labels_task1": IGNORE,
                              "labels_task2": IGNORE})
         ds = TokenizedDataset(to_arrow(rows, ids), self.tokenizer.pad_token_id)
-        sampler = SortedBatchSampler(ds.lengths, self.batch_size)
+        sampler = SortedBatchSampler(ds.lengths, self.batch_size, self.max_batch_tokens)
         self.shapes.update(batch_shapes(ds.lengths, list(sampler), self.padding, self.max_length))
         loader = DataLoader(ds, batch_sampler=sampler,
                             collate_fn=make_collate(self.tokenizer.pad_token_id, self.padding, self.max_length))

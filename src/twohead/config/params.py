@@ -390,10 +390,12 @@ class PredictParams(Section):
     id_column: str = ""                      # "" = 'id' if the table has it, else the row number
     top_k: int = 3                           # >= 1
     batch_size: int = 64                     # >= 1
+    max_batch_tokens: int = 4096             # >= 1: rows × longest row per batch (memory on long texts)
     encoding: str = "utf-8"                  # text encoding of a CSV / JSON Lines input
 
     def __post_init__(self):
-        need(self.top_k >= 1 and self.batch_size >= 1, "predict.top_k and predict.batch_size must be >= 1")
+        need(self.top_k >= 1 and self.batch_size >= 1 and self.max_batch_tokens >= 1,
+             "predict.top_k, predict.batch_size and predict.max_batch_tokens must be >= 1")
         need(bool(self.encoding.strip()), "predict.encoding must name a text encoding, e.g. utf-8")
 
 

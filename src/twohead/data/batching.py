@@ -173,9 +173,21 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 
 
 class SortedBatchSampler(Sampler[list[int]]):
-    def __init__(self, lengths: np.ndarray, batch_size: int):
-        order = np.argsort(-np.asarray(lengths), kind="stable")
-        self._batches = [order[i:i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+    """Rows longest first, ``batch_size`` a batch. With ``max_tokens`` a batch also holds at most that many padded
+    tokens (rows × its longest row): the memory of scoring is then bounded by the budget, not by how long the
+    longest texts are (attention grows with rows × length²); short rows still go ``batch_size`` at a time."""
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, max_tokens: int | None = None):
+        lengths = np.asarray(lengths)
+        order = np.argsort(-lengths, kind="stable")
+        if max_tokens is None:
+            self._batches = [order[i:i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+            return
+        self._batches, i = [], 0
+        while i < len(order):   # longest first: a batch's first row is its longest
+            rows = max(1, min(batch_size, max_tokens // max(int(lengths[order[i]]), 1)))
+            self._batches.append(order[i:i + rows].tolist())
+            i += rows
 
     def __len__(self) -> int:
         return len(self._batches)

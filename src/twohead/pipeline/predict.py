@@ -34,7 +34,7 @@ def run(p: Params, paths: PredictPaths) -> dict:
     chunks = iter_texts(c.input, c.text_column, c.id_column or None, encoding=c.encoding,
                         encoding_hint="set predict.encoding to")
     predictor = Predictor(paths.stage2_model, device=p.train.device, batch_size=c.batch_size,
-                          decision=paths.decision, padding=p.train.padding)
+                          decision=paths.decision, padding=p.train.padding, max_batch_tokens=c.max_batch_tokens)
     counts = predict_file(predictor, chunks, paths.scored, fmt, c.top_k)  # in chunks: memory flat in the rows
     summary = {"rows": counts["rows"], "picked": counts["picked"], "pick_threshold": predictor.pick_threshold,
                "skipped": counts["skipped"], "truncated": counts["truncated"], "unreadable": counts["unreadable"],
