@@ -12,8 +12,8 @@ import platform
 import sys
 from importlib import metadata
 
-#: the packages whose version can move a figure (tokenization, numerics, the training loop, the tables)
-PACKAGES = ("torch", "transformers", "tokenizers", "sentencepiece", "numpy", "accelerate", "safetensors",
+#: this project and the packages whose version can move a figure (tokenization, numerics, the loop, the tables)
+PACKAGES = ("twohead", "torch", "transformers", "tokenizers", "sentencepiece", "numpy", "accelerate", "safetensors",
             "scikit-learn", "scipy", "pandas", "pyarrow", "dvc")
 
 

@@ -149,12 +149,18 @@ def load_config(path: str | Path):
 
 
 def load_encoder(checkpoint: str | Path):
-    """``AutoModel.from_pretrained`` for a local directory, with a clear message for what is missing."""
+    """``AutoModel.from_pretrained`` for a local directory, with a clear message for what is missing. The weights
+    load in float32 whatever dtype they were saved in: transformers 5 keeps a checkpoint's own dtype by default, so
+    a bf16/fp16 checkpoint (a GPU run's, or a hub model saved in half precision) would otherwise train and predict
+    in half precision on any device — and meet the float32 heads with a dtype error. ``train.precision`` (autocast)
+    is the one place a lower precision is chosen."""
+    import torch
     from transformers import AutoModel
 
     config = load_config(checkpoint)
     try:
-        return AutoModel.from_pretrained(str(checkpoint), config=config, trust_remote_code=False)
+        return AutoModel.from_pretrained(str(checkpoint), config=config, trust_remote_code=False,
+                                         dtype=torch.float32)
     except Exception as exc:
         raise CheckpointError(f"{checkpoint}: cannot load the encoder weights: {exc}") from exc
 

@@ -70,6 +70,38 @@ class TwoHeadModel(nn.Module):
         return self.loss_log_vars
 
 
+#: the layout of a Stage-2 directory this code writes and reads; a directory of a higher format (a newer project
+#: version) is refused with the version that wrote it, one without ``written_by`` is format 1 (the first one)
+STAGE2_FORMAT = 1
+
+
+def written_by(model: nn.Module) -> dict:
+    """Which project version wrote a Stage-2 directory, in which format, and on which device it was trained (a
+    model travels between machines: ``metrics/env/train_stage2.json`` has the rest)."""
+    from .. import __version__
+
+    device = next(model.parameters()).device
+    where = device.type
+    if device.type == "cuda":
+        where = f"cuda ({torch.cuda.get_device_name(device)})"
+    return {"twohead": __version__, "format": STAGE2_FORMAT, "trained_on": where}
+
+
+def check_format(meta: dict, meta_path: Path) -> None:
+    """A Stage-2 directory written by a newer project version is refused in one line naming that version."""
+    from .. import __version__
+
+    info = meta.get("written_by", {})
+    fmt = info.get("format", 1) if isinstance(info, dict) else None
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
+        raise CheckpointError(f"{meta_path}: written_by.format {fmt!r} is not a format number")
+    if fmt > STAGE2_FORMAT:
+        raise CheckpointError(
+            f"{meta_path}: written by twohead {info.get('twohead', '?')!s:.20} in model format {fmt}; this code"
+            f" (twohead {__version__}) reads format {STAGE2_FORMAT}: update it (git pull && pip install --no-deps"
+            " -e .) or use the version that trained the model")
+
+
 def save_stage2(model: TwoHeadModel, out_dir: str | Path, tokenizer, label_maps: dict, extra: dict) -> None:
     """Write the Stage-2 directory (call inside :func:`twohead.data.io.atomic_path` for atomicity)."""
     from safetensors.torch import save_file
@@ -82,7 +114,7 @@ def save_stage2(model: TwoHeadModel, out_dir: str | Path, tokenizer, label_maps:
     heads.update({f"head_task2.{k}": v for k, v in model.head_task2.state_dict().items()})
     save_file({k: v.detach().cpu().contiguous() for k, v in heads.items()}, str(out / "heads.safetensors"))
     meta = {"pooling": model.pooling, "head_dropout": model.dropout.p,
-            "n_categories": model.head_task2.out_features, **extra}
+            "n_categories": model.head_task2.out_features, "written_by": written_by(model), **extra}
     (out / "twohead.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     (out / "label_maps.json").write_text(json.dumps(label_maps, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -128,6 +160,8 @@ def read_stage2_meta(d: Path) -> tuple[dict, dict]:
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"{f}: not valid JSON ({exc})") from None
     meta, maps = out
+    if isinstance(meta, dict):
+        check_format(meta, meta_path)
     for key, kind in (("n_categories", int), ("pooling", str), ("head_dropout", (int, float))):
         if not isinstance(meta, dict) or not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
             raise CheckpointError(f"{meta_path}: {key!r} is missing or not a {getattr(kind, '__name__', 'number')}")
