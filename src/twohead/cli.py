@@ -5,6 +5,7 @@
     twohead compare BASE OTHER [OTHER ...] [--json F] [--md F] [--resamples 2000] [--seed 0]
     twohead compare --group-by PARAM [EXP ...] [--json F] [--md F] [--plot F]
     twohead check [--params params.yaml]
+    twohead remote [EXP] [--remote origin]
     twohead ablation queue [--seeds 1 2 3] [--only rdrop,msd] [--dry-run]
     twohead ablation report [EXP ...] [--runs-dir DIR] [--md F] [--json F]
     twohead lr-find [--stage stage2|stage1] [--lrs 1e-5 3e-5 …] [--budget 0.1] [--eta 0] [--val-rows 256]
@@ -128,6 +129,15 @@ def cmd_check(args) -> int:
         print(f"twohead check: {len(report.errors)} problem(s); nothing was run or deleted", file=sys.stderr)
         return 1
     print("twohead check: all good; dvc repro / dvc exp run can start")
+    return 0
+
+
+def cmd_remote(args) -> int:
+    from .experiments.remote import check
+
+    for line in check(args.experiment, args.remote):
+        print(line)
+    print("twohead remote: ready")
     return 0
 
 
@@ -299,6 +309,17 @@ def _add_check(sub) -> None:
     k.set_defaults(func=cmd_check)
 
 
+def _add_remote(sub) -> None:
+    r = sub.add_parser("remote", help="is this clone ready for the GPU round trip (dvc exp push / pull)?",
+                       formatter_class=HELP,
+                       description="Check the git remote, the committed default DVC remote and, given EXP, where that"
+                                   " experiment is and whether its params fit this checkout's code (docs/remote.md)."
+                                   " Each problem: one line naming its fix, exit 2.")
+    r.add_argument("experiment", nargs="?", metavar="EXP", help="an experiment name to look for (default: none)")
+    r.add_argument("--remote", default="origin", help="the git remote experiments travel through")
+    r.set_defaults(func=cmd_remote)
+
+
 def _add_ablation(sub) -> None:
     a = sub.add_parser("ablation", help="queue the plain recipe and each switch alone x seeds; report"
                                          " which helps, beyond noise", formatter_class=HELP,
@@ -373,12 +394,14 @@ def _add_speed(sub) -> None:
 
 
 #: The subcommands, in --help's order: each adds its parser (flags, help and defaults in one place).
-SUBCOMMANDS = (_add_predict, _add_compare, _add_check, _add_ablation, _add_lr_find, _add_review, _add_speed)
+SUBCOMMANDS = (_add_predict, _add_compare, _add_check, _add_remote, _add_ablation, _add_lr_find, _add_review,
+               _add_speed)
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="twohead", description="Two-head news classification: the tools around the DVC"
-                                 " pipeline (predict, compare runs, preflight check, LR, speed, review, ablation).")
+                                 " pipeline (predict, compare runs, preflight and remote checks, LR, speed, review,"
+                                 " ablation).")
     sub = ap.add_subparsers(dest="command", required=True)
     for add in SUBCOMMANDS:
         add(sub)
