@@ -16,11 +16,14 @@ from twohead.pipeline.train_stage2 import TrainPaths
 
 @pytest.mark.slow
 def test_two_process_training_matches_the_data(shared_project, tmp_path):
+    launch = "torchrun --nproc_per_node 2"   # the DVC way: train.launch starts dvc.yaml's train_stage2 command
     proj = clone_project(shared_project[0], tmp_path / "proj", params={
-        "train": {"epochs": 1, "batch_size": 16, "eval_batch_size": 50, "lr": 0.003, "device": "cpu"}})
+        "train": {"epochs": 1, "batch_size": 16, "eval_batch_size": 50, "lr": 0.003, "device": "cpu",
+                  "launch": launch}})
     layout = dvc_paths()
     args = [a for f in dataclasses.fields(TrainPaths) for a in (flag(f.name), layout[f.name])]
-    run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "stages/train_stage2.py", *args], proj)
+    out = run(["dvc", "repro", "train_stage2"], proj).stdout
+    assert f"> {launch} stages/train_stage2.py --prepared" in out and "(2 process(es))" in out, out[-3000:]
     m = json.loads((proj / "metrics" / "train.json").read_text())
     val = pd.read_parquet(proj / "data" / "tokenized" / "val.parquet")
     assert m["val_rows"] == len(val) and 0 <= m["val_acc_task2"] <= 1

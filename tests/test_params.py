@@ -105,3 +105,17 @@ def test_decide_ranges_are_checked(tmp_path):
     raw["decide"]["pick_threshold"] = 1.5
     with pytest.raises(ParamsError, match=r"decide\.pick_threshold must be val \(chosen on val\) or a"):
         load_params(_write(tmp_path, raw))
+
+
+def test_train_launch_is_a_launcher_and_nothing_else(tmp_path):
+    """dvc.yaml's train_stage2 command starts with train.launch: a launcher and its options, never a second command."""
+    from conftest import make_params
+
+    for ok in ("python", "accelerate launch --multi_gpu --num_processes 4", "torchrun --nproc_per_node=2",
+               "accelerate launch --config_file /etc/acc.yaml --mixed_precision no"):
+        assert make_params(train={"launch": ok}).train.launch == ok
+    for bad in ("python; rm -rf ~", "bash -c x", "torchrun --nproc_per_node 2 && curl x", "python $(id)", "",
+                "accelerate launch  --num_processes 2", "python3"):
+        with pytest.raises(ParamsError, match="train.launch .*: use python, 'accelerate launch"):
+            make_params(train={"launch": bad})
+    assert "${train.launch} stages/train_stage2.py" in committed_text("dvc.yaml")

@@ -63,6 +63,10 @@ def test_an_experiment_run_on_one_machine_arrives_whole_on_another(shared_projec
     mac = tmp_path / "mac"
     run(["git", "clone", "-q", str(origin), str(mac)], tmp_path)
     run(["dvc", "pull"], mac)
+    assert "up to date" in run(["dvc", "status"], mac).stdout
+    again = run(["dvc", "repro"], mac).stdout  # the pulled baseline: nothing to recompute
+    assert "Running stage" not in again and "didn't change" in again
+    assert (mac / "models" / "stage2" / "heads.safetensors").is_file()
     said = run(["twohead", "remote", "gpu-seed7"], mac).stdout
     assert "on origin, not here yet: dvc exp pull origin gpu-seed7" in said
     line = _one_line_error(run(["twohead", "remote", "gpu-seed8"], mac, check=False))

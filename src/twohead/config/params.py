@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -288,6 +289,10 @@ class StepParams(OptimParams):
              f"{s}.checkpoint_every_steps must be >= 0 (0 = after each epoch only)")
 
 
+#: ``train.launch``: the program dvc.yaml's train_stage2 command starts with (a shell word list: nothing that could
+#: chain another command)
+LAUNCH = re.compile(r"(python|torchrun|accelerate launch)( [A-Za-z0-9_=.:/-]+)*")
+
 #: The ``train.*`` fields Stage 1 reads too: the machine's settings (where and how fast to run), not the recipe.
 #: Every other ``train.*`` key is Stage 2's alone (Stage 1 has its own ``stage1.*`` copy of the recipe keys).
 MACHINE_FIELDS = ("device", "precision", "eval_batch_size", "num_workers", "compile", "fast_attention", "padding",
@@ -306,9 +311,14 @@ class TrainParams(StepParams):
     # batches padded to a short ladder of lengths (buckets) or to their longest row; auto: per device
     padding: Literal["auto", "buckets", "longest"] = "auto"
     empty_cache_steps: int = 0  # >= 0: free the MPS / CUDA allocator's cache every N optimiser steps (0 = never)
+    # how dvc.yaml starts train_stage2 (Stage 2 only): python, or a data-parallel launcher (docs/remote.md)
+    launch: str = "python"
 
     def __post_init__(self):
         super().__post_init__()
+        need(LAUNCH.fullmatch(self.launch) is not None,
+             f"train.launch {self.launch!r}: use python, 'accelerate launch --multi_gpu --num_processes N' or"
+             " 'torchrun --nproc_per_node N' (options of letters, digits and = . : / - _ only; docs/remote.md)")
         need(self.eval_batch_size >= 1, "train.eval_batch_size must be >= 1")
         need(self.num_workers >= 0, "train.num_workers must be >= 0")
         need(self.empty_cache_steps >= 0, "train.empty_cache_steps must be >= 0 (0 = never)")
