@@ -2,6 +2,8 @@
 
 import dataclasses
 import json
+import math
+import re
 import sys
 
 import pandas as pd
@@ -24,6 +26,8 @@ def test_two_process_training_matches_the_data(shared_project, tmp_path):
     args = [a for f in dataclasses.fields(TrainPaths) for a in (flag(f.name), layout[f.name])]
     out = run(["dvc", "repro", "train_stage2"], proj).stdout
     assert f"> {launch} stages/train_stage2.py --prepared" in out and "(2 process(es))" in out, out[-3000:]
+    one = int(re.search(r"\[train_stage2\].*; (\d+) steps/epoch", shared_project[1]).group(1))  # 1 process, same batch
+    assert f"; {math.ceil(one / 2)} steps/epoch" in out  # each process counts its own half (was the whole: step -127)
     m = json.loads((proj / "metrics" / "train.json").read_text())
     val = pd.read_parquet(proj / "data" / "tokenized" / "val.parquet")
     assert m["val_rows"] == len(val) and 0 <= m["val_acc_task2"] <= 1

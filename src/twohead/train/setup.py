@@ -68,14 +68,15 @@ def prepare_training(model, data: FitData, cfg: RunConfig, *, base_lr: float | N
     groups, group_summary = llrd_groups(model, lr, t.llrd, t.head_lr_mult, t.weight_decay)
     initial_lrs = [g["lr"] for g in groups]
     optimizer = make_optimizer(groups, lr, accelerator.device.type)
-    steps_per_epoch = math.ceil(len(train_loader) / t.grad_accum)
-    total = schedule_steps if schedule_steps is not None else steps_per_epoch * t.epochs
+    # the schedule counts the un-sharded batches: under N processes Accelerate steps the scheduler N times a step
+    total = schedule_steps if schedule_steps is not None else math.ceil(len(train_loader) / t.grad_accum) * t.epochs
     scheduler = make_scheduler(optimizer, t.scheduler, total, t.warmup_ratio) if schedule else None
     parts = [model, optimizer, train_loader, *([val_loader] if validate else []), *([scheduler] if schedule else [])]
     prepared = list(accelerator.prepare(*parts))
     model, optimizer, train_loader = prepared[:3]
     val_loader = prepared[3] if validate else None
     scheduler = prepared[-1] if schedule else None
+    steps_per_epoch = math.ceil(len(train_loader) / t.grad_accum)  # this process's (after sharding), as counted
     raw_model = accelerator.unwrap_model(model)
     w1, w2 = (torch.tensor(w, dtype=torch.float32, device=accelerator.device)  # float32: MPS has no float64
               for w in (data.weights_task1, data.weights_task2))
