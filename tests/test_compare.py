@@ -234,3 +234,30 @@ def test_verdicts_follow_each_metrics_direction():
     bad.conf2 = np.full(len(y), 0.95)
     r = paired_compare(bad, good, resamples=1000)["task2_ece"]
     assert r["delta"] < 0 and r["verdict"] == "better"
+
+
+def test_runs_trained_on_other_machines_say_so_in_plain_words():
+    from twohead.experiments.compare import to_markdown, trained_on
+
+    ids, gold = [str(i) for i in range(40)], ["x", "y"] * 20
+    mac = _run("main", ids, gold, gold, {"train": {"device": "auto", "precision": "fp32", "launch": "python"}})
+    mac.env = {"auto_device": "mps", "packages": {"torch": "2.13.0"}}
+    gpu = _run("gpu-seed7", ids, gold, gold, {"train": {"device": "auto", "precision": "bf16",
+                                                        "launch": "torchrun --nproc_per_node 2"}})
+    gpu.env = {"auto_device": "cuda", "gpu": "NVIDIA H100 80GB HBM3<script>", "packages": {"torch": "2.13.0+cu128"}}
+    assert trained_on(mac) == "mps, torch 2.13.0, fp32"
+    assert trained_on(gpu) == ("cuda (NVIDIA H100 80GB HBM3script), torch 2.13.0+cu128, bf16,"
+                               " torchrun --nproc_per_node 2")
+    same = _run("other", ids, gold, gold, mac.params)
+    same.env = dict(mac.env)
+    assert trained_on(same) == trained_on(mac)
+    assert trained_on(_run("old", ids, gold, gold)) == "?, torch ?, fp32"   # no env file at that revision
+    result = {"test_rows": 40, "resamples": 1000, "seed": 0, "base": {"rev": "main"}, "detectable_task2_acc": 0.1,
+              "comparisons": [{"rev": "gpu-seed7", "metrics": {"task2_acc": {"base": 1, "other": 1, "delta": 0,
+                                                                              "ci_low": 0, "ci_high": 0,
+                                                                              "p_value": 1.0,
+                                                                              "verdict": "within noise"}},
+                               "trained_on": {"base": trained_on(mac), "other": trained_on(gpu)}}]}
+    text = to_markdown(result)
+    assert "**Trained differently** — main: mps, torch 2.13.0, fp32; gpu-seed7: cuda (NVIDIA H100" in text
+    assert "<script>" not in text

@@ -7,6 +7,8 @@ Each revision's test predictions (the evaluate stage's per-row table, kept in gi
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from dataclasses import dataclass
 from io import StringIO
 
@@ -30,6 +32,7 @@ class Revision:
     predictions: pd.DataFrame
     per_class: pd.DataFrame
     params: dict
+    env: dict | None = None   # metrics/env/train_stage2.json at that revision: where the model trained
 
     def param(self, dotted: str):
         node = self.params
@@ -50,7 +53,35 @@ def load_revision(rev: str, root=".") -> Revision:
                         dtype={"id": str})
     per_class = pd.read_csv(StringIO(read_text(commit, layout["per_class"], root)), keep_default_na=False)
     params = yaml.safe_load(read_text(commit, "params.yaml", root)) or {}
-    return Revision(rev, commit, preds, per_class, params)
+    return Revision(rev, commit, preds, per_class, params, _train_env(commit, layout, root))
+
+
+def _train_env(commit: str, layout: dict, root) -> dict | None:
+    try:
+        env = json.loads(read_text(commit, f"{layout.get('environment', 'metrics/env')}/train_stage2.json", root))
+    except (DataError, ValueError):
+        return None
+    return env if isinstance(env, dict) else None
+
+
+def _plain(value, limit: int = 60) -> str:
+    """A value from a file, as plain words for a Markdown line (no markup, no line breaks)."""
+    return re.sub(r"[^A-Za-z0-9 ._+:/()=?-]", "", str(value))[:limit] or "?"
+
+
+def trained_on(run: Revision) -> str:
+    """Where and how a revision's model trained: the device, its GPU, the torch build, the precision, the launcher."""
+    env = run.env or {}
+    train = run.params.get("train") if isinstance(run.params, dict) else None
+    train = train if isinstance(train, dict) else {}
+    device = train.get("device", "auto")
+    device = env.get("auto_device", "?") if device == "auto" else device
+    if device == "cuda" and env.get("gpu"):
+        device = f"cuda ({env['gpu']})"
+    packages = env.get("packages") if isinstance(env.get("packages"), dict) else {}
+    launch = train.get("launch", "python")
+    return ", ".join(_plain(x) for x in (device, f"torch {packages.get('torch', '?')}", train.get("precision", "fp32"),
+                                         *([launch] if launch != "python" else [])))
 
 
 def class_vocabulary(runs: list[Revision]) -> list[str]:
@@ -129,6 +160,8 @@ def compare(base_rev: str, other_revs: list[str], root=".", resamples: int = 200
             same_gold = dataclasses.replace(coded, y1=coded_base.y1, y2=coded_base.y2, yc=coded_base.yc)
             entry["relabelled_rows"] = relabelled
             entry["metrics_on_base_labels"] = paired_compare(coded_base, same_gold, bands, resamples, seed)
+        if trained_on(o) != trained_on(base):
+            entry["trained_on"] = {"base": trained_on(base), "other": trained_on(o)}
         result["comparisons"].append(entry)
     return result
 
@@ -165,6 +198,11 @@ def to_markdown(result: dict) -> str:
             lines.append(f"| {label(name)} | {m['base']:.4f} | {m['other']:.4f} | {pts(m['delta'])} |"
                          f" [{pts(m['ci_low'])}, {pts(m['ci_high'])}] | {p} | {said} |")
         lines.append("")
+        if c.get("trained_on"):
+            t = c["trained_on"]
+            lines += [f"**Trained differently** — {result['base']['rev']}: {t['base']}; {c['rev']}: {t['other']}. Two"
+                      " machines, precisions or launchers differ like two seeds do: compare a setting between runs of"
+                      " one machine (docs/remote.md).", ""]
         if c.get("relabelled_rows"):
             m = c["metrics_on_base_labels"]["task2_acc"]
             lines += [f"**{c['relabelled_rows']} test row(s) carry other labels in {c['rev']}** (data.corrections):"
