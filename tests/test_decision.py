@@ -194,3 +194,57 @@ def test_the_calibrate_stage_never_reads_test(tiny_data, tmp_path):
     deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["calibrate"]["deps"]
     assert "${paths.tokenized}/val.parquet" in deps and "${paths.tokenized}" not in deps
     assert not any("test" in str(d) for d in deps)
+
+
+def _decline_case(pick_rows_near: int, decline_rows_near: int, n: int = 1000):
+    """Val rows where P(Pick) is 0.9 / 0.1 for gold Pick / Decline and the Task2 head is right, except
+    ``pick_rows_near`` gold-Pick and ``decline_rows_near`` gold-Decline rows at P(Pick) = 0.45: a threshold below
+    0.45 gains (pick_rows_near - decline_rows_near) rows of combined accuracy over the plain 0.5."""
+    k = 4
+    gold_pick = np.r_[np.ones(n - 100 - decline_rows_near), np.zeros(100 + decline_rows_near)].astype(int)
+    p = np.where(gold_pick == 1, 0.9, 0.1)
+    p[:pick_rows_near] = 0.45
+    p[n - decline_rows_near:] = 0.45
+    logits1 = np.stack([np.zeros(n), np.log(p / (1 - p))], 1).astype(np.float32)
+    y2 = np.where(gold_pick == 1, np.arange(n) % k, -100)
+    logits2 = np.where(np.arange(k)[None, :] == (np.arange(n) % k)[:, None], 6.0, 0.0).astype(np.float32)
+    return logits1, logits2, gold_pick, y2, [100] * k
+
+
+@pytest.mark.parametrize("guard", [True, False])
+def test_a_three_row_val_gain_keeps_the_plain_rule_unless_the_guard_is_off(guard):
+    """The demo's case: the Decline rule won on val by ~3 rows (+0.3 points) and lost on test. Within val's noise the
+    plain rule stays, and decision.json's report says so with the gain and its interval."""
+    logits1, logits2, y1, y2, counts = _decline_case(pick_rows_near=5, decline_rows_near=2)
+    s = DecideParams(temperature=False, prior_correction=False, rule="pick_threshold", noise_guard=guard)
+    dec, report = choose(logits1, logits2, y1, y2, counts, s)
+    g = report["guard"]["decline_rule"]
+    assert g["gain"] == pytest.approx(3 / 1000) and g["ci_low"] < 0 < g["ci_high"] and not g["beats_noise"]
+    assert report["decline_rule"]["val_value"] - report["decline_rule"]["val_value_at_plain_threshold"] > 0
+    assert dec.pick_threshold == (0.5 if guard else 0.44) and g["adopted"] is (not guard)
+    assert "paired bootstrap" in report["guard"]["method"]
+
+
+def test_a_rule_that_wins_by_a_wide_margin_is_adopted():
+    logits1, logits2, y1, y2, counts = _decline_case(pick_rows_near=60, decline_rows_near=0)
+    dec, report = choose(logits1, logits2, y1, y2, counts,
+                         DecideParams(temperature=False, prior_correction=False, rule="pick_threshold"))
+    g = report["guard"]["decline_rule"]
+    assert dec.pick_threshold == 0.44 and g["adopted"] and g["beats_noise"] and g["ci_low"] > 0
+    assert g["gain"] == pytest.approx(60 / 1000)
+
+
+def test_a_temperature_within_noise_is_not_adopted_and_a_clear_one_is():
+    rng = np.random.default_rng(0)
+    top = rng.integers(0, 3, 2000)   # the predicted class, said with P = 0.7; the label follows that distribution
+    calibrated_logits = np.log(np.where(np.eye(3)[top] == 1, 0.7, 0.15)).astype(np.float32)
+    y = np.where(rng.random(2000) < 0.7, top, (top + rng.integers(1, 3, 2000)) % 3)
+    dec, report = choose(calibrated_logits[:, :2], calibrated_logits, (y > 0).astype(int), y, [1, 1, 1],
+                         DecideParams(prior_correction=False, rule="pick_threshold", pick_threshold=0.5))
+    g2 = report["guard"]["temperature_task2"]
+    assert g2 is None or (not g2["beats_noise"] and dec.temperature_task2 == 1.0)
+    overconfident = (calibrated_logits * 6).astype(np.float32)   # far too sharp: a temperature is a clear gain
+    dec, report = choose(overconfident[:, :2], overconfident, (y > 0).astype(int), y, [1, 1, 1],
+                         DecideParams(prior_correction=False, rule="pick_threshold", pick_threshold=0.5))
+    g2 = report["guard"]["temperature_task2"]
+    assert g2["adopted"] and g2["ci_low"] > 0 and dec.temperature_task2 > 2

@@ -376,6 +376,8 @@ class DecideParams(Section):
     target: float = 0.9               # the floor of the *_at_* objectives' constraint; (0, 1]
     pick_threshold: float | Literal["val"] = "val"     # val = chosen on val; a number in (0, 1) = pinned
     maxprob_threshold: float | Literal["val"] = "val"  # pick_or_maxprob: val = chosen on val; in [0, 1) = pinned
+    # adopt each decision only when its val gain over the plain choice beats val's noise (paired bootstrap, 95%)
+    noise_guard: bool = True
 
     def __post_init__(self):
         need(0 < self.tau_max <= 5, "decide.tau_max must be in (0, 5]")

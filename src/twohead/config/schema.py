@@ -37,6 +37,11 @@ METRICS: tuple[Metric, ...] = (
     Metric("task2_acc", "Task2 accuracy", report="task2.acc", history="acc_task2", compared=True),
     Metric("task2_macro_f1", "Task2 macro-F1", report="task2.macro_f1", history="macro_f1_task2", compared=True),
     Metric("task2_weighted_f1", "Task2 weighted-F1", report="task2.weighted_f1", history="weighted_f1_task2"),
+    Metric("task2_top2_acc", "Task2 top-2 accuracy", report="task2.top2_acc"),
+    Metric("task2_top3_acc", "Task2 top-3 accuracy", report="task2.top3_acc"),
+    Metric("task2_top5_acc", "Task2 top-5 accuracy", report="task2.top5_acc"),
+    Metric("task2_runner_up_share", "Task2 errors whose gold is the runner-up", None,
+           report="task2.runner_up_share"),
     Metric("task2_ece", "Task2 ECE (15 bins)", False, report="task2.ece", compared=True),
     Metric("task1_acc", "Task1 accuracy", report="task1.acc", history="acc_task1", compared=True),
     Metric("pick_precision", "Pick precision", report="task1.precision_pick", history="precision_pick"),
@@ -169,10 +174,10 @@ BAND_COLUMNS = ["epoch", "band", "recall", "n_classes"]
 #: bands, consistency, training figures) stays in the other metrics files, as plain outputs:
 #: ``dvc metrics diff --targets metrics/test.json`` or ``twohead compare`` for them.
 HEADLINE: tuple[tuple[str, ...], ...] = (
-    ("test", "task2", "acc"), ("test", "task2", "macro_f1"), ("test", "task1", "acc"),
+    ("test", "task2", "acc"), ("test", "task2", "macro_f1"), ("test", "task2", "top2_acc"), ("test", "task1", "acc"),
     ("test", "combined", "acc"), ("test", "combined", "macro_f1"),
-    ("decided", "test", "task2", "acc"), ("decided", "test", "combined", "acc"), ("decided", "test", "task2", "ece"),
-    ("val", "task2", "acc"))
+    ("decided", "test", "task2", "acc"), ("decided", "test", "task1", "acc"), ("decided", "test", "combined", "acc"),
+    ("decided", "test", "task2", "ece"), ("val", "task2", "acc"))
 
 
 def headline(results: dict) -> dict:

@@ -148,6 +148,33 @@ def read_decision(path: str | Path, names: list[str] | None = None) -> tuple[Dec
     return dec, data
 
 
+def decision_objective(data: dict, source: str) -> tuple[str, float]:
+    """The objective and target a decision file's thresholds were chosen for (its ``settings``), checked."""
+    settings = data.get("settings") if isinstance(data.get("settings"), dict) else {}
+    objective, target = settings.get("objective", "combined_acc"), settings.get("target", 0.9)
+    if objective not in OBJECTIVES:
+        raise DataError(f"{source}: settings.objective {str(objective)[:40]!r} is not one of {sorted(OBJECTIVES)}")
+    if not isinstance(target, (int, float)) or isinstance(target, bool) or not 0 < target <= 1:
+        raise DataError(f"{source}: settings.target {str(target)[:40]!r} is not a number in (0, 1]")
+    return objective, float(target)
+
+
+def guard_summary(data: dict) -> dict:
+    """Per decision, whether the noise guard adopted it and its val gain with the interval (numbers and booleans
+    only: the file is untrusted, and these go onto a page)."""
+    guard = (data.get("report") or {}).get("guard") if isinstance(data.get("report"), dict) else None
+    out = {}
+    for name in ("temperature_task1", "temperature_task2", "prior_correction", "decline_rule"):
+        g = guard.get(name) if isinstance(guard, dict) else None
+        if not isinstance(g, dict):
+            out[name] = None
+            continue
+        nums = {k: float(g[k]) for k in ("gain", "ci_low", "ci_high") if isinstance(g.get(k), (int, float))
+                and not isinstance(g.get(k), bool)}
+        out[name] = {"adopted": g.get("adopted") is True, "beats_noise": g.get("beats_noise") is True, **nums}
+    return out
+
+
 # --- objectives on val ---------------------------------------------------------------------------------------
 
 def decline_scores(y1: np.ndarray, decline: np.ndarray) -> dict[str, float]:
@@ -183,6 +210,52 @@ def objective_value(objective: str, target: float, y1, y2, decline, pred2, k: in
     return OBJECTIVES[objective](y1, y2, decline, pred2, k, target)
 
 
+# --- the noise guard ----------------------------------------------------------------------------------------
+
+#: resamples of the val rows behind each adopt-or-keep-plain call (seeded: the same val, the same call)
+GUARD_RESAMPLES = 1000
+
+
+def paired_gain(value, n: int, resamples: int = GUARD_RESAMPLES, seed: int = 0) -> dict:
+    """A decision's gain over the plain choice on val with its paired-bootstrap 95% interval. ``value(idx)`` returns
+    (decided, plain) objective values on the val rows ``idx``; a resample where the decided objective is not finite
+    (a constraint missed) counts as no gain. ``beats_noise``: the interval's lower end is above 0."""
+    decided, plain = value(np.arange(n))
+    rng = np.random.default_rng(seed)
+    gains = np.empty(resamples)
+    for i in range(resamples):
+        a, b = value(rng.integers(0, n, n))
+        gains[i] = a - b if np.isfinite(a - b) else (np.inf if np.isfinite(a) else -np.inf)
+    lo, hi = np.quantile(gains, [0.025, 0.975], method="inverted_cdf")
+    return {"val_decided": float(decided), "val_plain": float(plain), "gain": float(decided - plain),
+            "ci_low": float(lo), "ci_high": float(hi), "beats_noise": bool(lo > 0)}
+
+
+def row_mean_gain(new: np.ndarray, old: np.ndarray, resamples: int = GUARD_RESAMPLES, seed: int = 0) -> dict:
+    """:func:`paired_gain` for an objective that is a mean over rows (accuracy, −NLL): vectorised."""
+    new, old = np.asarray(new, dtype=np.float64), np.asarray(old, dtype=np.float64)
+    return paired_gain(lambda idx: (new[idx].mean(), old[idx].mean()), len(new), resamples, seed)
+
+
+def _guarded(on: bool, gain: dict) -> dict:
+    return {**gain, "adopted": bool(gain["beats_noise"] or not on)}
+
+
+def _row_nll(logits: np.ndarray, y: np.ndarray, t: float) -> np.ndarray:
+    from .calibration import log_softmax
+
+    m = y != -100
+    return -log_softmax(logits[m].astype(np.float64) / t)[np.arange(int(m.sum())), y[m]]
+
+
+def _guard_temperature(logits: np.ndarray, y: np.ndarray, t: float, on: bool) -> tuple[float, dict | None]:
+    """T is kept only when it lowers val's NLL beyond noise (gain = NLL at T = 1 minus NLL at T, per row)."""
+    if t == 1.0 or not (y != -100).any():
+        return t, None
+    g = _guarded(on, row_mean_gain(-_row_nll(logits, y, t), -_row_nll(logits, y, 1.0)))
+    return (t if g["adopted"] else 1.0), g
+
+
 # --- choosing ------------------------------------------------------------------------------------------------
 
 def choose(logits1: np.ndarray, logits2: np.ndarray, y1: np.ndarray, y2: np.ndarray, train_counts: list[int],
@@ -191,8 +264,13 @@ def choose(logits1: np.ndarray, logits2: np.ndarray, y1: np.ndarray, y2: np.ndar
     was tried (curves, before/after)."""
     k = logits2.shape[1]
     report: dict = {}
-    t1 = fit_temperature(logits1, y1) if s.temperature else 1.0
-    t2 = fit_temperature(logits2, y2) if s.temperature else 1.0
+    guard: dict = {"method": f"paired bootstrap over the val rows, {GUARD_RESAMPLES} resamples, seed 0: adopted"
+                             " when the 95% interval of the gain over the plain choice excludes 0"
+                             + ("" if s.noise_guard else " (decide.noise_guard: false — adopted whatever the gain)")}
+    fitted1 = fit_temperature(logits1, y1) if s.temperature else 1.0
+    fitted2 = fit_temperature(logits2, y2) if s.temperature else 1.0
+    t1, guard["temperature_task1"] = _guard_temperature(logits1, y1, fitted1, s.noise_guard)
+    t2, guard["temperature_task2"] = _guard_temperature(logits2, y2, fitted2, s.noise_guard)
     report["temperature"] = {
         "task1": {"T": t1, "nll_before": nll(logits1, y1), "nll_after": nll(logits1, y1, t1),
                   "ece_before": ece(softmax(logits1), y1), "ece_after": ece(calibrated(logits1, t1), y1)},
@@ -212,6 +290,9 @@ def choose(logits1: np.ndarray, logits2: np.ndarray, y1: np.ndarray, y2: np.ndar
         if score > best + 1e-12:
             best_tau, best = float(tau), score
     curve.sort(key=lambda r: r["tau"])
+    guard["prior_correction"] = None
+    if best_tau:
+        best_tau, guard["prior_correction"] = _guard_tau(z2, y2, log_prior, best_tau, s)
     report["prior_correction"] = {"objective": f"task2_{s.prior_objective}", "tau": best_tau, "curve": curve}
 
     dec = Decision(t1, t2, best_tau, log_prior.tolist() if best_tau else [], s.rule)
@@ -237,8 +318,13 @@ def choose(logits1: np.ndarray, logits2: np.ndarray, y1: np.ndarray, y2: np.ndar
     ties = [g for g in grid if g["value"] >= best_val - 1e-12]  # nearest the plain rule wins a tie
     best_g = min(ties, key=lambda g: (abs(g["pick_threshold"] - 0.5) + g["maxprob_threshold"]))
     chosen = (best_g["pick_threshold"], best_g["maxprob_threshold"])
-    dec.pick_threshold, dec.maxprob_threshold = chosen
     plain_decline = p_pick < 0.5
+    pinned_max = s.rule == "pick_or_maxprob" and s.maxprob_threshold != CHOOSE_ON_VAL
+    base = (float(s.pick_threshold) if pinned else 0.5, float(s.maxprob_threshold) if pinned_max else 0.0)
+    guard["decline_rule"] = None
+    if chosen != base:   # something was chosen on val: kept only beyond val's noise
+        chosen, guard["decline_rule"] = _guard_rule(chosen, base, (p_pick, maxp, pred2), y1, y2, k, s)
+    dec.pick_threshold, dec.maxprob_threshold = chosen
     report["decline_rule"] = {
         "rule": s.rule, "objective": s.objective, "target": s.target if "_at_" in s.objective else None,
         "pinned": pinned, "pick_threshold": dec.pick_threshold,
@@ -247,7 +333,56 @@ def choose(logits1: np.ndarray, logits2: np.ndarray, y1: np.ndarray, y2: np.ndar
         "grid": grid}
     report["decline_pr_curve"] = [{"pick_threshold": float(t), **decline_scores(y1, p_pick < t)}
                                   for t in PICK_GRID]
+    report["guard"] = guard
     return dec, report
+
+
+def _guard_tau(z2: np.ndarray, y2: np.ndarray, log_prior: np.ndarray, tau: float, s: DecideParams) -> tuple[float,
+                                                                                                             dict]:
+    """τ is kept only when its val gain in ``decide.prior_objective`` over τ = 0 beats val's noise."""
+    m = y2 != -100
+    new, old = (z2[m] - tau * log_prior).argmax(1), z2[m].argmax(1)
+    if s.prior_objective == "acc":
+        gain = row_mean_gain(new == y2[m], old == y2[m])
+    else:
+        gain = paired_gain(lambda i: (task2_metrics(y2[m][i], new[i])["task2_macro_f1"],
+                                      task2_metrics(y2[m][i], old[i])["task2_macro_f1"]), int(m.sum()))
+    g = _guarded(s.noise_guard, gain)
+    return (tau if g["adopted"] else 0.0), g
+
+
+def _guard_rule(chosen: tuple, base: tuple, scores: tuple, y1, y2, k: int, s: DecideParams) -> tuple[tuple, dict]:
+    """The Decline thresholds chosen on val are kept only when their val objective beats ``base``'s (the plain
+    t = 0.5, t2 = 0, or what the user pinned) beyond noise; a base that misses a *_at_* target on val is no choice:
+    the chosen thresholds stay."""
+    p_pick, maxp, pred2 = scores
+    new, old = (p_pick < chosen[0]) | (maxp < chosen[1]), (p_pick < base[0]) | (maxp < base[1])
+    if objective_value(s.objective, s.target, y1, y2, old, pred2, k) == -np.inf:
+        return chosen, {"adopted": True, "why": f"the plain rule misses decide.target {s.target:g} on val"}
+    if s.objective == "combined_acc":   # a mean over the rows with a combined label: vectorised
+        gold = np.where(y1 == 0, k, np.where((y1 == 1) & (y2 != -100), y2, -100))
+        m = gold != -100
+        gain = row_mean_gain(np.where(new, k, pred2)[m] == gold[m], np.where(old, k, pred2)[m] == gold[m])
+    else:
+        gain = paired_gain(lambda i: (objective_value(s.objective, s.target, y1[i], y2[i], new[i], pred2[i], k),
+                                      objective_value(s.objective, s.target, y1[i], y2[i], old[i], pred2[i], k)),
+                           len(y1))
+    g = _guarded(s.noise_guard, gain)
+    return (chosen if g["adopted"] else base), g
+
+
+def rule_curve(dec: Decision, logits1: np.ndarray, logits2: np.ndarray, y1: np.ndarray, y2: np.ndarray,
+               objective: str, target: float) -> list[dict]:
+    """One split's view of the Decline rule as its Pick threshold t moves (the decision's temperatures, prior
+    correction and max-prob threshold held): the objective, Decline precision and recall per t of the grid."""
+    p1, p2 = dec.probabilities(logits1, logits2)
+    pred2, maxp, k = dec.task2_scores(logits2).argmax(1), p2.max(1), logits2.shape[1]
+    rows = []
+    for t in sorted({*PICK_GRID.tolist(), 0.5, float(dec.pick_threshold)}):
+        decline = (p1[:, 1] < t) | (maxp < dec.maxprob_threshold)
+        rows.append({"pick_threshold": float(t), "value": objective_value(objective, target, y1, y2, decline, pred2, k),
+                     **decline_scores(y1, decline)})
+    return rows
 
 
 @dataclass

@@ -44,6 +44,25 @@ def task2_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     }
 
 
+#: the k of Task2's top-k accuracies (a k at or above the number of categories is 1 by definition: left out)
+TOP_K = (2, 3, 5)
+
+
+def topk_metrics(y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """Task2 top-k accuracy (the gold category among the k highest scores; a tie counts against the gold) and the
+    share of top-1 errors whose gold category is the runner-up: when it is high, the model is close, not lost."""
+    m = y != IGNORE
+    if not m.any():
+        return {}
+    s = np.asarray(scores, dtype=np.float64)[m]
+    gold = s[np.arange(len(s)), y[m]]
+    rank = (s >= gold[:, None]).sum(1) - 1   # 0 = the top score (others tied with the gold count above it)
+    out = {f"task2_top{k}_acc": float((rank < k).mean()) for k in TOP_K if k < s.shape[1]}
+    errors = rank > 0
+    out["task2_runner_up_share"] = float((rank[errors] == 1).mean()) if errors.any() else float("nan")
+    return out
+
+
 def per_class_recall(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Recall per class id (NaN for classes with no gold row)."""
     from sklearn.metrics import recall_score  # lazy: predict loads no sklearn

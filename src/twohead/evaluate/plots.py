@@ -175,26 +175,31 @@ def reliability_plot(rel: pd.DataFrame, path: Path, text: str) -> None:
     save_figure(fig, path, text)
 
 
-def decision_plot(curve: pd.DataFrame, pr: pd.DataFrame, dec, objective: str, path: Path, text: str) -> None:
-    """Left: the val objective against the Pick threshold (at the chosen max-prob threshold), chosen and plain
-    marked. Right: Decline precision against recall on val as the Pick threshold moves."""
+def decision_plot(curves: dict[str, pd.DataFrame], dec, objective: str, path: Path, text: str) -> None:
+    """The Decline rule chosen on val, and what it did on test. Left: the objective against the Pick threshold on val
+    (where it was chosen) and on test (the outcome), chosen and plain marked on both. Right: Decline precision
+    against recall on val and test as the threshold moves, chosen and plain marked."""
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.4))
-    d = curve[curve["maxprob_threshold"] == dec.maxprob_threshold].sort_values("pick_threshold")
-    ax.plot(d["pick_threshold"], d["value"], color="C0", lw=1.8)
-    chosen = d[d["pick_threshold"] == dec.pick_threshold]["value"]
-    if len(chosen):
-        ax.plot([dec.pick_threshold], chosen, "o", color="C3", ms=9, label=f"chosen t = {dec.pick_threshold:g}")
-    ax.axvline(0.5, color="0.5", ls=":", lw=1, label="plain t = 0.5")
-    ax.set(xlabel="Pick threshold t (Decline if calibrated P(Pick) < t)", ylabel=f"val {objective}",
-           title="The Decline rule, chosen on val")
+    for (split, d), color, ls in zip(curves.items(), ("C0", "C1"), ("-", "--")):
+        d = d.sort_values("pick_threshold")
+        ok = np.isfinite(d["value"].to_numpy(dtype=float))
+        ax.plot(d["pick_threshold"][ok], d["value"][ok], color=color, ls=ls, lw=1.8, label=split)
+        ax2.plot(d["decline_recall"], d["decline_precision"], color=color, ls=ls, lw=1.4, marker=".", ms=3,
+                 label=split)
+        for t, mark, name in ((dec.pick_threshold, "o", "chosen"), (0.5, "s", "plain")):
+            row = d.iloc[(d["pick_threshold"] - t).abs().argsort()[:1]]
+            value = float(row["value"].iloc[0])
+            ax.plot([t], [value], mark, color=color, ms=8, mfc="none" if name == "plain" else color,
+                    label=f"{split} {name} t {t:g}: {value:.4f}")
+            ax2.plot(row["decline_recall"], row["decline_precision"], mark, color=color, ms=8,
+                     mfc="none" if name == "plain" else color)
+    ax.axvline(0.5, color="0.5", ls=":", lw=1)
+    ax.set(xlabel="Pick threshold t (Decline if calibrated P(Pick) < t)", ylabel=objective,
+           title="The Decline rule: chosen on val, its outcome on test")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax2.plot(pr["decline_recall"], pr["decline_precision"], color="C2", lw=1.8, marker=".")
-    for t, color, name in ((dec.pick_threshold, "C3", "chosen"), (0.5, "0.4", "plain")):
-        row = pr.iloc[(pr["pick_threshold"] - t).abs().argsort()[:1]]
-        ax2.plot(row["decline_recall"], row["decline_precision"], "o", color=color, ms=9, label=f"{name} (t {t:g})")
-    ax2.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="Decline recall (val)", ylabel="Decline precision (val)",
-            title="Decline precision–recall as t moves")
+    ax.legend(fontsize=7)
+    ax2.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="Decline recall", ylabel="Decline precision",
+            title="Decline precision–recall as t moves (● chosen, □ plain)")
     ax2.grid(alpha=0.3)
     ax2.legend(fontsize=8)
     save_figure(fig, path, text)

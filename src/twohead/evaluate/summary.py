@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from ..config.schema import label
+from ..config.schema import higher_is_better, label
 from .diagnose import Finding
 
 
@@ -29,6 +29,29 @@ def headline_lines(test: dict) -> str:
                      for name, r in rows)
 
 
+def test_table(test: dict) -> list[str]:
+    """The test figures under the plain rule and under the decided one — what `twohead predict` delivers — and how
+    close the misses are (top-k; the runner-up share)."""
+    rows = [("plain (raw softmax, P(Pick) < 0.5, argmax)", test["test"])]
+    if "decided" in test:
+        rows.append(("**decided** (what `twohead predict` delivers)", test["decided"]["test"]))
+    lines = ["| rule | Task2 acc | top-2 | Task2 macro-F1 | Task1 acc | Pick F1 | Decline precision | combined acc |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, r in rows:
+        lines.append(f"| {name} | {_f(r['task2']['acc'])} | {_f(r['task2'].get('top2_acc'))} |"
+                     f" {_f(r['task2']['macro_f1'])} | {_f(r['task1']['acc'])} | {_f(r['task1']['f1_pick'])} |"
+                     f" {_f(r['task1'].get('precision_decline'))} | {_f(r['combined']['acc'])} |")
+    t2 = test["test"]["task2"]
+    tops = ", ".join(f"top-{k} {_f(t2[f'top{k}_acc'])}" for k in (2, 3, 5) if f"top{k}_acc" in t2)
+    share = t2.get("runner_up_share")
+    if tops and share is not None and not math.isnan(share):
+        close = (" — the model is often close: a merge of confusable pairs or more rows of those classes is where"
+                 " to look" if share >= 0.4 else "")
+        lines += ["", f"Task2 top-k on test (plain): {tops}. Of the rows Task2 gets wrong, {100 * share:.0f}% have the"
+                      f" right category as the runner-up{close}."]
+    return lines + [""]
+
+
 def decision_table(test: dict) -> list[str]:
     """Plain rule vs the decided rule on test, each difference with its paired-bootstrap interval."""
     effect = test.get("decided_vs_plain")
@@ -47,6 +70,31 @@ def decision_table(test: dict) -> list[str]:
     for name, m in effect["metrics"].items():
         lines.append(f"| {label(name)} | {_f(m['base'])} | {_f(m['other'])} | {_pts(m['delta'])}"
                      f" [{_pts(m['ci_low'])}, {_pts(m['ci_high'])}] | {m['verdict']} |")
+    return lines + [""] + guard_lines(test["decided"].get("guard"))
+
+
+GUARDED = {"temperature_task1": ("temperature T1", "val NLL (−)"),
+           "temperature_task2": ("temperature T2", "val NLL (−)"),
+           "prior_correction": ("prior correction τ", "val Task2 objective"),
+           "decline_rule": ("Decline rule thresholds", "val decide.objective")}
+
+
+def guard_lines(guard: dict | None) -> list[str]:
+    """What calibrate's noise guard did: each decision adopted only when its val gain beat val's noise."""
+    if not guard:
+        return []
+    lines = ["Noise guard (calibrate): a decision is adopted only when its gain over the plain choice on val has a"
+             " paired-bootstrap 95% interval above 0.", ""]
+    for key, (name, what) in GUARDED.items():
+        g = guard.get(key)
+        if not g:
+            continue
+        said = "adopted" if g["adopted"] else "**not adopted: within val's noise, the plain choice is kept**"
+        if "gain" in g:
+            said += (f" ({what} gain {_pts(g['gain'])} points [{_pts(g.get('ci_low'))}, {_pts(g.get('ci_high'))}])"
+                     if "NLL" not in what else f" (NLL gain {g['gain']:+.4f} [{g.get('ci_low', 0):+.4f},"
+                                               f" {g.get('ci_high', 0):+.4f}])")
+        lines.append(f"- {name}: {said}")
     return lines + [""]
 
 
@@ -60,8 +108,7 @@ def moved_section(test: dict, train: dict | None) -> list[str]:
     effect = test.get("decided_vs_plain")
     if effect:
         d, m = test["decided"]["decision"], effect["metrics"]
-        bands = [k for k in m if k.startswith("band_") and k.endswith("_recall")]
-        cost = ", ".join(f"{label(k)} {_pts(m[k]['delta'])}" for k in bands if m[k]["delta"] < 0) or "none on test"
+        cost = decision_cost(m)
         lines.append(f"| decisions (calibrate) | τ {d['tau']:g}, T2 {d['temperature_task2']:.3g}, Decline rule"
                      f" {d['rule']} | {_pts(m['task2_acc']['delta'])} [{_pts(m['task2_acc']['ci_low'])},"
                      f" {_pts(m['task2_acc']['ci_high'])}] | {_pts(m['task2_macro_f1']['delta'])}"
@@ -88,6 +135,19 @@ def moved_section(test: dict, train: dict | None) -> list[str]:
     else:
         lines.append("| weight averaging (switches.ema) | off | | | |")
     return lines + [""]
+
+
+def decision_cost(metrics: dict) -> str:
+    """Every test metric the decisions moved the wrong way (bold when beyond noise), or "none on test"."""
+    worse = []
+    for name, m in metrics.items():
+        d = m.get("delta")
+        if d is None or (isinstance(d, float) and math.isnan(d)) or d == 0:
+            continue
+        if (d < 0) == higher_is_better(name):
+            text = f"{label(name)} {_pts(d)}"
+            worse.append(f"**{text} (worse)**" if m.get("verdict") == "worse" else text)
+    return ", ".join(worse) or "none on test"
 
 
 def review_section(review: dict, pairs_figure: str) -> list[str]:
@@ -136,10 +196,7 @@ def summary_markdown(test: dict, history: pd.DataFrame, findings: list[Finding],
     half = 100 * 1.96 * math.sqrt(acc * (1 - acc) / n) if n else float("nan")
     lines = [
         "# Run summary", "", f"_{caption}_", "",
-        "## Test metrics", "",
-        "| Task2 acc | Task2 macro-F1 | Task1 acc | Pick F1 | combined (N+Decline) acc |", "|---|---|---|---|---|",
-        f"| {_f(t['task2']['acc'])} | {_f(t['task2']['macro_f1'])} | {_f(t['task1']['acc'])} |"
-        f" {_f(t['task1']['f1_pick'])} | {_f(t['combined']['acc'])} |", "",
+        "## Test metrics", "", *test_table(test),
         f"Last epoch ({int(last['epoch'])}): train Task2 accuracy {_f(last['train_acc_task2'])} (running, dropout on),"
         f" val {_f(last['val_acc_task2'])}; val Task1 accuracy {_f(last['val_acc_task1'])}."
         f" With {n} test rows with a category, this accuracy alone is uncertain by about ±{half:.1f} points"

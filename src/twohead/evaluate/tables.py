@@ -9,14 +9,15 @@ import pandas as pd
 
 from ..config.schema import report_tree
 from .calibration import ece
-from .metrics import IGNORE, combined_view, consistency, task1_metrics, task2_metrics
+from .metrics import IGNORE, combined_view, consistency, task1_metrics, task2_metrics, topk_metrics
 
 TEXT_CUT = 200
 
 
-def split_metrics(y1, y2, probs1, probs2, n_classes: int, e, decline=None, pred2=None) -> dict:
+def split_metrics(y1, y2, probs1, probs2, n_classes: int, e, decline=None, pred2=None, scores2=None) -> dict:
     """All summary metrics of one split from its probabilities (``e``: the eval params). ``decline`` / ``pred2``:
     the decided Decline mask and Task2 prediction (default: the plain rule, P(Pick) < 0.5 and the argmax);
+    ``scores2``: what ranks the categories for top-k (default ``probs2``; the prior-corrected scores when decided);
     the consistency rates use ``probs2`` as given (raw, or the decided probabilities)."""
     p_pick = probs1[:, 1]
     decline = p_pick < 0.5 if decline is None else decline
@@ -24,6 +25,7 @@ def split_metrics(y1, y2, probs1, probs2, n_classes: int, e, decline=None, pred2
     pred1 = (~decline).astype(int)
     combined = combined_view(y1, y2, decline, pred2, n_classes)
     values = {**task1_metrics(y1, pred1), **task2_metrics(y2, pred2), **combined,
+              **topk_metrics(y2, probs2 if scores2 is None else scores2),
               "task1_ece": ece(probs1, y1, pred=pred1), "task2_ece": ece(probs2, y2, pred=pred2),
               **consistency(y1, decline, probs2.max(1), e.low_confidence, e.high_confidence)}
     tree = report_tree(values, ("task1", "task2", "combined", "consistency"))

@@ -3,7 +3,8 @@
 Reads the val split only (and the train split's class counts for the prior): temperatures, the Task2
 class-prior correction and the Decline rule (:mod:`twohead.evaluate.decision`). Writes the decision file next
 to the model (what ``twohead predict`` and the evaluate stage apply), its headline figures as a DVC metric,
-the reliability bins and the threshold curve as DVC plot data, and two figures. Changing a ``decide.*`` param
+the reliability bins and the threshold curve as DVC plot data, and the reliability figure (the evaluate stage draws
+the Decline rule's figure, val beside test). Changing a ``decide.*`` param
 re-runs this stage, evaluate and predict — never training.
 """
 
@@ -18,9 +19,9 @@ from ..config.params import Params, to_dict
 from ..data.io import METRIC_DIGITS, write_csv, write_json
 from ..data.prepared import read_label_info
 from ..evaluate.calibration import calibrated, reliability
-from ..evaluate.decision import choose
+from ..evaluate.decision import choose, guard_summary
 from ..evaluate.metrics import band_recall, softmax
-from ..evaluate.plots import decision_plot, reliability_plot
+from ..evaluate.plots import reliability_plot
 from ..train.scoring import Scorer
 
 
@@ -67,6 +68,8 @@ def run(p: Params, paths: CalibratePaths) -> dict:
                 "report": {k: v for k, v in report.items() if k not in ("decline_pr_curve",)} | {
                     "decline_rule": {k: v for k, v in rule.items() if k != "grid"},
                     "val_band_recall": headline["val_band_recall"]}}
+    # the noise guard: which decisions were adopted, and each one's val gain with its interval (null: none to guard)
+    headline["noise_guard"] = guard_summary(decision)
 
     rel = []
     for head, logits, y, t in (("task1", logits1, y1, dec.temperature_task1),
@@ -75,14 +78,12 @@ def run(p: Params, paths: CalibratePaths) -> dict:
             rel += [{"head": head, "probabilities": kind, **r} for r in reliability(probs, y)]
     rel_df = pd.DataFrame(rel)
     curve = pd.DataFrame(rule["grid"])
-    pr = pd.DataFrame(report["decline_pr_curve"])
     text = (f"{paths.stage2_model} | val {len(ds)} rows | T1 {dec.temperature_task1:.3g}, T2"
             f" {dec.temperature_task2:.3g}, τ {dec.tau:g} | {dec.rule}: t {dec.pick_threshold:g}"
             + (f", t2 {dec.maxprob_threshold:g}" if dec.rule == "pick_or_maxprob" else "")
             + f" | objective {rule['objective']}")
     if scorer.accelerator.is_main_process:
         reliability_plot(rel_df, paths.figures / "reliability.png", text)
-        decision_plot(curve, pr, dec, rule["objective"], paths.figures / "decision.png", text)
         write_csv(paths.reliability, rel_df)
         write_csv(paths.decision_curve, curve)
         write_json(paths.decision, decision)

@@ -5,7 +5,8 @@ per-class table, the per-band figures, the test rows with the highest Task2 loss
 and the per-row predictions — all under the **plain** rule (raw softmax, Decline when P(Pick) < 0.5, the
 Task2 argmax), so they compare across runs and commits. Then the same metrics under the **decided** rule of
 the calibrate stage (temperatures, prior correction, Decline rule, chosen on val), and on test the paired
-bootstrap interval of each difference decided − plain: what the decisions bought.
+bootstrap interval of each difference decided − plain: what the decisions bought; and the Decline rule's figure,
+its objective on val (where it was chosen) beside test (its outcome).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from ..config.params import Params
 from ..config.schema import headline
 from ..data.io import METRIC_DIGITS, page_safe, write_csv, write_json
 from ..data.prepared import read_label_info, texts_by_id
-from ..evaluate.decision import decide, read_decision
+from ..evaluate.decision import decide, decision_objective, guard_summary, read_decision, rule_curve
 from ..evaluate.metrics import IGNORE, softmax
+from ..evaluate.plots import decision_plot
 from ..evaluate.tables import band_table, per_class_table, predictions_table, split_metrics, worst_k_table
 from ..experiments.stats import Coded, paired_compare
 from ..model.two_head import load_raw_weights, read_stage2_meta
@@ -43,6 +45,7 @@ class EvaluatePaths:
     predictions: Path
     decision: Path
     headline_metrics: Path
+    figures: Path
 
 
 def run(p: Params, paths: EvaluatePaths) -> dict:
@@ -52,20 +55,25 @@ def run(p: Params, paths: EvaluatePaths) -> dict:
     info = read_label_info(paths.prepared)
     bands, train_support = info.bands, info.class_weights["task2"]["support"]
     scorer.check_classes(info.names, paths.prepared)
-    dec, _ = read_decision(paths.decision, names)
+    dec, chosen_on_val = read_decision(paths.decision, names)
+    objective, target = decision_objective(chosen_on_val, str(paths.decision))
 
-    results, decided, test = {}, {}, None
-    for split in ("test", "val"):
+    results, decided, test, curves = {}, {}, None, {}
+    for split in ("val", "test"):
         ds, logits1, logits2 = scorer.split(paths.tokenized, split)
         probs1, probs2 = softmax(logits1), softmax(logits2)
         y1, y2 = ds.labels_task1, ds.labels_task2
         results[split] = split_metrics(y1, y2, probs1, probs2, len(names), e)
         d = decide(dec, logits1, logits2)
-        decided[split] = split_metrics(y1, y2, d.p1, d.p2, len(names), e, decline=d.decline, pred2=d.pred2)
+        decided[split] = split_metrics(y1, y2, d.p1, d.p2, len(names), e, decline=d.decline, pred2=d.pred2,
+                                       scores2=d.scores)
+        curves[split] = pd.DataFrame(rule_curve(dec, logits1, logits2, y1, y2, objective, target))
         if split == "test":
             test = (ds, probs1, probs2, d.p2, d.pred2, d.decline)
+    results = {k: results[k] for k in ("test", "val")}
     # val figures under the decided rule are optimistic (the rule was chosen on val); test is the result
-    results["decided"] = {**decided, "decision": {k: v for k, v in dec.to_dict().items() if k != "log_prior"}}
+    results["decided"] = {**decided, "decision": {k: v for k, v in dec.to_dict().items() if k != "log_prior"},
+                          "guard": guard_summary(chosen_on_val)}
 
     ds, probs1, probs2, d2, dpred2, ddecline = test
     y1, y2, ids = ds.labels_task1, ds.labels_task2, ds.ids
@@ -92,6 +100,8 @@ def run(p: Params, paths: EvaluatePaths) -> dict:
         write_csv(paths.confusion, pd.DataFrame({"actual": page_safe(name_arr[y2[m]]),
                                                  "predicted": page_safe(name_arr[pred2[m]])}))
         write_csv(paths.predictions, predictions_table(ids, y1, y2, probs1, probs2, names))
+        decision_plot(curves, dec, objective, Path(paths.figures) / "decision.png",
+                      f"{paths.stage2_model} | {paths.decision} | objective {objective}")
         write_json(paths.test_metrics, results, digits=METRIC_DIGITS)
         # last: a failed run leaves no metrics file
         write_json(paths.headline_metrics, headline(results), digits=METRIC_DIGITS)
