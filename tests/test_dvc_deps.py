@@ -230,13 +230,15 @@ def test_only_the_headline_is_a_dvc_metric():
     assert declared == {"evaluate": ["${paths.headline_metrics}"]}
     outs = [next(iter(o)) if isinstance(o, dict) else o for o in stages["evaluate"]["outs"]]
     assert "${paths.test_metrics}" in outs
-    results = {"test": {"task2": {"acc": 0.7, "macro_f1": 0.3, "ece": 0.1}, "task1": {"acc": 0.9},
-                        "combined": {"acc": 0.68, "macro_f1": 0.31}, "consistency": {"x": 1}},
+    results = {"test": {"task2": {"acc": 0.7, "macro_f1": 0.3, "ece": 0.1, "top2_acc": 0.8, "top3_acc": 0.85},
+                        "task1": {"acc": 0.9}, "combined": {"acc": 0.68, "macro_f1": 0.31}, "consistency": {"x": 1}},
                "val": {"task2": {"acc": 0.71}}, "decided": {"test": {"task2": {"acc": 0.72, "ece": 0.05},
+                                                                      "task1": {"acc": 0.88, "f1_pick": 0.9},
                                                                       "combined": {"acc": 0.69}}}}
     h = headline(results)
-    assert h == {"test": {"task2": {"acc": 0.7, "macro_f1": 0.3}, "task1": {"acc": 0.9},
+    assert h == {"test": {"task2": {"acc": 0.7, "macro_f1": 0.3, "top2_acc": 0.8}, "task1": {"acc": 0.9},
                           "combined": {"acc": 0.68, "macro_f1": 0.31}},
-                 "decided": {"test": {"task2": {"acc": 0.72, "ece": 0.05}, "combined": {"acc": 0.69}}},
+                 "decided": {"test": {"task2": {"acc": 0.72, "ece": 0.05}, "task1": {"acc": 0.88},
+                                      "combined": {"acc": 0.69}}},
                  "val": {"task2": {"acc": 0.71}}}
-    assert len(HEADLINE) == 9
+    assert len(HEADLINE) == 11   # what the user gets (decided Task1) and how close the misses are (top-2)

@@ -29,7 +29,7 @@ def headline_lines(test: dict) -> str:
                      for name, r in rows)
 
 
-def test_table(test: dict) -> list[str]:
+def figures_table(test: dict) -> list[str]:
     """The test figures under the plain rule and under the decided one — what `twohead predict` delivers — and how
     close the misses are (top-k; the runner-up share)."""
     rows = [("plain (raw softmax, P(Pick) < 0.5, argmax)", test["test"])]
@@ -196,7 +196,7 @@ def summary_markdown(test: dict, history: pd.DataFrame, findings: list[Finding],
     half = 100 * 1.96 * math.sqrt(acc * (1 - acc) / n) if n else float("nan")
     lines = [
         "# Run summary", "", f"_{caption}_", "",
-        "## Test metrics", "", *test_table(test),
+        "## Test metrics", "", *figures_table(test),
         f"Last epoch ({int(last['epoch'])}): train Task2 accuracy {_f(last['train_acc_task2'])} (running, dropout on),"
         f" val {_f(last['val_acc_task2'])}; val Task1 accuracy {_f(last['val_acc_task1'])}."
         f" With {n} test rows with a category, this accuracy alone is uncertain by about ±{half:.1f} points"

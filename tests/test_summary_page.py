@@ -1,0 +1,52 @@
+"""plots/summary.md says what the user gets: the decided figures beside plain, every metric a decision made worse,
+what the noise guard kept, and how close the misses are."""
+
+from twohead.evaluate.summary import decision_cost, figures_table, guard_lines
+
+
+def _split(acc, task1, decline_p, top2=None, share=None):
+    t2 = {"acc": acc, "macro_f1": 0.2}
+    if top2 is not None:
+        t2.update({"top2_acc": top2, "top3_acc": top2 + 0.05, "runner_up_share": share})
+    return {"task2": t2, "task1": {"acc": task1, "f1_pick": 0.98, "precision_decline": decline_p},
+            "combined": {"acc": 0.6}}
+
+
+def test_the_first_table_shows_plain_and_what_predict_delivers():
+    test = {"test": _split(0.6063, 0.9636, 0.75, top2=0.75, share=0.45),
+            "decided": {"test": _split(0.6063, 0.9467, 0.5217)}}
+    lines = figures_table(test)
+    assert lines[2].startswith("| plain") and "| 0.9636 |" in lines[2] and "| 0.7500 |" in lines[2]
+    assert "what `twohead predict` delivers" in lines[3] and "| 0.9467 |" in lines[3] and "| 0.5217 |" in lines[3]
+    said = "\n".join(lines)
+    assert "top-2 0.7500, top-3 0.8000" in said and "45% have the right category as the runner-up" in said
+    assert "often close" in said
+    test["test"]["task2"]["runner_up_share"] = 0.2
+    assert "often close" not in "\n".join(figures_table(test))
+
+
+def test_the_cost_counts_every_metric_made_worse():
+    m = {"task2_acc": {"delta": 0.0, "verdict": "within noise"},
+         "task1_acc": {"delta": -0.017, "verdict": "worse"},
+         "decline_precision": {"delta": -0.228, "verdict": "worse"},
+         "decline_recall": {"delta": 0.05, "verdict": "within noise"},
+         "task2_ece": {"delta": 0.01, "verdict": "within noise"},   # lower is better: +1 point is a cost
+         "combined_acc": {"delta": -0.002, "verdict": "within noise"}}
+    cost = decision_cost(m)
+    assert "**Task1 accuracy -1.7 (worse)**" in cost and "**Decline precision -22.8 (worse)**" in cost
+    assert "Task2 ECE (15 bins) +1.0" in cost and "combined (N+Decline) accuracy -0.2" in cost
+    assert "Decline recall" not in cost and "Task2 accuracy" not in cost.replace("Task2 ECE", "")
+    assert decision_cost({"task2_acc": {"delta": 0.01, "verdict": "better"}}) == "none on test"
+
+
+def test_the_guard_lines_say_what_was_kept():
+    guard = {"temperature_task1": {"adopted": True, "beats_noise": True, "gain": 0.02, "ci_low": 0.01,
+                                   "ci_high": 0.03},
+             "temperature_task2": None, "prior_correction": None,
+             "decline_rule": {"adopted": False, "beats_noise": False, "gain": 0.0034, "ci_low": -0.006,
+                              "ci_high": 0.013}}
+    text = "\n".join(guard_lines(guard))
+    assert "- temperature T1: adopted (NLL gain +0.0200 [+0.0100, +0.0300])" in text
+    assert ("- Decline rule thresholds: **not adopted: within val's noise, the plain choice is kept** (val"
+            " decide.objective gain +0.3 points [-0.6, +1.3])") in text
+    assert "prior correction" not in text and guard_lines(None) == []
