@@ -157,6 +157,20 @@ def test_seed_grid_through_the_queue_then_group_by(shared_project, tmp_path):
     assert len(acc["values"]) == 2 and acc["mean"] == pytest.approx(sum(acc["values"]) / 2)
     assert (proj / "g.png").stat().st_size > 10_000
 
+    # the learning curve: the seed runs at all rows are reused (same params), the half-rows points run as experiments
+    out = run(["twohead", "curve", "--fractions", "0.5", "1.0", "--seeds", "1", "2", "--json", "c.json", "--plot",
+               "c.png"], proj).stdout
+    assert "4 points (2 fractions of" in out and "2 reused, 2 to run" in out
+    assert "[curve] 2/2 done: curve-f0.5-s2" in out
+    c = json.loads((proj / "c.json").read_text())
+    assert c["measured"] and c["runs"] == 4 and c["reused"] == 2 and [p["times"] for p in c["projection"]] == [2, 4]
+    half = [p for p in c["points"] if p["fraction"] == 0.5]
+    assert {p["experiment"] for p in half} == {"curve-f0.5-s1", "curve-f0.5-s2"}
+    assert all(p["rows"] == round(c["train_rows"] / 2) for p in half) and (proj / "c.png").stat().st_size > 10_000
+    again = run(["twohead", "curve", "--fractions", "0.5", "1.0", "--seeds", "1", "2", "--json", "c.json", "--plot",
+                 "c.png"], proj).stdout
+    assert "4 reused, 0 to run" in again
+
 
 @pytest.mark.slow
 def test_params_typo_fails_every_repro_and_stage2_keys_leave_stage1(shared_project, tmp_path):

@@ -147,3 +147,19 @@ def test_one_class_is_skipped_in_one_line_not_a_crash():
     two = pd.DataFrame({"labels_task1": [1, 0, 1], "category": ["A", None, "B"]})
     warned = one_class_splits({"val": two, "test": one})
     assert len(warned) == 1 and "the test split's Pick/Decline labels are all 'Pick'" in warned[0]
+
+
+def test_cumulative_merges_join_pairs_that_share_a_category():
+    from twohead.review.pairs import cumulative_merge_gains, merge_gains
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, 500)
+    pred = np.where(rng.random(500) < 0.6, y, rng.integers(0, 5, 500))
+    pairs = [(0, 1), (1, 2), (3, 4)]
+    c = cumulative_merge_gains(y, pred, pairs)
+    wrong = pred != y
+    assert c[0, 0] == pytest.approx(merge_gains(y, pred, pairs[:1])[0, 0])        # one pair: the pair's own gain
+    both = (wrong & np.isin(y, [0, 1, 2]) & np.isin(pred, [0, 1, 2])).mean()       # {0,1} and {1,2}: one group
+    assert c[1, 0] == pytest.approx(both) and c[1, 0] > merge_gains(y, pred, pairs[:2])[:, 0].sum()
+    assert c[2, 0] == pytest.approx(both + (wrong & np.isin(y, [3, 4]) & np.isin(pred, [3, 4])).mean())
+    assert (np.diff(c[:, 0]) >= 0).all() and (c[:, 1] <= c[:, 0]).all() and (c[:, 0] <= c[:, 2]).all()

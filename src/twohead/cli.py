@@ -6,6 +6,7 @@
     twohead compare --group-by PARAM [EXP ...] [--json F] [--md F] [--plot F]
     twohead check [--params params.yaml]
     twohead remote [EXP] [--remote origin]
+    twohead curve [--fractions 0.25 0.5 1.0] [--seeds 1 2] [--dry-run]
     twohead ablation queue [--seeds 1 2 3] [--only rdrop,msd] [--dry-run]
     twohead ablation report [EXP ...] [--runs-dir DIR] [--md F] [--json F]
     twohead lr-find [--stage stage2|stage1] [--lrs 1e-5 3e-5 …] [--budget 0.1] [--eta 0] [--val-rows 256]
@@ -138,6 +139,17 @@ def cmd_remote(args) -> int:
     for line in check(args.experiment, args.remote):
         print(line)
     print("twohead remote: ready")
+    return 0
+
+
+def cmd_curve(args) -> int:
+    from .experiments.curve import curve_lines, run_curve
+
+    result = run_curve(".", args.fractions, args.seeds, args.prefix, args.json, args.plot, args.dry_run)
+    if result is not None:
+        for line in curve_lines(result):
+            print(f"[curve] {line}")
+        print(f"[curve] wrote {args.json} and {args.plot}; dvc repro plot puts it in plots/summary.md's route table")
     return 0
 
 
@@ -320,6 +332,23 @@ def _add_remote(sub) -> None:
     r.set_defaults(func=cmd_remote)
 
 
+def _add_curve(sub) -> None:
+    c = sub.add_parser("curve", help="learning curve: real DVC experiments at fractions of the train rows, a fit,"
+                                     " and Task2 at 2x / 4x the rows", formatter_class=HELP,
+                       description="Run `dvc exp run --temp … evaluate` per fraction x seed (train.max_train_rows,"
+                                   " train.seed), reusing any experiment of this commit with the same params; fit"
+                                   " log-linear and power-law curves (AIC picks), project 2x and 4x the rows with a"
+                                   " band from the seeds. Says the cost first; Ctrl-C keeps finished points.")
+    c.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.5, 1.0],
+                   help="shares of the train rows, each in (0, 1]")
+    c.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="train.seed values per fraction")
+    c.add_argument("--prefix", default="curve", help="experiment names PREFIX-fFRACTION-sSEED")
+    c.add_argument("--json", default="metrics/learning_curve.json", help="the result (read by the plot stage)")
+    c.add_argument("--plot", default="plots/learning_curve.png", help="the figure")
+    c.add_argument("--dry-run", action="store_true", help="say the plan and its cost only")
+    c.set_defaults(func=cmd_curve)
+
+
 def _add_ablation(sub) -> None:
     a = sub.add_parser("ablation", help="queue the plain recipe and each switch alone x seeds; report"
                                          " which helps, beyond noise", formatter_class=HELP,
@@ -394,8 +423,8 @@ def _add_speed(sub) -> None:
 
 
 #: The subcommands, in --help's order: each adds its parser (flags, help and defaults in one place).
-SUBCOMMANDS = (_add_predict, _add_compare, _add_check, _add_remote, _add_ablation, _add_lr_find, _add_review,
-               _add_speed)
+SUBCOMMANDS = (_add_predict, _add_compare, _add_check, _add_remote, _add_curve, _add_ablation, _add_lr_find,
+               _add_review, _add_speed)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -357,6 +357,18 @@ class EvalParams(Section):
 
 
 @dataclass(frozen=True)
+class ReportParams(Section):
+    """plots/summary.md (the plot stage): the user's target, the gap to it and the routes measured toward it."""
+
+    SECTION: typing.ClassVar[str] = "report"
+
+    target_task2_acc: float = 0.85   # (0, 1]: the Task2 test accuracy the user aims at
+
+    def __post_init__(self):
+        need(0 < self.target_task2_acc <= 1, "report.target_task2_acc must be in (0, 1]")
+
+
+@dataclass(frozen=True)
 class DecideParams(Section):
     """The calibrate stage: how probabilities become the answer, chosen on val (``twohead.evaluate.decision``).
     Changing any of these re-runs calibrate → evaluate → predict, never training."""
@@ -423,6 +435,7 @@ class Params:
     stage1: Stage1Params = field(default_factory=Stage1Params)
     train: TrainParams = field(default_factory=TrainParams)
     eval: EvalParams = field(default_factory=EvalParams)
+    report: ReportParams = field(default_factory=ReportParams)
     decide: DecideParams = field(default_factory=DecideParams)
     predict: PredictParams = field(default_factory=PredictParams)
     switches: SwitchParams = field(default_factory=SwitchParams)

@@ -8,6 +8,7 @@ import pandas as pd
 
 from ..config.schema import higher_is_better, label
 from .diagnose import Finding
+from .route import route_section
 
 
 def _f(x) -> str:
@@ -187,15 +188,16 @@ def page_safe_cell(name: str) -> str:
 
 def summary_markdown(test: dict, history: pd.DataFrame, findings: list[Finding], caption: str,
                      figures: list[str], review: dict | None = None, pairs_figure: str = "",
-                     train: dict | None = None) -> str:
+                     train: dict | None = None, target: float = 0.85, curve: dict | None = None) -> str:
     """``test``: the evaluate stage's metrics (``{"test": …, "val": …}``); ``figures``: PNG file names next to
-    the summary (embedded with relative links)."""
+    the summary (embedded with relative links); ``target``: report.target_task2_acc; ``curve``: `twohead curve`'s
+    result (None or unmeasured: the route table says how to measure it)."""
     t = test["test"]
     last = history.iloc[-1]
     n, acc = t["task2"]["rows"], t["task2"]["acc"] or 0.0
     half = 100 * 1.96 * math.sqrt(acc * (1 - acc) / n) if n else float("nan")
     lines = [
-        "# Run summary", "", f"_{caption}_", "",
+        "# Run summary", "", f"_{caption}_", "", *route_section(test, target, review, curve),
         "## Test metrics", "", *figures_table(test),
         f"Last epoch ({int(last['epoch'])}): train Task2 accuracy {_f(last['train_acc_task2'])} (running, dropout on),"
         f" val {_f(last['val_acc_task2'])}; val Task1 accuracy {_f(last['val_acc_task1'])}."

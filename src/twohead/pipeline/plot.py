@@ -14,6 +14,7 @@ from ..evaluate.diagnose import diagnose
 from ..evaluate.plots import band_curves, caption, curves, data_map, per_class_recall, top_confusions
 from ..evaluate.summary import summary_markdown
 from ..evaluate.tables import val_epoch_reports
+from ..experiments.curve import read_curve
 
 #: The figures this stage writes into ``PlotPaths.figures`` (dvc.yaml declares each; a test checks both agree).
 FIGURES = ("task1_loss.png", "task1_accuracy.png", "task2_loss.png", "task2_accuracy.png", "consistency.png",
@@ -53,6 +54,7 @@ class PlotPaths:
     switch_figures: Path
     consistency_curve: Path
     val_worst_k: Path
+    learning_curve: Path
     summary: Path
 
 
@@ -114,5 +116,6 @@ def run(p: Params, paths: PlotPaths) -> list[Path]:
                                                read_json(paths.review_metrics) if Path(paths.review_metrics).is_file()
                                                else None,  # the review stage's section (run without it: none)
                                                str(Path(paths.pairs_plot).relative_to(Path(paths.summary).parent)),
-                                               read_json(paths.train_metrics)))
+                                               read_json(paths.train_metrics), p.report.target_task2_acc,
+                                               read_curve(paths.learning_curve)))
     return made
