@@ -68,6 +68,8 @@ def make_project(dest: Path, rows: int = 600, overrides: dict | None = None) -> 
     (dest / "data" / "demo").mkdir(parents=True)
     small.to_csv(dest / "data" / "demo" / "news_demo.csv", index=False)
     shutil.copy(ROOT / "data" / "corrections.csv", dest / "data" / "corrections.csv")  # data.corrections (none)
+    (dest / "metrics").mkdir()   # the plot stage reads `twohead curve`'s result (in git; not measured yet)
+    (dest / "metrics" / "learning_curve.json").write_text(committed_text("metrics/learning_curve.json"))
     params = yaml.safe_load((dest / "params.yaml").read_text())
     deep_update(params, TINY)
     deep_update(params, overrides or {})
