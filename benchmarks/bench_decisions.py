@@ -55,6 +55,12 @@ VARIANTS = {
     "all three, tau both ways": dict(temperature=True, prior_correction=True, fixed_threshold=False, tau_min=-2.0),
     "all three, rule pick_or_maxprob": dict(temperature=True, prior_correction=True, fixed_threshold=False,
                                             rule="pick_or_maxprob"),
+    # issue 41: the same choices without the noise guard (each adopted however small its val gain), as before
+    "Decline threshold only, unguarded": dict(temperature=False, prior_correction=False, fixed_threshold=False,
+                                              noise_guard=False),
+    "all three, rule pick_or_maxprob, unguarded": dict(temperature=True, prior_correction=True,
+                                                       fixed_threshold=False, rule="pick_or_maxprob",
+                                                       noise_guard=False),
 }
 SHOWN = ("task2_acc", "task2_macro_f1", "band_Low_recall", "band_Mid_recall", "task2_ece", "task1_acc",
          "decline_recall", "decline_precision", "combined_acc", "combined_macro_f1")
@@ -108,13 +114,15 @@ def effects(folder: Path, p) -> dict:
     for name, v in VARIANTS.items():
         s = DecideParams(temperature=v["temperature"], prior_correction=v["prior_correction"],
                          prior_objective=v.get("prior_objective", "acc"), tau_min=v.get("tau_min", 0.0),
-                         rule=v.get("rule", "pick_threshold"), pick_threshold=0.5 if v["fixed_threshold"] else "val")
-        dec, _ = choose(v1, v2, val.labels_task1, val.labels_task2, info.class_weights["task2"]["support"], s)
+                         rule=v.get("rule", "pick_threshold"), pick_threshold=0.5 if v["fixed_threshold"] else "val",
+                         noise_guard=v.get("noise_guard", True))
+        dec, report = choose(v1, v2, val.labels_task1, val.labels_task2, info.class_weights["task2"]["support"], s)
         d = decide(dec, t1, t2)
         d2, dpred2, ddecline = d.p2, d.pred2, d.decline
         other = Coded.from_arrays(test.labels_task1, ddecline, test.labels_task2, dpred2,
                                   d2[np.arange(len(dpred2)), dpred2], len(names))
         out[name] = {"decision": {k: val_ for k, val_ in dec.to_dict().items() if k != "log_prior"},
+                     "guard": report["guard"],
                      "metrics": paired_compare(plain, other, members, resamples=2000, seed=0)}
     out.update(averaging_effects(folder, scorer, val, v2, test, plain, names, members))
     return out
