@@ -248,3 +248,14 @@ def test_a_temperature_within_noise_is_not_adopted_and_a_clear_one_is():
                          DecideParams(prior_correction=False, rule="pick_threshold", pick_threshold=0.5))
     g2 = report["guard"]["temperature_task2"]
     assert g2["adopted"] and g2["ci_low"] > 0 and dec.temperature_task2 > 2
+
+
+def test_four_rows_won_and_none_lost_is_still_noise():
+    """The committed demo's case after the guard's first version: 4 val rows won, none lost. The percentile
+    bootstrap's interval then sits above 0 (its lower end is one row); the exact McNemar test (p = 0.125) does not."""
+    logits1, logits2, y1, y2, counts = _decline_case(pick_rows_near=4, decline_rows_near=0)
+    dec, report = choose(logits1, logits2, y1, y2, counts,
+                         DecideParams(temperature=False, prior_correction=False, rule="pick_threshold"))
+    g = report["guard"]["decline_rule"]
+    assert g["ci_low"] > 0 and (g["rows_won"], g["rows_lost"]) == (4, 0) and g["mcnemar_p"] == pytest.approx(0.125)
+    assert not g["beats_noise"] and not g["adopted"] and dec.pick_threshold == 0.5

@@ -85,7 +85,8 @@ def guard_lines(guard: dict | None) -> list[str]:
     if not guard:
         return []
     lines = ["Noise guard (calibrate): a decision is adopted only when its gain over the plain choice on val has a"
-             " paired-bootstrap 95% interval above 0.", ""]
+             " paired-bootstrap 95% interval above 0 (and, for right/wrong objectives, an exact McNemar p < 0.05).",
+             ""]
     for key, (name, what) in GUARDED.items():
         g = guard.get(key)
         if not g:
@@ -95,6 +96,9 @@ def guard_lines(guard: dict | None) -> list[str]:
             said += (f" ({what} gain {_pts(g['gain'])} points [{_pts(g.get('ci_low'))}, {_pts(g.get('ci_high'))}])"
                      if "NLL" not in what else f" (NLL gain {g['gain']:+.4f} [{g.get('ci_low', 0):+.4f},"
                                                f" {g.get('ci_high', 0):+.4f}])")
+        if "mcnemar_p" in g:
+            said += (f"; {g.get('rows_won', 0):.0f} val rows won, {g.get('rows_lost', 0):.0f} lost, exact McNemar"
+                     f" p {g['mcnemar_p']:.3g}")
         lines.append(f"- {name}: {said}")
     return lines + [""]
 
