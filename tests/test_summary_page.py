@@ -50,3 +50,36 @@ def test_the_guard_lines_say_what_was_kept():
     assert ("- Decline rule thresholds: **not adopted: within val's noise, the plain choice is kept** (val"
             " decide.objective gain +0.3 points [-0.6, +1.3])") in text
     assert "prior correction" not in text and guard_lines(None) == []
+
+
+def test_the_route_table_opens_with_the_gap_and_says_what_is_unmeasured():
+    from twohead.evaluate.route import route_section
+
+    test = {"test": _split(0.6063, 0.9636, 0.75), "decided": {"test": _split(0.6063, 0.9636, 0.75)},
+            "decided_vs_plain": {"metrics": {"task2_acc": {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0,
+                                                           "verdict": "within noise"}}}}
+    text = "\n".join(route_section(test, 0.85))
+    assert "Test Task2 accuracy **0.6063**" in text and "target **0.8500**" in text and "gap of **24.4 points**" in text
+    assert "| more labelled rows | not measured — `twohead curve`" in text
+    assert "| merge the most confused category pairs | not measured — `dvc repro review`" in text
+    assert "reached" in "\n".join(route_section(test, 0.6))
+
+    review = {"splits": {"test": {"task2": {"rows": 950, "flagged": 318}, "task2_acc": 0.606316,
+                                  "task2_acc_without_flagged": 0.911}},
+              "queue": {"path": "metrics/label_issues.csv"},
+              "cumulative_merges": [{"pairs": 1, "merged": "POLITICS + U.S. NEWS", "gain": 0.0706, "gain_low": 0.0547,
+                                     "gain_high": 0.0884},
+                                    {"pairs": 2, "merged": "CRIME + <b>U.S. NEWS</b>", "gain": 0.1, "gain_low": 0.08,
+                                     "gain_high": 0.12}]}
+    curve = {"measured": True, "train_rows": 8006, "runs": 6, "fractions": [0.25, 0.5, 1.0], "seeds": [1, 2],
+             "fit": {"chosen": "loglin"}, "projection": [
+                 {"times": 2, "rows": 16012, "acc": 0.677, "gain": 0.052, "gain_low": 0.046, "gain_high": 0.058},
+                 {"times": 4, "rows": 32024, "acc": 0.727, "gain": 0.102, "gain_low": 0.093, "gain_high": 0.112}]}
+    text = "\n".join(route_section(test, 0.85, review, curve))
+    assert "+7.1 [+5.5, +8.8] (1 pair); +10.0 [+8.0, +12.0] (2 pairs together)" in text
+    assert "**positive by construction**" in text and "<b>" not in text
+    assert "**withheld**" in text and "the model gets 374 wrong, so the flags cover 85% of its errors" in text
+    assert "+5.2 at 2× (16,012 rows; seeds +4.6 to +5.8); +10.2 at 4× (32,024 rows; seeds +9.3 to +11.2)" in text
+    assert "log-linear (grows without bound" in text
+    review["splits"]["test"]["task2"]["flagged"] = 100    # a model whose flags are not its errors: the upper bound
+    assert "at most +30.5 (every flag confirmed: an upper bound)" in "\n".join(route_section(test, 0.85, review))

@@ -66,16 +66,20 @@ def rows_row(curve: dict | None) -> str:
         return ("| more labelled rows | not measured — `twohead curve` (real DVC experiments at fractions of the train"
                 " rows, then a fit) | | labelling |")
     proj = {p["times"]: p for p in curve["projection"]}
+    other = {"loglin": "power law", "power": "log-linear"}[curve["fit"]["chosen"]]
     parts = []
     for times in (2, 4):
         p = proj.get(times)
         if p:
+            alt = p.get("gain_other_fit", float("nan"))
             parts.append(f"{_pts(p['gain'])} at {times}× ({p['rows']:,} rows; seeds {_pts(p['gain_low'])} to"
-                         f" {_pts(p['gain_high'])})")
+                         f" {_pts(p['gain_high'])}" + ("" if math.isnan(alt) else f"; {other}: {_pts(alt)}") + ")")
+    fit = {"loglin": "log-linear (grows without bound: trust 2× more than 4×)",
+           "power": "saturating power-law"}[curve["fit"]["chosen"]]
     return (f"| more labelled rows | {'; '.join(parts)} | `twohead curve`: {curve['runs']} runs at"
             f" {', '.join(f'{f:g}' for f in curve['fractions'])} of {curve['train_rows']:,} train rows × seeds"
-            f" {', '.join(map(str, curve['seeds']))}; {curve['fit']['chosen']} fit (lower AIC) | labelling"
-            f" {curve['train_rows']:,} / {3 * curve['train_rows']:,} more rows |")
+            f" {', '.join(map(str, curve['seeds']))}; {fit} fit (lower AIC); gains over the curve's own runs at"
+            f" all rows | labelling {curve['train_rows']:,} / {3 * curve['train_rows']:,} more rows |")
 
 
 def decisions_row(test: dict) -> str:

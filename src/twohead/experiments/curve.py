@@ -4,7 +4,8 @@ Each point is ``dvc exp run --temp -n curve-f0.25-s1 -S train.max_train_rows=R -
 trained on a seeded subsample of R train rows (val and test untouched), calibrated and evaluated like any
 experiment, so it shows in ``dvc exp show`` and ``twohead compare``. A point whose params equal an experiment's of
 the current commit (or the commit itself) is read, not re-run; Ctrl-C leaves every finished point as an
-experiment, and the next call reuses them. Then two curves are fitted to test Task2 accuracy against the rows:
+experiment, and the next call reuses them (also after a commit that changed only docs, tests or metrics:
+:data:`RESULT_PATHS`). Then two curves are fitted to test Task2 accuracy against the rows:
 
 - **log-linear** ``acc = a + b·ln(rows)`` (2 parameters) and
 - **saturating power law** ``acc = c − a·rows^(−α)`` (3 parameters, c ≤ 1),
@@ -78,10 +79,25 @@ def plan(root: Path, fractions, seeds, prefix: str) -> tuple[int, list[Point], d
     return n, points, base
 
 
+#: what decides a run's result besides its params: the code, the stage definitions and the raw data in git (a commit
+#: that changed only docs, tests or metrics leaves its experiments valid for this one)
+RESULT_PATHS = ("src", "stages", "dvc.yaml", "data")
+
+
+def same_code(root: Path, baseline: str, head: str) -> bool:
+    if baseline == head:
+        return True
+    ancestor = subprocess.run(["git", "merge-base", "--is-ancestor", baseline, head], cwd=root).returncode == 0
+    return ancestor and subprocess.run(["git", "diff", "--quiet", baseline, head, "--", *RESULT_PATHS],
+                                       cwd=root).returncode == 0
+
+
 def _known_runs(root: Path) -> list[tuple[str, str, dict]]:
-    """(name, commit, params) of the current commit and its experiments."""
+    """(name, commit, params) of the current commit and the experiments run on the same code (:func:`same_code`)."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
-    runs = [("HEAD", head)] + [(e.name, e.commit) for e in experiments(root) if e.baseline == head]
+    if subprocess.run(["git", "diff", "--quiet", "HEAD", "--", *RESULT_PATHS], cwd=root).returncode != 0:
+        return []   # uncommitted code or data: every point runs on it (dvc exp run --temp takes the workspace)
+    runs = [("HEAD", head)] + [(e.name, e.commit) for e in experiments(root) if same_code(root, e.baseline, head)]
     out = []
     for name, commit in runs:
         try:
@@ -203,7 +219,8 @@ def curve_lines(result: dict) -> list[str]:
              f"measured at {result['train_rows']:,} rows: Task2 {fit['acc_at_all_rows']:.4f} (mean over seeds)"]
     for p in result["projection"]:
         lines.append(f"{p['times']}× rows ({p['rows']:,}): Task2 {p['acc']:.4f}, gain {100 * p['gain']:+.1f} points"
-                     f" (per-seed fits: {100 * p['gain_low']:+.1f} to {100 * p['gain_high']:+.1f})")
+                     f" (per-seed fits: {100 * p['gain_low']:+.1f} to {100 * p['gain_high']:+.1f}; the other fit:"
+                     f" {100 * p['gain_other_fit']:+.1f})")
     return lines
 
 
@@ -226,7 +243,8 @@ def read_curve(path: str | Path) -> dict | None:
                 "fit": {"chosen": chosen},
                 "projection": [{"times": int(p["times"]), "rows": int(p["rows"]), "acc": float(p["acc"]),
                                 "gain": float(p["gain"]), "gain_low": float(p["gain_low"]),
-                                "gain_high": float(p["gain_high"])} for p in data["projection"]]}
+                                "gain_high": float(p["gain_high"]),
+                                "gain_other_fit": float(p.get("gain_other_fit", "nan"))} for p in data["projection"]]}
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"{path}: not a twohead curve result ({type(exc).__name__}: {exc}); run twohead curve"
                         " again") from None

@@ -68,7 +68,10 @@ def fit_curve(rows: np.ndarray, acc: np.ndarray, seeds: np.ndarray, n_all: int) 
             own = _fit(kind, rows[m], acc[m])
             if own is not None and (rows[m] == n_all).any():
                 per_seed.append(float(predict(kind, own, [target])[0]) - float(acc[m][rows[m] == n_all].mean()))
+        other = "power" if chosen == "loglin" else "loglin"
+        alt = float(predict(other, fits[other], [target])[0]) - at_all if fits.get(other) else float("nan")
         projection.append({"times": times, "rows": int(target), "acc": value, "gain": value - at_all,
+                           "gain_other_fit": alt,
                            "gain_low": min(per_seed) if per_seed else float("nan"),
                            "gain_high": max(per_seed) if per_seed else float("nan"), "seeds": len(per_seed)})
     return {"loglin": fits["loglin"], "power": fits["power"], "chosen": chosen, "acc_at_all_rows": at_all,

@@ -110,12 +110,14 @@ def run(p: Params, paths: PlotPaths) -> list[Path]:
              "per_class_recall.png", "top_confusions.png", "consistency.png", "cartography_task2.png",
              "cartography_task1.png", "reliability.png", "decision.png", "lr_find.png"]
     shown[-3:-3] = [str(f.relative_to(out)) for f in made if f.parent == switched]
+    curve = read_curve(paths.learning_curve)
+    if curve is not None:   # `twohead curve` drew it beside the others
+        shown.append("learning_curve.png")
     write_text(paths.summary, summary_markdown(read_json(paths.test_metrics), hist, diagnose(hist, band_rows), text,
                                                [str(Path(out / n).relative_to(Path(paths.summary).parent))
                                                 for n in shown],
                                                read_json(paths.review_metrics) if Path(paths.review_metrics).is_file()
                                                else None,  # the review stage's section (run without it: none)
                                                str(Path(paths.pairs_plot).relative_to(Path(paths.summary).parent)),
-                                               read_json(paths.train_metrics), p.report.target_task2_acc,
-                                               read_curve(paths.learning_curve)))
+                                               read_json(paths.train_metrics), p.report.target_task2_acc, curve))
     return made
