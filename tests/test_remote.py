@@ -88,6 +88,8 @@ def test_an_experiment_run_on_one_machine_arrives_whole_on_another(shared_projec
                  "params.yaml")
     mine, theirs = _digest(mac, *travelled), _digest(gpu, *travelled)
     assert mine == theirs and len(mine) > 40
+    print(f"round trip: {len(mine)} files identical by SHA-256, e.g. models/stage2/model.safetensors"
+          f" {mine['models/stage2/model.safetensors'][:16]}…, metrics/test.json {mine['metrics/test.json'][:16]}…")
     assert "train_stage2.json" in " ".join(mine) and "models/stage2/model.safetensors" in mine
 
     for side in (mac, gpu):
