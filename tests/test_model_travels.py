@@ -26,6 +26,7 @@ def bf16_model(tiny_data, tmp_path_factory):
     data_dir, p = tiny_data
     tmp = tmp_path_factory.mktemp("bf16")
     p = replace(p, "train", epochs=1, max_train_rows=64, precision="bf16")
+    reset_accelerator_state()   # an earlier test's Accelerator fixed fp32 for this process
     try:
         train_in(tmp, data_dir, p)
     finally:  # Accelerate fixes one process's mixed precision: the next Accelerator (predict, other tests) uses fp32
