@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from twohead.config.layout import dvc_paths  # noqa: E402
 from twohead.config.params import load_params  # noqa: E402
-from twohead.data.io import read_json, read_texts  # noqa: E402
+from twohead.data.io import read_json  # noqa: E402
+from twohead.data.stream import iter_texts  # noqa: E402
 from twohead.predictor import Predictor  # noqa: E402
 
 
@@ -36,7 +37,7 @@ def main() -> None:
     args = ap.parse_args()
     layout = {k: ROOT / v for k, v in dvc_paths(ROOT).items()}
     p = load_params(ROOT / "params.yaml")
-    texts, _ = read_texts(ROOT / p.predict.input, p.predict.text_column)
+    texts = [t for chunk, _ in iter_texts(ROOT / p.predict.input, p.predict.text_column) for t in chunk]
     texts = texts[: args.rows]
     t0 = time.perf_counter()
     pred = Predictor(layout["stage2_model"], device=args.device, batch_size=args.batch_size)
