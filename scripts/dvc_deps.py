@@ -30,8 +30,8 @@ WHOLE_FOLDERS = ("config", "data", "model", "train")
 #: The stages that train or feed training: besides WHOLE_FOLDERS they list every other module file by file, so an
 #: edit to plotting, review or report code (evaluate/, review/, pipeline/plot.py …) never re-runs them. The stages
 #: after training list every folder they import from whole (tests/test_dvc_deps.py checks both guarantees).
-TRAINING_SIDE = ("validate_params", "build_demo_encoder", "prepare_labels", "pretrain_stage1", "tokenize",
-                 "train_stage2")
+TRAINING_SIDE = ("validate_params", "build_demo_encoder", "prepare_labels", "pretrain_mlm", "pretrain_stage1",
+                 "tokenize", "train_stage2")
 
 
 def collapse(files: list[str], folders: tuple[str, ...] | None = WHOLE_FOLDERS) -> list[str]:

@@ -71,6 +71,11 @@ def write_table(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def demo_texts() -> list[str]:
+    """The demo table's texts (the tests' tokenizers learn from all of them)."""
+    return pd.read_csv(DEMO_CSV, dtype=str, keep_default_na=False)["text"].tolist()
+
+
 @pytest.fixture(scope="session")
 def demo_encoder_dir(tmp_path_factory) -> Path:
     """A tiny DeBERTa-v3-layout encoder (spm-only tokenizer) built by the project's own builder."""
@@ -79,7 +84,7 @@ def demo_encoder_dir(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("enc") / "demo_encoder"
     cfg = DemoEncoderParams(vocab_size=1000, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, seed=0)
-    return build_demo_encoder(cfg, DEMO_CSV, out)
+    return build_demo_encoder(cfg, demo_texts(), out)
 
 
 def tiny_params(tmp: Path, encoder_dir: Path, rows: int = 400, **train) -> Params:
@@ -147,3 +152,27 @@ def tree_digest(root: Path) -> dict[str, str]:
 
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(Path(root).rglob("*")) if p.is_file()}
+
+
+def build_bert(d: Path, mask: bool = True) -> Path:
+    """A BERT-style encoder directory at ``d`` with a WordPiece tokenizer trained here on the demo texts;
+    ``mask=False``: a tokenizer without a mask token (what the masked-LM phase must refuse)."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    wp = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    wp.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + (["[MASK]"] if mask else [])
+    wp.train_from_iterator(demo_texts()[:3000], trainers.WordPieceTrainer(vocab_size=600, special_tokens=specials))
+    wp.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
+                                                      special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tok = BertTokenizerFast(tokenizer_object=wp, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                            sep_token="[SEP]", mask_token="[MASK]" if mask else None)
+    tok.save_pretrained(str(d))
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(str(d))
+    return d

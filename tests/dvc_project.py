@@ -21,6 +21,7 @@ TINY = {
     "demo_encoder": {"vocab_size": 400, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
     "tokenize": {"max_length": 64},
     "split": {"val_ratio": 0.15, "test_ratio": 0.15},
+    "mlm": {"epochs": 1, "batch_size": 16, "lr": 0.003},
 }
 
 
@@ -67,7 +68,8 @@ def make_project(dest: Path, rows: int = 600, overrides: dict | None = None) -> 
     small = pd.concat([small, demo.drop(small.index).head(max(0, rows - len(small)))]).sort_index()
     (dest / "data" / "demo").mkdir(parents=True)
     small.to_csv(dest / "data" / "demo" / "news_demo.csv", index=False)
-    shutil.copy(ROOT / "data" / "corrections.csv", dest / "data" / "corrections.csv")  # data.corrections (none)
+    for name in ("corrections.csv", "unlabeled.csv"):   # data.corrections, data.unlabeled_path (header only: none)
+        shutil.copy(ROOT / "data" / name, dest / "data" / name)
     (dest / "metrics").mkdir()   # the plot stage reads `twohead curve`'s result (in git; not measured yet)
     (dest / "metrics" / "learning_curve.json").write_text(committed_text("metrics/learning_curve.json"))
     params = yaml.safe_load((dest / "params.yaml").read_text())

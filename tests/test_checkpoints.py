@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import DEMO_CSV, make_params, replace, stage_paths, train_in
+from conftest import DEMO_CSV, build_bert, make_params, replace, stage_paths, train_in
 from twohead.model.checkpoint import CheckpointError, load_tokenizer, validate_checkpoint
 from twohead.model.two_head import load_stage2
 from twohead.pipeline import tokenize
@@ -29,27 +29,7 @@ def deberta_json_bin(demo_encoder_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def bert_dir(tmp_path_factory):
     """A BERT-style encoder with a WordPiece tokenizer trained here on the demo texts."""
-    import pandas as pd
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    d = tmp_path_factory.mktemp("ckpt") / "bert"
-    texts = pd.read_csv(DEMO_CSV, dtype=str, keep_default_na=False)["text"].tolist()[:3000]
-    wp = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    wp.normalizer = normalizers.BertNormalizer(lowercase=True)
-    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    wp.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=600, special_tokens=specials))
-    wp.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
-                                                      special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    tok = BertTokenizerFast(tokenizer_object=wp, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                            sep_token="[SEP]", mask_token="[MASK]")
-    tok.save_pretrained(str(d))
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128)
-    BertModel(cfg).save_pretrained(str(d))
-    return d
+    return build_bert(tmp_path_factory.mktemp("ckpt") / "bert")
 
 
 @pytest.mark.parametrize("layout", ["spm_only_safetensors", "tokenizer_json_bin", "bert"])

@@ -42,12 +42,12 @@ def test_model_vocab_covers_the_tokenizer(demo_encoder_dir):
 
 
 def test_demo_encoder_build_is_reproducible(demo_encoder_dir, tmp_path):
-    from conftest import DEMO_CSV
+    from conftest import demo_texts
     from twohead.config.params import DemoEncoderParams
     from twohead.demo import build_demo_encoder
 
     cfg = DemoEncoderParams(vocab_size=1000, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, seed=0)
-    again = build_demo_encoder(cfg, DEMO_CSV, tmp_path / "again")
+    again = build_demo_encoder(cfg, demo_texts(), tmp_path / "again")
     for name in ("spm.model", "model.safetensors", "config.json"):
         assert (again / name).read_bytes() == (demo_encoder_dir / name).read_bytes(), name
 

@@ -10,7 +10,8 @@ Demo data rules (``scripts/build_demo_data.py`` applies them and the result is c
   of them whose ``pick`` is emptied (category-only rows, as the real data has).
 
 The demo encoder is a DeBERTa-v3-layout directory built from scratch: a SentencePiece unigram model
-trained on the demo texts (``[PAD]``=0, ``[CLS]``=1, ``[SEP]``=2, ``[UNK]``=3, ``[MASK]``=4) saved as
+trained on the train split's texts (the demo's, or yours when you bring data without a checkpoint), ids
+``[PAD]``=0, ``[CLS]``=1, ``[SEP]``=2, ``[UNK]``=3, ``[MASK]``=4, saved as
 ``spm.model`` + ``tokenizer_config.json`` (no ``tokenizer.json``, like DeBERTa-v3's own release), and a
 randomly initialised ``DebertaV2Model`` with relative attention as in DeBERTa-v3, both seeded.
 """
@@ -24,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .config.params import DemoEncoderParams
-from .data.io import atomic_path, read_table
+from .data.io import atomic_path
 
 DECLINE_CATEGORIES = ("COMEDY", "WEIRD NEWS")
 CATEGORY_ONLY_SHARE = 0.15
@@ -66,6 +67,7 @@ def train_sentencepiece(texts: list[str], out_dir: Path, vocab_size: int) -> Pat
         vocab_size=vocab_size, model_type="unigram",
         pad_id=0, pad_piece="[PAD]", bos_id=1, bos_piece="[CLS]", eos_id=2, eos_piece="[SEP]",
         unk_id=3, unk_piece="[UNK]", user_defined_symbols=["[MASK]"], character_coverage=0.9995,
+        hard_vocab_limit=False,   # a small text set gets the vocabulary it can fill instead of an error
         num_threads=1, shuffle_input_sentence=False, minloglevel=2,
     )
     path = out_dir / "spm.model"
@@ -73,13 +75,12 @@ def train_sentencepiece(texts: list[str], out_dir: Path, vocab_size: int) -> Pat
     return path
 
 
-def build_demo_encoder(cfg: DemoEncoderParams, texts_path: str | Path, out_dir: str | Path) -> Path:
-    """Build the demo encoder directory at ``out_dir`` (atomically) from the texts of the table at
-    ``texts_path`` (column ``cfg.text_column``) and return its path."""
+def build_demo_encoder(cfg: DemoEncoderParams, texts: list[str], out_dir: str | Path) -> Path:
+    """Build the from-scratch encoder directory at ``out_dir`` (atomically), its tokenizer trained on ``texts``,
+    and return its path."""
     import torch
     from transformers import AutoTokenizer, DebertaV2Config, DebertaV2Model
 
-    texts = read_table(texts_path)[cfg.text_column].astype(str).tolist()
     out = Path(out_dir)
     with atomic_path(out, is_dir=True) as tmp:
         train_sentencepiece(texts, tmp, cfg.vocab_size)

@@ -88,6 +88,9 @@ class DataParams(Section):
     # label fixes applied by prepare_labels; "" = none (the pipeline keeps a file, header only = none: dvc.yaml
     # names it as a dependency)
     corrections: str = ""
+    # texts without labels for the masked-LM phase (mlm.*): a CSV / Parquet / JSON Lines file with text_column,
+    # streamed; "" = none (the pipeline keeps a header-only file, as for corrections)
+    unlabeled_path: str = ""
 
     def __post_init__(self):
         need(bool(self.encoding.strip()), "data.encoding must name a text encoding, e.g. utf-8")
@@ -221,11 +224,11 @@ class ModelParams(Section):
 
 @dataclass(frozen=True)
 class DemoEncoderParams(Section):
-    """The from-scratch demo encoder (its input table and output folder are in dvc.yaml)."""
+    """The from-scratch encoder (the demo's, and yours without a checkpoint): its tokenizer learns from the train
+    split's texts (``data/prepared``), its weights start random."""
 
     SECTION: typing.ClassVar[str] = "demo_encoder"
 
-    text_column: str = "text"
     vocab_size: int = 8000
     hidden_size: int = 128
     num_layers: int = 2
@@ -254,13 +257,15 @@ class OptimParams(Section):
     seed: int = 42               # [0, 2**32)
     max_train_rows: int = 0      # 0 = all; >0 = a seeded subsample, for smoke runs
 
+    MIN_EPOCHS: typing.ClassVar[int] = 1
+
     def __post_init__(self):
         s = self.SECTION
         need(self.lr > 0, f"{s}.lr must be > 0")
         need(0 < self.llrd <= 1, f"{s}.llrd must be in (0, 1]")
         need(0 <= self.warmup_ratio < 1, f"{s}.warmup_ratio must be in [0, 1)")
         need(self.weight_decay >= 0, f"{s}.weight_decay must be >= 0")
-        need(self.epochs >= 1, f"{s}.epochs must be >= 1")
+        need(self.epochs >= self.MIN_EPOCHS, f"{s}.epochs must be >= {self.MIN_EPOCHS}")
         need(self.batch_size >= 1, f"{s}.batch_size must be >= 1")
         need(self.max_train_rows >= 0, f"{s}.max_train_rows must be >= 0")
         seed_ok(f"{s}.seed", self.seed)
@@ -339,6 +344,23 @@ class Stage1Params(StepParams):
     def __post_init__(self):
         super().__post_init__()
         need(0 <= self.label_smoothing_task1 < 1, "stage1.label_smoothing_task1 must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class MlmParams(StepParams):
+    """The masked-LM phase before Stage 1 (``pretrain_mlm``): ``epochs`` 0 = off; its own values of the
+    :class:`StepParams` fields, like ``stage1``; what it trains on (``transductive``) and how much it masks."""
+
+    SECTION: typing.ClassVar[str] = "mlm"
+    MIN_EPOCHS: typing.ClassVar[int] = 0
+
+    epochs: int = 0
+    mask_prob: float = 0.15      # (0, 1): the share of tokens masked (BERT / Devlin 2019; Gururangan 2020)
+    transductive: bool = False   # true: val and test texts join the train texts (never their labels)
+
+    def __post_init__(self):
+        super().__post_init__()
+        need(0 < self.mask_prob < 1, "mlm.mask_prob must be in (0, 1)")
 
 
 @dataclass(frozen=True)
@@ -432,6 +454,7 @@ class Params:
     tokenize: TokenizeParams = field(default_factory=TokenizeParams)
     model: ModelParams = field(default_factory=ModelParams)
     demo_encoder: DemoEncoderParams = field(default_factory=DemoEncoderParams)
+    mlm: MlmParams = field(default_factory=MlmParams)
     stage1: Stage1Params = field(default_factory=Stage1Params)
     train: TrainParams = field(default_factory=TrainParams)
     eval: EvalParams = field(default_factory=EvalParams)
@@ -607,6 +630,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not p.data.corrections.strip():   # dvc.yaml depends on ${data.corrections}: DVC cannot depend on ''
         raise ParamsError(f"{path}: data.corrections is empty, and dvc.yaml depends on that path; for no corrections"
                           " point it at a header-only CSV (data/corrections.csv: id,category,pick,drop)")
+    if not p.data.unlabeled_path.strip():   # the same for pretrain_mlm's ${data.unlabeled_path}
+        raise ParamsError(f"{path}: data.unlabeled_path is empty, and dvc.yaml depends on that path; for no"
+                          f" unlabelled texts point it at a header-only CSV (data/unlabeled.csv: {p.data.text_column})")
     return p
 
 

@@ -166,6 +166,11 @@ STAGE1_RENAME = {"train_loss_task1": "train_loss", "val_loss_task1": "val_loss",
 STAGE1_COLUMNS = ["epoch", "train_loss", "val_loss", "train_acc", "val_acc", "val_precision_pick", "val_recall_pick",
                   "val_f1_pick", "lr", "grad_norm_mean", "grad_norm_max"]
 
+#: The masked-LM phase trains Task1's loss over masked tokens: its history keeps the loss and masked-token accuracy.
+MLM_RENAME = {"train_loss_task1": "train_loss", "val_loss_task1": "val_loss", "train_acc_task1": "train_acc",
+              "val_acc_task1": "val_acc"}
+MLM_COLUMNS = ["epoch", "train_loss", "val_loss", "train_acc", "val_acc", "lr", "grad_norm_mean", "grad_norm_max"]
+
 #: Per-epoch band recall rows (``plots/band_recall.csv``).
 BAND_COLUMNS = ["epoch", "band", "recall", "n_classes"]
 

@@ -49,10 +49,12 @@ def _raw_chunks(path: Path, fmt: str, encoding: str, chunk_rows: int, columns: l
 
 
 def iter_texts(path: str | Path, text_column: str, id_column: str | None = None, encoding: str = "utf-8",
-               encoding_hint: str = "pass --encoding", chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[list, list]]:
+               encoding_hint: str = "pass --encoding", chunk_rows: int = CHUNK_ROWS, allow_empty: bool = False
+               ) -> Iterator[tuple[list, list]]:
     """(texts, ids) per chunk of at most ``chunk_rows`` rows. ``id_column`` None or "": 'id' if the table has it,
     else the row number (counted across chunks). Errors as :func:`~twohead.data.io.read_table`'s: one line naming
-    the file (and the line)."""
+    the file (and the line); a file without data rows is one too, unless ``allow_empty`` (a header-only file means
+    "none")."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: input file not found")
@@ -77,7 +79,7 @@ def iter_texts(path: str | Path, text_column: str, id_column: str | None = None,
         ids = df[id_col].tolist() if id_col else list(range(seen, seen + len(df)))
         seen += len(df)
         yield df[text_column].tolist(), ids
-    if seen == 0:
+    if seen == 0 and not allow_empty:
         raise DataError(f"{path}: the file has no data rows")
 
 

@@ -39,6 +39,7 @@ class Stage1Paths:
     """Input: the prepared labels. Outputs: the Stage-1 checkpoint directory, its history, metrics, speed."""
 
     prepared: Path
+    mlm_model: Path          # pretrain_mlm's output: where Stage 1 starts when mlm.epochs > 0
     stage1_model: Path
     stage1_history: Path
     stage1_metrics: Path
@@ -51,7 +52,7 @@ def stage1_is_used(p: Params, paths: Stage1Paths) -> bool:
 
 
 def copy_tokenizer_files(src: Path, dst: Path) -> None:
-    skip = set(WEIGHT_FILES) | {"config.json", "generation_config.json"}
+    skip = set(WEIGHT_FILES) | {"config.json", "generation_config.json", "mlm.json", "stage1.json", "SKIPPED.json"}
     for f in src.iterdir():
         if f.is_file() and f.name not in skip and f.suffix not in (".safetensors", ".bin", ".pt", ".h5", ".msgpack"):
             shutil.copy(f, dst / f.name)
@@ -83,7 +84,13 @@ def state_fingerprint(p: Params, paths: Stage1Paths) -> dict:
               "model": {"pooling": p.model.pooling, "head_dropout": p.model.head_dropout},
               "tokenize": to_dict(p.tokenize),
               "train": {k: v for k, v in to_dict(t).items() if k not in RESUME_FREE}}
-    return fingerprint(params, [paths.prepared, Path(p.stage1.base_model)], code=__file__)
+    return fingerprint(params, [paths.prepared, start(p, paths)], code=__file__)
+
+
+def start(p: Params, paths: Stage1Paths) -> Path:
+    """The encoder Stage 1 trains: the masked-LM phase's output when it ran (``mlm.epochs`` > 0), else
+    ``stage1.base_model``."""
+    return Path(paths.mlm_model) if p.mlm.epochs > 0 else Path(p.stage1.base_model)
 
 
 def run(p: Params, paths: Stage1Paths) -> dict:
@@ -92,7 +99,7 @@ def run(p: Params, paths: Stage1Paths) -> dict:
     if not stage1_is_used(p, paths):
         return skip(p, paths)
     set_seed(p.stage1.seed)
-    r = recipe(p, "stage1", Inputs(paths.prepared))
+    r = recipe(p, "stage1", Inputs(paths.prepared, start=start(p, paths) if p.mlm.epochs > 0 else None))
     t, base, train_ds, val_ds = r.cfg.train, r.checkpoint, r.data.train, r.data.val
     model = r.build()
     store = StateStore(paths.stage1_state, state_fingerprint(p, paths), t.checkpoint_every_steps)
@@ -102,14 +109,15 @@ def run(p: Params, paths: Stage1Paths) -> dict:
     last = history.iloc[-1].to_dict()
     metrics = dict(last)
     metrics.update({"trained": True, "epoch": int(last["epoch"]), "train_rows": len(train_ds),
-                    "val_rows": len(val_ds), "base_model": str(base)})
+                    "val_rows": len(val_ds), "base_model": p.stage1.base_model, "started_from": str(base)})
     if res.accelerator.is_main_process:
         with atomic_path(paths.stage1_model, is_dir=True) as tmp:
             res.model.encoder.save_pretrained(str(tmp), safe_serialization=True)
             copy_tokenizer_files(base, tmp)
             head = {k: v.detach().cpu().contiguous() for k, v in res.model.head_task1.state_dict().items()}
             save_file(head, str(tmp / "stage1_head.safetensors"))
-            (tmp / "stage1.json").write_text(json.dumps({"base_model": str(base), "metrics": metrics,
+            (tmp / "stage1.json").write_text(json.dumps({"base_model": p.stage1.base_model, "started_from": str(base),
+                                                         "metrics": metrics,
                                                          "stage1": to_dict(p.stage1), "pooling": p.model.pooling},
                                                         indent=2) + "\n", encoding="utf-8")
         write_csv(paths.stage1_history, history)

@@ -148,12 +148,13 @@ class Saves:
 
 
 def fit(model: TwoHeadModel, data: FitData, cfg: RunConfig, callbacks: Sequence[Callback] = (),
-        store: StateStore | None = None) -> FitResult:
+        store: StateStore | None = None, objective=None) -> FitResult:
     """Train with the plain recipe; evaluate on ``data.val`` after each epoch; keep the last or best epoch.
     With a ``store``, the state is saved after every epoch (and every ``store.every_steps`` steps) and a
-    matching saved state is resumed; the result is then identical to an uninterrupted run."""
+    matching saved state is resumed; the result is then identical to an uninterrupted run. ``objective``: the
+    masked-LM phase's (:class:`~twohead.train.masked_lm.MaskedLMObjective`: its batches, loss and val figures)."""
     t = cfg.train
-    s = prepare_training(model, data, cfg)
+    s = prepare_training(model, data, cfg, objective=objective)
     log = functools.partial(s.accelerator.print, flush=True)  # lines appear as they happen in `dvc repro > log`
     for line in start_lines(cfg.tag, s, data, t.precision):
         log(line)
@@ -171,18 +172,18 @@ def fit(model: TwoHeadModel, data: FitData, cfg: RunConfig, callbacks: Sequence[
     with Saves(store, s.accelerator, state, callbacks, s.steps_per_epoch) as saves:
         for epoch in range(state.start_epoch, t.epochs + 1):
             train_metrics = _train_epoch(s, state, saves, epoch, callbacks, data, cfg, progress, averages)
-            logits1, logits2 = predict_logits(s.accelerator, s.model, s.val_loader, len(data.val), desc=f"val {epoch}")
-            row = {**train_metrics, **val_metrics(logits1, logits2, data.val.labels_task1,
-                                                      data.val.labels_task2, s.loss_fn),
+            logits, vals = _validate(s, data, epoch, objective)
+            row = {**train_metrics, **vals,
                    "epoch": epoch, "lambda_task1": cfg.loss.lambda_task1, "lambda_task2": cfg.loss.lambda_task2,
                    **dict(zip(("sigma_task1", "sigma_task2"), s.loss_fn.sigmas()))}
             state.history.append({k: row[k] for k in HISTORY_COLUMNS})
             state.speed.append({"epoch": epoch, **{k: row[k] for k in SPEED_KEYS},
                                 "memory_mb": {k: round(v, 1) for k, v in s.memory.sample().items()}})
             for cb in callbacks:
-                cb.on_epoch_end(epoch, (logits1, logits2), state.history[-1])
+                cb.on_epoch_end(epoch, logits, state.history[-1])
             log(epoch_line(cfg.tag, epoch, t.epochs, state.history[-1], state.speed[-1],
-                           task2=cfg.loss.lambda_task2 > 0 or cfg.switches.task_weighting == "uncertainty"))
+                           task2=cfg.loss.lambda_task2 > 0 or cfg.switches.task_weighting == "uncertainty",
+                           t1="t1" if objective is None else "mlm"))
             state.keep_if_best(epoch, state.history[-1][cfg.select], s.raw_model, t.keep)
             for c in averages.candidates:   # each average scored on val beside the raw weights
                 a1, a2 = predict_logits(s.accelerator, c.model.module, s.val_loader, len(data.val),
@@ -196,6 +197,14 @@ def fit(model: TwoHeadModel, data: FitData, cfg: RunConfig, callbacks: Sequence[
             saves.save(epoch, None)
             saves.stop_if_signalled(f"after epoch {epoch} ({step_text(epoch, state.step, s.steps_per_epoch)})")
     return _result(s, state, store, t.keep, t.epochs, averages)
+
+
+def _validate(s: Setup, data: FitData, epoch: int, objective) -> tuple[tuple | None, dict]:
+    """The epoch's val logits (None for the masked-LM phase) and figures under the history's column names."""
+    if objective is not None:
+        return None, objective.validate(s.accelerator, s.model, s.val_loader, s.loss_fn)
+    logits1, logits2 = predict_logits(s.accelerator, s.model, s.val_loader, len(data.val), desc=f"val {epoch}")
+    return (logits1, logits2), val_metrics(logits1, logits2, data.val.labels_task1, data.val.labels_task2, s.loss_fn)
 
 
 def _after_step(saves: Saves, progress: ProgressLine | None, epoch: int, processes: int, memory, averages,

@@ -2,8 +2,8 @@
 
 Depth of each parameter (L = number of encoder layers, lr = ``train.lr``, d = ``train.llrd``):
 
-* heads (``head_task1``, ``head_task2``, and uncertainty weighting's ``loss_log_vars``, which as 1-D
-  tensors get no weight decay): lr × ``train.head_lr_mult`` (a BERT-style encoder's own
+* heads (``head_task1``, ``head_task2``, the masked-LM phase's ``head_mlm``, and uncertainty weighting's
+  ``loss_log_vars``, which as 1-D tensors get no weight decay): lr × ``train.head_lr_mult`` (a BERT-style encoder's own
   ``pooler`` is frozen by :class:`~twohead.model.two_head.TwoHeadModel` — mean/cls pooling never uses it — so it
   is in no group; if it is ever made trainable it joins the heads)
 * encoder layer i (``encoder.layer.{i}``, 0 = bottom): lr × d^(L−1−i) — the top layer gets lr
@@ -28,7 +28,7 @@ from ..config.errors import CheckpointError
 
 _LAYER = re.compile(r"^encoder\.encoder\.layer\.(\d+)\.")
 _SHARED = ("encoder.encoder.rel_embeddings", "encoder.encoder.LayerNorm", "encoder.encoder.conv")
-_HEAD = ("head_task1.", "head_task2.", "encoder.pooler.", "loss_log_vars")
+_HEAD = ("head_task1.", "head_task2.", "head_mlm.", "encoder.pooler.", "loss_log_vars")
 _EMB = ("encoder.embeddings.",)
 
 

@@ -21,15 +21,17 @@ from typing import Any
 
 import pandas as pd
 
-from ..config.errors import MissingInputError, TrainingError
+from ..config.errors import CheckpointError, MissingInputError, TrainingError
 from ..config.params import MACHINE_FIELDS, LossParams, ModelParams, Params, StepParams, TrainParams
 from ..config.schema import STAGES
 from ..data.batching import TokenizedDataset
 from ..data.labels import IGNORE
 from ..data.prepared import LabelInfo, read_label_info, read_split
 from ..data.tokenization import encode, to_arrow
-from ..model.checkpoint import load_encoder, validate_checkpoint
+from ..model.checkpoint import load_config, load_encoder, validate_checkpoint
+from ..model.masked_lm import load_masked_lm, mask_token_error
 from ..model.two_head import TwoHeadModel
+from .masked_lm import MaskedLMObjective, mlm_datasets
 from .run_config import FitData, RunConfig
 
 
@@ -40,6 +42,7 @@ class Inputs:
     prepared: Path
     tokenized: Path | None = None                  # Stage 2's token ids
     built_by: tuple[tuple[Path, str], ...] = ()    # (checkpoint directory, the stage that writes it)
+    start: Path | None = None                      # Stage 1 starts here instead of stage1.base_model (pretrain_mlm's)
 
     def builder(self, path: Path) -> str | None:
         return next((stage for p, stage in self.built_by if Path(p).resolve() == path.resolve()), None)
@@ -60,22 +63,54 @@ class Recipe:
     model: ModelParams
     n_categories: int             # Task2 head size (1 for Stage 1: its Task2 is off)
     msd_samples: int = 1
+    objective: Any = None         # the masked-LM phase's (train.masked_lm.MaskedLMObjective); None = two heads
+    sources: dict | None = None   # the masked-LM phase: how many texts came from each source
 
-    def build(self) -> TwoHeadModel:
+    def build(self):
+        if self.stage == "mlm":   # transformers' masked-LM class; .fresh_head: the checkpoint had no MLM head
+            model, model.fresh_head = load_masked_lm(self.checkpoint)
+            return model
         return TwoHeadModel(load_encoder(self.checkpoint), self.n_categories, self.model.pooling,
                             self.model.head_dropout, self.msd_samples)
+
+
+def _own_recipe(p: Params, section: StepParams) -> TrainParams:
+    own = {f.name: getattr(section, f.name) for f in dataclasses.fields(StepParams)}
+    shared = {k: getattr(p.train, k) for k in MACHINE_FIELDS}
+    return TrainParams(**own, **shared, keep="last")
 
 
 def stage1_config(p: Params) -> RunConfig:
     """``stage1.*`` for the whole recipe (every :class:`StepParams` field), ``train.*`` for the machine's settings
     only (:data:`MACHINE_FIELDS`); Task2 off (λ2 = 0, no smoothing), Task1 smoothing from
     ``stage1.label_smoothing_task1``, no switches (they are Stage 2's), the last epoch kept."""
-    own = {f.name: getattr(p.stage1, f.name) for f in dataclasses.fields(StepParams)}
-    shared = {k: getattr(p.train, k) for k in MACHINE_FIELDS}
-    train = TrainParams(**own, **shared, keep="last")
     loss = LossParams(lambda_task1=1.0, lambda_task2=0.0, label_smoothing_task1=p.stage1.label_smoothing_task1,
                       label_smoothing=0.0)  # Task2 off: none of loss.* applies
-    return RunConfig(train, loss, select="val_acc_task1", tag="pretrain_stage1")
+    return RunConfig(_own_recipe(p, p.stage1), loss, select="val_acc_task1", tag="pretrain_stage1")
+
+
+def mlm_config(p: Params) -> RunConfig:
+    """The masked-LM phase, as Stage 1: ``mlm.*`` for the recipe, ``train.*`` for the machine's settings; its loss
+    is Task1's masked cross-entropy over the vocabulary (unit weights, no smoothing)."""
+    loss = LossParams(lambda_task1=1.0, lambda_task2=0.0, label_smoothing_task1=0.0, label_smoothing=0.0)
+    return RunConfig(_own_recipe(p, p.mlm), loss, select="val_acc_task1", tag="pretrain_mlm")
+
+
+def mlm_recipe(p: Params, inputs: Inputs) -> Recipe:
+    """The masked-LM phase on ``stage1.base_model`` (:mod:`twohead.train.masked_lm`): a checkpoint whose tokenizer
+    has no mask token is refused in one line."""
+    ckpt = Path(p.stage1.base_model)
+    tokenizer = _checkpoint(ckpt, "stage1.base_model", inputs, p.tokenize.max_length)
+    problem = mask_token_error(tokenizer, ckpt)
+    if problem:
+        raise CheckpointError(problem)
+    cfg = mlm_config(p)
+    train, val, sources = mlm_datasets(p, inputs.prepared, tokenizer)
+    train = train.subsample(cfg.train.max_train_rows, cfg.train.seed)
+    vocab = int(load_config(ckpt).vocab_size)
+    data = FitData(train, val, [1.0] * vocab, [1.0], tokenizer.pad_token_id, p.tokenize.max_length)
+    return Recipe("mlm", cfg, data, tokenizer, ckpt, "mlm.lr", p.mlm.lr, read_label_info(inputs.prepared), p.model,
+                  1, objective=MaskedLMObjective(tokenizer, p.mlm.mask_prob, p.mlm.seed), sources=sources)
 
 
 def stage2_config(p: Params) -> RunConfig:
@@ -115,8 +150,9 @@ def recipe(p: Params, stage: str, inputs: Inputs, rows: int | None = None, with_
     info = read_label_info(inputs.prepared)
     max_length = p.tokenize.max_length
     if stage == "stage1":
-        cfg, ckpt = stage1_config(p), Path(p.stage1.base_model)
-        tokenizer = _checkpoint(ckpt, "stage1.base_model", inputs, max_length)
+        cfg, ckpt = stage1_config(p), Path(inputs.start or p.stage1.base_model)
+        tokenizer = _checkpoint(ckpt, "stage1.base_model" if inputs.start is None else "the masked-LM phase's output",
+                                inputs, max_length)
 
         def split(name: str) -> TokenizedDataset:
             return pick_rows_dataset(read_split(inputs.prepared, name), tokenizer, max_length, p.tokenize.batch_size,

@@ -43,15 +43,16 @@ def machine_warnings(device_type: str, precision: str, num_workers: int, platfor
     return out
 
 
-def epoch_line(tag: str, epoch: int, epochs: int, f: dict, speed: dict, task2: bool = True) -> str:
-    """One line per epoch; ``task2=False`` (Stage 1 trains no Task2) leaves out the Task2 figures."""
+def epoch_line(tag: str, epoch: int, epochs: int, f: dict, speed: dict, task2: bool = True, t1: str = "t1") -> str:
+    """One line per epoch; ``task2=False`` (Stage 1 trains no Task2) leaves out the Task2 figures; ``t1`` names the
+    first task's figures (``mlm`` in the masked-LM phase: its loss and masked-token accuracy)."""
     t2_loss = f", t2 {f['train_loss_task2']:.4f}" if task2 else ""
-    val_loss = f"val loss t1 {f['val_loss_task1']:.4f}" + (f" t2 {f['val_loss_task2']:.4f}" if task2 else "")
-    val_acc = f"val acc t1 {f['val_acc_task1']:.4f}" + (f" t2 {f['val_acc_task2']:.4f}" if task2 else "")
+    val_loss = f"val loss {t1} {f['val_loss_task1']:.4f}" + (f" t2 {f['val_loss_task2']:.4f}" if task2 else "")
+    val_acc = f"val acc {t1} {f['val_acc_task1']:.4f}" + (f" t2 {f['val_acc_task2']:.4f}" if task2 else "")
     f1 = f" | t2 macro-F1 {f['val_macro_f1_task2']:.4f}" if task2 else ""
-    return (f"[{tag}] epoch {epoch}/{epochs} | train loss {f['train_loss_total']:.4f} (t1 {f['train_loss_task1']:.4f}"
-            f"{t2_loss}) | {val_loss} | {val_acc}{f1} | {speed['train_samples_per_second']:.1f} samples/s,"
-            f" {speed['epoch_seconds']:.1f}s")
+    return (f"[{tag}] epoch {epoch}/{epochs} | train loss {f['train_loss_total']:.4f} ({t1}"
+            f" {f['train_loss_task1']:.4f}{t2_loss}) | {val_loss} | {val_acc}{f1} |"
+            f" {speed['train_samples_per_second']:.1f} samples/s, {speed['epoch_seconds']:.1f}s")
 
 
 def _clock(seconds: float) -> str:

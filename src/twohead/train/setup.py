@@ -45,12 +45,13 @@ class Setup:
 
 
 def prepare_training(model, data: FitData, cfg: RunConfig, *, base_lr: float | None = None, schedule: bool = True,
-                     validate: bool = True, schedule_steps: int | None = None) -> Setup:
+                     validate: bool = True, schedule_steps: int | None = None, objective=None) -> Setup:
     """Everything a run needs, prepared by Accelerate. ``base_lr`` replaces ``train.lr`` (the range test uses 1,
     so each group's lr is its LLRD ratio); ``schedule=False`` builds no scheduler and ``validate=False`` no val
     loader (the range test has neither; it also never accumulates gradients); ``schedule_steps`` compresses the
     schedule (warmup share, then decay to 0) into that many optimiser steps instead of the run's (the LR
-    sweep)."""
+    sweep). ``objective``: the masked-LM phase's forward + loss
+    (:class:`~twohead.train.masked_lm.MaskedLMObjective`); None = the two heads'."""
     t = cfg.train
     accelerator = make_accelerator(t.device, t.precision, t.grad_accum if schedule else 1)
     padding = resolve_padding(t.padding, accelerator.device.type)
@@ -81,7 +82,7 @@ def prepare_training(model, data: FitData, cfg: RunConfig, *, base_lr: float | N
     w1, w2 = (torch.tensor(w, dtype=torch.float32, device=accelerator.device)  # float32: MPS has no float64
               for w in (data.weights_task1, data.weights_task2))
     loss_fn = loss_for_run(cfg, w1, w2, log_vars=raw_model.loss_log_vars)
-    hook, awp = switches.build(raw_model, loss_fn, cfg)
+    hook, awp = (objective.hook(loss_fn), None) if objective is not None else switches.build(raw_model, loss_fn, cfg)
     step = StepContext(accelerator, model, optimizer, scheduler, loss_fn, t.max_grad_norm, hook, awp)
     return Setup(accelerator, model, raw_model, sampler, train_loader, val_loader, optimizer, scheduler, loss_fn,
                  step, group_summary, initial_lrs, steps_per_epoch, windowed, padding, t.padding, val_shapes,
