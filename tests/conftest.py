@@ -176,3 +176,25 @@ def build_bert(d: Path, mask: bool = True) -> Path:
                      intermediate_size=64, max_position_embeddings=128)
     BertModel(cfg).save_pretrained(str(d))
     return d
+
+
+JA_WORDS = {"政治": ["首相", "国会", "選挙", "法案", "与党", "野党", "内閣", "外交"],
+            "経済": ["株価", "円安", "日銀", "企業", "決算", "物価", "賃金", "輸出"],
+            "スポーツ": ["野球", "サッカー", "優勝", "選手", "試合", "監督", "五輪", "記録"]}
+JA_DECLINE = ["芸能", "俳優", "番組", "映画", "歌手", "話題", "結婚", "写真"]
+
+
+def japanese_rows(n: int = 40, seed: int = 0) -> list[dict]:
+    """Japanese news-like rows (three categories and Decline rows) built from word lists, seeded: the tests'
+    stand-in for a Japanese user's data."""
+    import random
+
+    rng = random.Random(seed)
+    verbs = ["について発表した", "をめぐり議論が続く", "が過去最高となった", "の見通しを示した", "に注目が集まる"]
+    rows = []
+    for cat, words in [*JA_WORDS.items(), ("", JA_DECLINE)]:
+        for i in range(n):
+            a, b = rng.sample(words, 2)
+            rows.append({"id": f"{cat or 'd'}{i}", "text": f"{a}と{b}{rng.choice(verbs)}。{b}の関係者が語った",
+                         "pick": "Pick" if cat else "Decline", "category": cat})
+    return rows

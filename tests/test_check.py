@@ -220,3 +220,35 @@ def test_sharded_index_naming_a_missing_shard_is_caught(demo_encoder_dir, tmp_pa
         "a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
     with pytest.raises(CheckpointError, match=r"lists 1 shard\(s\) not in the directory: \['model-00002-of-00002"):
         validate_checkpoint(enc)
+
+
+def test_japanese_texts_on_an_english_tokenizer_are_not_ready_by_characters(demo_encoder_dir, tmp_path, capsys):
+    """Japanese news with the English demo tokenizer as the checkpoint: most *characters* sit inside unknown tokens
+    (whole phrases fold into one [UNK]), and check says not ready with exit 1, before anything runs."""
+    from conftest import japanese_rows
+
+    raw = write_table(tmp_path / "ja.csv", japanese_rows())
+    path = params_file(tmp_path, demo_encoder_dir, **{"data.raw_path": str(raw), "predict.input": str(raw)})
+    rc = main(["check", "--params", path])
+    err = capsys.readouterr().err
+    assert rc == 1 and "not ready above 5%" in err, err
+    share = float(err.split("% of the characters")[0].rsplit(" ", 1)[-1])
+    assert share > 50   # the token share understates it: the characters are the measure
+    assert "1 problem(s)" in err
+
+
+def test_own_data_without_a_checkpoint_measures_the_tokenizer_the_pipeline_will_build(tmp_path, capsys):
+    """No checkpoint: the from-scratch encoder is not built yet, so check builds its tokenizer from the train texts
+    (in a temporary folder) and measures it on the val texts: Japanese is read, and nothing is written."""
+    from conftest import japanese_rows
+
+    raw = write_table(tmp_path / "ja.csv", japanese_rows())
+    path = params_file(tmp_path, ROOT / "models" / "stage1", **{
+        "data.raw_path": str(raw), "predict.input": str(raw),
+        "stage1.base_model": str(ROOT / "models" / "demo_encoder")})
+    before = sorted(p.name for p in tmp_path.iterdir())
+    report = run_check(path, root=ROOT)
+    assert not report.errors, report.lines()
+    line = next(m for m in report.ok if "the tokenizer build_demo_encoder will build" in m)
+    assert "reads the texts" in line and float(line.split("% of the characters")[0].rsplit("(", 1)[-1]) < 1.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

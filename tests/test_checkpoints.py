@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import DEMO_CSV, build_bert, make_params, replace, stage_paths, train_in
+from conftest import build_bert, make_params, replace, stage_paths, train_in
 from twohead.model.checkpoint import CheckpointError, load_tokenizer, validate_checkpoint
 from twohead.model.two_head import load_stage2
 from twohead.pipeline import tokenize

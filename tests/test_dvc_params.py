@@ -34,6 +34,7 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
         plot,
         predict,
         prepare_labels,
+        pretrain_mlm,
         pretrain_stage1,
         review,
         tokenize,
@@ -50,13 +51,16 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
         p, demo_encoder=dataclasses.replace(p.demo_encoder, **{f.name: getattr(small, f.name)
                                                                for f in dataclasses.fields(small)}),
         stage1=dataclasses.replace(p.stage1, **stage1),
+        mlm=dataclasses.replace(p.mlm, epochs=1, batch_size=16, lr=3e-3),
+        data=dataclasses.replace(p.data, unlabeled_path=str(_pool(tmp))),
         model=dataclasses.replace(p.model, stage1_checkpoint=str(tmp / "models" / "stage1")),
         predict=dataclasses.replace(p.predict, input=str(DEMO_CSV)))
     p = _retrack(p)
-    shared = {"demo_texts": DEMO_CSV}
+    shared = {}
     order = [("validate_params", validate_params, validate_params.ValidateParamsPaths),  # params.yaml: a file dep
-             ("build_demo_encoder", build_demo_encoder, build_demo_encoder.DemoEncoderPaths),
              ("prepare_labels", prepare_labels, prepare_labels.PreparePaths),
+             ("build_demo_encoder", build_demo_encoder, build_demo_encoder.DemoEncoderPaths),
+             ("pretrain_mlm", pretrain_mlm, pretrain_mlm.MlmPaths),
              ("pretrain_stage1", pretrain_stage1, pretrain_stage1.Stage1Paths),
              ("tokenize", tokenize, tokenize.TokenizePaths),
              ("train_stage2", train_stage2, train_stage2.TrainPaths),
@@ -73,6 +77,12 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
             module.run(p, paths)
         out[name] = set(r)
     return out
+
+
+def _pool(tmp):
+    pool = tmp / "unlabeled.csv"   # a pool the masked-LM phase reads (data.unlabeled_path, text_column, encoding)
+    pool.write_text("text\nan unlabelled article about the markets\n", encoding="utf-8")
+    return pool
 
 
 def _retrack(p):

@@ -83,3 +83,19 @@ def test_the_route_table_opens_with_the_gap_and_says_what_is_unmeasured():
     assert "log-linear (grows without bound" in text
     review["splits"]["test"]["task2"]["flagged"] = 100    # a model whose flags are not its errors: the upper bound
     assert "at most +30.5 (every flag confirmed: an upper bound)" in "\n".join(route_section(test, 0.85, review))
+
+
+def test_a_tokenizer_that_misses_the_texts_comes_first():
+    """The tokenize stage's figures (metrics/tokenizer.json): past 1% of the characters inside unknown tokens the
+    page says so before anything else; a tokenizer that reads the texts adds nothing."""
+    from twohead.evaluate.summary import coverage_lines
+
+    bad = {"texts": 500, "unknown_share": 0.318, "unknown_char_share": 0.89, "unknown_examples": ["首相は|<b>"],
+           "ready": False}
+    lines = coverage_lines(bad)
+    assert lines[0].startswith("**Not ready: the tokenizer cannot read these texts.** 89.0% of the characters")
+    assert "31.8% of the tokens" in lines[0] and "<b>" not in lines[0] and "\\|" in lines[0]
+    warn = coverage_lines({**bad, "unknown_char_share": 0.02, "unknown_share": 0.01, "ready": True})
+    assert warn[0].startswith("**The tokenizer misses part of these texts.** 2.0%")
+    assert coverage_lines({**bad, "unknown_char_share": 0.001, "unknown_share": 0.002, "ready": True}) == []
+    assert coverage_lines(None) == []

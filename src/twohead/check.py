@@ -3,8 +3,10 @@
 DVC removes a stage's outputs before running it, so a `dvc repro` that fails on a bad param, a bad row or
 a bad checkpoint also costs the last good outputs. The preflight validates, in seconds: params.yaml
 (strictly, ranges included), the raw table (every rule ``prepare_labels`` applies, plus the degenerate
-cases), the checkpoint (or, while ``models/stage1`` is a pipeline output not built yet, the Stage-1 base
-model), ``tokenize.max_length`` against the checkpoint's positions, and the predict stage's input.
+cases), the tokenizer training will use — your own checkpoint's; while Stage 1 runs, ``stage1.base_model``'s; and
+when that is the from-scratch encoder, the tokenizer ``build_demo_encoder`` *will* build from these train texts,
+built here in seconds — and whether it reads the texts (characters inside unknown tokens past 5%: **not ready**),
+``tokenize.max_length`` against the checkpoint's positions, and the predict stage's input.
 It reports every problem it finds, not only the first.
 """
 
@@ -51,16 +53,32 @@ def check_checkpoint(path: str, max_length: int, report: Report, what: str):
 
 
 def check_coverage(tok, texts: list[str], report: Report, what: str) -> None:
-    """Whether the tokenizer reads the user's texts (:mod:`twohead.data.coverage`), before any training."""
-    from .data.coverage import coverage, warnings
+    """Whether the tokenizer reads the user's texts (:mod:`twohead.data.coverage`), before any training: past
+    :data:`~twohead.data.coverage.NOT_READY_CHARS` of the characters inside unknown tokens it is an error."""
+    from .data.coverage import coverage, not_ready, warnings
 
     c = coverage(tok, texts)
+    stop = not_ready(c, what)
     found = warnings(c, what)
+    if stop:
+        report.errors.append(stop)
+        found = found[1:]
     report.warnings.extend(found)
-    if not found:
-        report.ok.append(f"{what}: reads the texts ({c['unknown_share']:.2%} unknown tokens,"
-                         f" {c['normaliser_changed_share']:.2%} of the characters changed by its normaliser;"
-                         f" {c['texts']} sampled)")
+    if not found and not stop:
+        report.ok.append(f"{what}: reads the texts ({c['unknown_char_share']:.2%} of the characters inside unknown"
+                         f" tokens, {c['unknown_share']:.2%} of the tokens; {c['normaliser_changed_share']:.2%} of"
+                         f" the characters changed by its normaliser; {c['texts']} sampled)")
+
+
+def would_be_tokenizer(p, texts: list[str]):
+    """The tokenizer ``build_demo_encoder`` will build from these train texts (trained here, in a temporary
+    folder: nothing is written to the project)."""
+    import tempfile
+
+    from .demo import build_tokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return build_tokenizer(p.demo_encoder, texts, Path(tmp))
 
 
 #: a warning when tokenize.max_length cuts more than this share of the training texts
@@ -132,21 +150,9 @@ def run_check(params_path: str | Path = "params.yaml", root: str | Path = ".") -
     except TwoheadError as exc:
         report.errors.append(str(exc))
 
-    outputs = _pipeline_outputs(root)
-    ckpt = Path(p.model.stage1_checkpoint)
-    tok, what = None, "model.stage1_checkpoint"
-    if ckpt.resolve() in outputs and not ckpt.exists():
-        base = Path(p.stage1.base_model)
-        if base.resolve() in outputs and not base.exists():
-            report.ok.append(f"model.stage1_checkpoint {ckpt} and stage1.base_model {base} are built by the pipeline"
-                             " (dvc repro makes them)")
-        else:
-            what = "stage1.base_model (its tokenizer is the checkpoint's)"
-            tok = check_checkpoint(str(base), p.tokenize.max_length, report, "stage1.base_model")
-    else:
-        tok = check_checkpoint(str(ckpt), p.tokenize.max_length, report, "model.stage1_checkpoint")
-    if tok is not None and prep is not None:
-        check_coverage(tok, prep.splits["train"]["text"].tolist(), report, what)
+    tok, what, texts = _tokenizer_to_check(p, prep, _pipeline_outputs(root), report)
+    if tok is not None and texts:
+        check_coverage(tok, texts, report, what)
         check_truncation(tok, prep.splits["train"]["text"].tolist(), p.tokenize.max_length, p.tokenize.truncation,
                          report)
 
@@ -164,10 +170,29 @@ def run_check(params_path: str | Path = "params.yaml", root: str | Path = ".") -
     return report
 
 
-def _demo_texts(root: Path) -> Path | None:
-    from .config.layout import dvc_paths
+def _tokenizer_to_check(p, prep, outputs: set[Path], report: Report):
+    """(tokenizer, what it is, the texts to measure it on): your own checkpoint's (on the train texts); while
+    Stage 1 runs, ``stage1.base_model``'s; the from-scratch encoder's as it will be built from the train texts
+    (measured on the val texts, which it never learns from). (None, …) when it cannot be loaded or built."""
+    ckpt, base = Path(p.model.stage1_checkpoint), Path(p.stage1.base_model)
+    train = prep.splits["train"]["text"].astype(str).tolist() if prep is not None else []
+    if ckpt.resolve() not in outputs:
+        return check_checkpoint(str(ckpt), p.tokenize.max_length, report, "model.stage1_checkpoint"), \
+            "model.stage1_checkpoint", train
+    if base.resolve() not in outputs:
+        what = "stage1.base_model (its tokenizer is the checkpoint's)"
+        return check_checkpoint(str(base), p.tokenize.max_length, report, "stage1.base_model"), what, train
+    if prep is None:
+        report.ok.append(f"stage1.base_model {base}: built by the pipeline from the train texts (dvc repro makes it)")
+        return None, "", []
+    what = f"the tokenizer build_demo_encoder will build from {len(train)} train texts ({base})"
+    report.ok.append(f"stage1.base_model {base}: built by the pipeline; its tokenizer, built here from the train"
+                     " texts, is measured on the val texts")
+    return would_be_tokenizer(p, train), what, prep.splits["val"]["text"].astype(str).tolist()
 
-    try:
-        return (root / dvc_paths(root)["demo_texts"]).resolve()
-    except (TwoheadError, KeyError):
-        return None
+
+def _demo_texts(root: Path) -> Path:
+    """The demo's table (the default ``data.raw_path``)."""
+    from .config.params import DataParams
+
+    return (root / DataParams().raw_path).resolve()

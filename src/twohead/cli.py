@@ -107,8 +107,13 @@ def cmd_compare(args) -> int:
     from .experiments import compare as cmp
 
     if args.group_by:
-        revs = args.revs or cmp.baseline_experiments()
-        result = cmp.group_compare(revs, args.group_by, seed_key=args.seed_key)
+        if args.runs_dir:
+            from .experiments.ablation import load_runs
+
+            result = cmp.group_runs(load_runs(runs_dir=args.runs_dir), args.group_by, seed_key=args.seed_key)
+        else:
+            result = cmp.group_compare(args.revs or cmp.baseline_experiments(), args.group_by,
+                                       seed_key=args.seed_key)
         text = cmp.groups_markdown(result)
         if args.plot:
             cmp.groups_plot(result, args.plot)
@@ -303,6 +308,8 @@ def _add_compare(sub) -> None:
                                                           " (none: every experiment of the current commit)")
     c.add_argument("--group-by", metavar="PARAM", help="a dotted params.yaml key, e.g. loss.label_smoothing")
     c.add_argument("--seed-key", default="train.seed", help="with --group-by: the param that pairs runs across groups")
+    c.add_argument("--runs-dir", metavar="DIR", help="with --group-by: the runs are DIR's sub-folders (project layouts"
+                                                     " written by a benchmark script, e.g. benchmarks/bench_mlm.py)")
     c.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per interval (more: steadier"
                                                                " intervals, slower)")
     c.add_argument("--seed", type=int, default=0, help="the bootstrap's random seed")

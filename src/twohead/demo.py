@@ -75,20 +75,29 @@ def train_sentencepiece(texts: list[str], out_dir: Path, vocab_size: int) -> Pat
     return path
 
 
+def build_tokenizer(cfg: DemoEncoderParams, texts: list[str], out_dir: Path):
+    """The from-scratch encoder's tokenizer, trained on ``texts`` and saved in ``out_dir`` (``spm.model`` +
+    ``tokenizer_config.json``); returned loaded. ``twohead check`` builds it too, to measure it before the
+    pipeline does."""
+    from transformers import AutoTokenizer
+
+    train_sentencepiece(texts, out_dir, cfg.vocab_size)
+    (out_dir / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "DebertaV2Tokenizer", "do_lower_case": False, "split_by_punct": False,
+        "vocab_type": "spm", "model_max_length": cfg.max_position_embeddings, **SPECIAL_TOKENS,
+    }, indent=2) + "\n", encoding="utf-8")
+    return AutoTokenizer.from_pretrained(str(out_dir), trust_remote_code=False)
+
+
 def build_demo_encoder(cfg: DemoEncoderParams, texts: list[str], out_dir: str | Path) -> Path:
     """Build the from-scratch encoder directory at ``out_dir`` (atomically), its tokenizer trained on ``texts``,
     and return its path."""
     import torch
-    from transformers import AutoTokenizer, DebertaV2Config, DebertaV2Model
+    from transformers import DebertaV2Config, DebertaV2Model
 
     out = Path(out_dir)
     with atomic_path(out, is_dir=True) as tmp:
-        train_sentencepiece(texts, tmp, cfg.vocab_size)
-        (tmp / "tokenizer_config.json").write_text(json.dumps({
-            "tokenizer_class": "DebertaV2Tokenizer", "do_lower_case": False, "split_by_punct": False,
-            "vocab_type": "spm", "model_max_length": cfg.max_position_embeddings, **SPECIAL_TOKENS,
-        }, indent=2) + "\n", encoding="utf-8")
-        tok = AutoTokenizer.from_pretrained(str(tmp), trust_remote_code=False)
+        tok = build_tokenizer(cfg, texts, tmp)
         config = DebertaV2Config(
             vocab_size=len(tok), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
             num_attention_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size,

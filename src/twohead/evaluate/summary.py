@@ -190,18 +190,37 @@ def page_safe_cell(name: str) -> str:
     return str(page_safe([name])[0]).replace("|", "\\|")
 
 
+def coverage_lines(c: dict | None) -> list[str]:
+    """The tokenizer's line when it misses part of the texts (characters inside unknown tokens past the warning
+    level of :mod:`twohead.data.coverage`); nothing otherwise."""
+    from ..data.coverage import UNKNOWN_WARN
+
+    if not c or c.get("unknown_char_share", c.get("unknown_share", 0.0)) <= UNKNOWN_WARN:
+        return []
+    head = ("**Not ready: the tokenizer cannot read these texts.**" if not c.get("ready", True) else
+            "**The tokenizer misses part of these texts.**")
+    examples = ", ".join(f"`{page_safe_cell(x)}`" for x in c.get("unknown_examples", []))
+    return [f"{head} {c.get('unknown_char_share', c['unknown_share']):.1%} of the characters of {c['texts']} sampled"
+            f" train texts sit inside unknown tokens ({c['unknown_share']:.1%} of the tokens; e.g. {examples}): the"
+            " model never sees them, and no finding below means much until it does. Use a checkpoint whose"
+            " vocabulary covers the texts' script, or none (the from-scratch encoder's tokenizer learns your train"
+            " texts); `twohead check` measures it before a run.", ""]
+
+
 def summary_markdown(test: dict, history: pd.DataFrame, findings: list[Finding], caption: str,
                      figures: list[str], review: dict | None = None, pairs_figure: str = "",
-                     train: dict | None = None, target: float = 0.85, curve: dict | None = None) -> str:
+                     train: dict | None = None, target: float = 0.85, curve: dict | None = None,
+                     coverage: dict | None = None) -> str:
     """``test``: the evaluate stage's metrics (``{"test": …, "val": …}``); ``figures``: PNG file names next to
     the summary (embedded with relative links); ``target``: report.target_task2_acc; ``curve``: `twohead curve`'s
-    result (None or unmeasured: the route table says how to measure it)."""
+    result (None or unmeasured: the route table says how to measure it); ``coverage``: the tokenize stage's
+    figures (``metrics/tokenizer.json``): a tokenizer that misses the texts comes first, before any diagnosis."""
     t = test["test"]
     last = history.iloc[-1]
     n, acc = t["task2"]["rows"], t["task2"]["acc"] or 0.0
     half = 100 * 1.96 * math.sqrt(acc * (1 - acc) / n) if n else float("nan")
     lines = [
-        "# Run summary", "", f"_{caption}_", "", *route_section(test, target, review, curve),
+        "# Run summary", "", f"_{caption}_", "", *coverage_lines(coverage), *route_section(test, target, review, curve),
         "## Test metrics", "", *figures_table(test),
         f"Last epoch ({int(last['epoch'])}): train Task2 accuracy {_f(last['train_acc_task2'])} (running, dropout on),"
         f" val {_f(last['val_acc_task2'])}; val Task1 accuracy {_f(last['val_acc_task1'])}."

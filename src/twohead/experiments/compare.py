@@ -238,7 +238,12 @@ def group_compare(revs: list[str], key: str, root=".", seed_key: str = "train.se
     (sorted by value): mean of per-seed differences with its t-interval (runs paired by ``seed_key``)."""
     if not revs:
         raise DataError("no experiments to group: name them, or run some from this commit (dvc exp run --queue …)")
-    runs = [load_revision(r, root) for r in revs]
+    return group_runs([load_revision(r, root) for r in revs], key, seed_key, level)
+
+
+def group_runs(runs: list[Revision], key: str, seed_key: str = "train.seed", level: float = 0.95) -> dict:
+    """:func:`group_compare` on loaded runs (revisions, or run folders:
+    :func:`~twohead.experiments.ablation.load_runs`)."""
     vocab = class_vocabulary(runs)
     groups: dict = {}
     for r in runs:

@@ -55,6 +55,7 @@ class PlotPaths:
     consistency_curve: Path
     val_worst_k: Path
     learning_curve: Path
+    tokenizer_metrics: Path      # the tokenize stage's coverage figures: the summary's first line when poor
     summary: Path
 
 
@@ -119,5 +120,6 @@ def run(p: Params, paths: PlotPaths) -> list[Path]:
                                                read_json(paths.review_metrics) if Path(paths.review_metrics).is_file()
                                                else None,  # the review stage's section (run without it: none)
                                                str(Path(paths.pairs_plot).relative_to(Path(paths.summary).parent)),
-                                               read_json(paths.train_metrics), p.report.target_task2_acc, curve))
+                                               read_json(paths.train_metrics), p.report.target_task2_acc, curve,
+                                               read_json(paths.tokenizer_metrics)))
     return made
