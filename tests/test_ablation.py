@@ -115,3 +115,19 @@ def test_docs_and_readme_list_exactly_the_ablation_switches():
     section = section[:section.index("\n## ")]
     named = re.findall(r"`(\w+)`\s+\(`([\w.]+)`\)", section)
     assert named == [(name, next(iter(o))) for name, o in ABLATION.items()]
+
+
+def test_compare_group_by_reads_run_folders(tmp_path):
+    """`twohead compare --group-by KEY --runs-dir DIR` (benchmarks/bench_mlm.py's folders): grouped by the param,
+    paired by seed."""
+    runs = tmp_path / "runs"
+    off, on = {1: 20, 2: 22, 3: 18}, {1: 17, 2: 18, 3: 16}
+    for s in (1, 2, 3):
+        _run(runs, f"e00-s{s}", s, {"mlm": {"epochs": 0}}, off[s], 100.0)
+        _run(runs, f"e03-s{s}", s, {"mlm": {"epochs": 3}}, on[s], 100.0)
+    out = tmp_path / "g.json"
+    assert main(["compare", "--group-by", "mlm.epochs", "--runs-dir", str(runs), "--json", str(out)]) == 0
+    g = json.loads(out.read_text())
+    assert [x["value"] for x in g["groups"]] == [0, 3]
+    d = g["differences"][0]["metrics"]["task2_acc"]
+    assert d["pairs"] == 3 and d["mean"] == pytest.approx(np.mean([3, 4, 2]) / N) and d["verdict"] == "better"

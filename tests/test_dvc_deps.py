@@ -114,7 +114,7 @@ def test_an_edit_to_reporting_code_never_re_runs_training():
         deps = {str(d) for d in STAGES[name]["deps"]}
         hit = [m for m in REPORTING if _covered(m, deps)]
         assert not hit, f"stage {name}: an edit to {', '.join(hit)} would re-run it"
-    assert len((ROOT / "dvc.yaml").read_text().splitlines()) <= 480   # 450 + the masked-LM stage
+    assert len((ROOT / "dvc.yaml").read_text().splitlines()) <= 485   # 450 + the masked-LM stage and its figures
 
 
 def test_reporting_settings_never_re_train():

@@ -103,9 +103,10 @@ def guard_lines(guard: dict | None) -> list[str]:
     return lines + [""]
 
 
-def moved_section(test: dict, train: dict | None) -> list[str]:
+def moved_section(test: dict, train: dict | None, mlm: dict | None = None) -> list[str]:
     """"What moved Task2 accuracy": each switch or decision of this run, chosen on val, with its test effect where the
-    pipeline measures one (the decisions: decided − plain, paired bootstrap) and its val effect otherwise."""
+    pipeline measures one (the decisions: decided − plain, paired bootstrap) and its val effect otherwise; the
+    masked-LM phase with this run's figures (its effect needs runs without it: measured over seeds in docs/mlm.md)."""
     lines = ["## What moved Task2 accuracy", "",
              "Each is chosen on val; Δ in points on test with its paired-bootstrap 95% interval (these two"
              " models, one seed — over seeds: docs/what-moved-task2.md).", "",
@@ -139,7 +140,19 @@ def moved_section(test: dict, train: dict | None) -> list[str]:
                      " per average per epoch |")
     else:
         lines.append("| weight averaging (switches.ema) | off | | | |")
+    lines.append(mlm_row(mlm))
     return lines + [""]
+
+
+def mlm_row(m: dict | None) -> str:
+    """The masked-LM phase's row: on (epochs, texts, val figures) or off, and where its effect is measured."""
+    where = "over seeds: docs/mlm.md"
+    if not m or not m.get("trained"):
+        why = page_safe_cell((m or {}).get("reason", "not run"))
+        return f"| masked-LM phase (mlm.epochs) | off ({why}) | {where} | | |"
+    texts = m.get("train_texts", 0)
+    return (f"| masked-LM phase (mlm.epochs) | {m['epoch']} epochs on {texts:,} texts; val masked-token acc"
+            f" {_f(m['val_acc'])}, loss {_f(m['val_loss'])} | {where} | | before Stage 1 (metrics/mlm_speed.json) |")
 
 
 def decision_cost(metrics: dict) -> str:
@@ -210,11 +223,12 @@ def coverage_lines(c: dict | None) -> list[str]:
 def summary_markdown(test: dict, history: pd.DataFrame, findings: list[Finding], caption: str,
                      figures: list[str], review: dict | None = None, pairs_figure: str = "",
                      train: dict | None = None, target: float = 0.85, curve: dict | None = None,
-                     coverage: dict | None = None) -> str:
+                     coverage: dict | None = None, mlm: dict | None = None) -> str:
     """``test``: the evaluate stage's metrics (``{"test": …, "val": …}``); ``figures``: PNG file names next to
     the summary (embedded with relative links); ``target``: report.target_task2_acc; ``curve``: `twohead curve`'s
     result (None or unmeasured: the route table says how to measure it); ``coverage``: the tokenize stage's
-    figures (``metrics/tokenizer.json``): a tokenizer that misses the texts comes first, before any diagnosis."""
+    figures (``metrics/tokenizer.json``): a tokenizer that misses the texts comes first, before any diagnosis;
+    ``mlm``: the masked-LM phase's (``metrics/mlm.json``)."""
     t = test["test"]
     last = history.iloc[-1]
     n, acc = t["task2"]["rows"], t["task2"]["acc"] or 0.0
@@ -227,7 +241,7 @@ def summary_markdown(test: dict, history: pd.DataFrame, findings: list[Finding],
         f" With {n} test rows with a category, this accuracy alone is uncertain by about ±{half:.1f} points"
         " (95%, normal approximation): compare runs with `twohead compare`, not by eye.", "",
     ]
-    lines += decision_table(test) + moved_section(test, train) + ["## What the curves say", ""]
+    lines += decision_table(test) + moved_section(test, train, mlm) + ["## What the curves say", ""]
     if findings:
         lines += [f"- **{f.rule}**: {f.message}" for f in findings]
     else:

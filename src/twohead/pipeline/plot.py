@@ -56,6 +56,7 @@ class PlotPaths:
     val_worst_k: Path
     learning_curve: Path
     tokenizer_metrics: Path      # the tokenize stage's coverage figures: the summary's first line when poor
+    mlm_metrics: Path            # the masked-LM phase's figures (a row of "What moved Task2 accuracy")
     summary: Path
 
 
@@ -121,5 +122,5 @@ def run(p: Params, paths: PlotPaths) -> list[Path]:
                                                else None,  # the review stage's section (run without it: none)
                                                str(Path(paths.pairs_plot).relative_to(Path(paths.summary).parent)),
                                                read_json(paths.train_metrics), p.report.target_task2_acc, curve,
-                                               read_json(paths.tokenizer_metrics)))
+                                               read_json(paths.tokenizer_metrics), read_json(paths.mlm_metrics)))
     return made

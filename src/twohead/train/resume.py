@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import pickle
 import shutil
@@ -35,6 +36,18 @@ import torch
 
 from ..config.errors import OutputError, TrainingError
 from ..data.io import atomic_path
+
+
+class _TiedWeights(logging.Filter):
+    """Accelerate warns on every save of a model with tied weights (the masked-LM head's output layer *is* the
+    word-embedding matrix: stored once, tied again on load; tests/test_mlm.py resumes byte-identically). The line
+    repeats at each save and asks the reader to check what is already checked: left out of the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Removed shared tensor" not in record.getMessage()
+
+
+logging.getLogger("accelerate.utils.other").addFilter(_TiedWeights())
 
 DONE = "DONE.json"
 
