@@ -66,14 +66,16 @@ def test_masking_takes_15_percent_of_real_tokens_and_never_pads_or_specials(demo
     for b in batches:
         obj.mask(b)
     real = len(batches) * sum(t not in tok.all_special_ids for x in ids for t in x)
-    masked = sum(int((b["mlm_labels"] != -100).sum()) for b in batches)
+    masked = sum(len(b["mlm_positions"]) for b in batches)
     assert 0.13 < masked / real < 0.17
     for b in batches:
-        picked = b["mlm_labels"] != -100
+        picked = torch.zeros(b["input_ids"].numel(), dtype=torch.bool)
+        picked[b["mlm_positions"]] = True
+        picked = picked.view(b["input_ids"].shape)
         assert not picked[b["attention_mask"] == 0].any()
         assert not picked[:, 0].any()                          # [CLS] never masked
-        assert torch.equal(b["labels_task1"], b["mlm_labels"][picked])   # the accuracy counts' labels, row-major
-    replaced = sum(int((b["input_ids"][b["mlm_labels"] != -100] == tok.mask_token_id).sum()) for b in batches)
+        assert (b["labels_task1"] != -100).all() and len(b["labels_task1"]) == int(picked.sum())
+    replaced = sum(int((b["input_ids"].view(-1)[b["mlm_positions"]] == tok.mask_token_id).sum()) for b in batches)
     assert 0.75 < replaced / masked < 0.85                     # 80% become [MASK]
 
 
@@ -159,3 +161,55 @@ def test_sigkill_mid_epoch_then_resume_gives_byte_identical_weights(tiny_data, d
     assert "resuming at epoch 1 step 6/" in second.stdout
     for f in ("models/mlm/model.safetensors", "plots/mlm_history.csv"):
         assert (runs["killed"] / f).read_bytes() == (runs["ref"] / f).read_bytes(), f
+
+
+def test_bucketed_shapes_pad_the_masked_positions_without_changing_the_loss(demo_encoder_dir):
+    """On MPS / CUDA (padding: buckets) the head sees a short ladder of shapes: the masked positions are padded to
+    the bucket ladder with label -100, and the loss is the unpadded one."""
+    from twohead.data.batching import bucket_width
+    from twohead.model.masked_lm import load_masked_lm
+    from twohead.train.losses import TwoTaskLoss
+
+    tok = load_tokenizer(demo_encoder_dir)
+    model, _ = load_masked_lm(demo_encoder_dir)
+    model.eval()
+    ids = tok(["world news " * 20, "politics today and tomorrow"], truncation=True, max_length=64)["input_ids"]
+    items = [(torch.tensor(x).numpy(), -100, -100, i) for i, x in enumerate(ids)]
+    loss_fn = TwoTaskLoss(torch.ones(model.encoder.config.vocab_size), torch.ones(1), lambda_task1=1.0,
+                          lambda_task2=0.0)
+    out = {}
+    for padding in ("longest", "buckets"):
+        obj = MaskedLMObjective(tok, 0.15, seed=3)
+        batch = make_collate(tok.pad_token_id, "longest", 64)(items)
+        with torch.no_grad():
+            logits, _, terms = obj.hook(loss_fn, padding)(model, batch)
+        out[padding] = (batch, logits, terms)
+    (b0, l0, t0), (b1, l1, t1) = out["longest"], out["buckets"]
+    m = len(b0["mlm_positions"])
+    assert len(b1["mlm_positions"]) == bucket_width(m) > m and l1.shape[0] == bucket_width(m)
+    assert (b1["labels_task1"][m:] == -100).all() and torch.equal(b1["labels_task1"][:m], b0["labels_task1"])
+    assert torch.allclose(t0["task1"], t1["task1"]) and t0["task1_den"] == t1["task1_den"] == m
+
+
+def test_each_mlm_head_layout_gives_vocabulary_logits_at_the_positions(demo_encoder_dir, tmp_path):
+    """DeBERTa-v2's two head layouts (legacy `cls`, the newer `lm_predictions` that reads the embedding table) and
+    BERT's: logits (M, V) at the given positions, the output layer tied to the word embeddings."""
+    import json
+    import shutil
+
+    from twohead.model.masked_lm import load_masked_lm
+
+    new = tmp_path / "deberta_new_head"
+    shutil.copytree(demo_encoder_dir, new)
+    cfg = json.loads((new / "config.json").read_text())
+    (new / "config.json").write_text(json.dumps({**cfg, "legacy": False}))
+    for ckpt, kind in ((demo_encoder_dir, "cls"), (new, "lm_predictions"), (build_bert(tmp_path / "b"), "cls")):
+        model, fresh = load_masked_lm(ckpt)
+        assert model.head_kind == kind and fresh
+        vocab = model.encoder.config.vocab_size
+        ids = torch.randint(5, 100, (2, 7))
+        logits = model(ids, torch.ones_like(ids), torch.tensor([1, 4, 9]))
+        assert logits.shape == (3, vocab)
+        names = [n for n, _ in model.named_parameters()]
+        assert all(n.startswith(("encoder.", "head_mlm.")) for n in names)
+        assert "head_mlm.predictions.decoder.weight" not in names   # tied: one parameter, the embeddings'

@@ -78,15 +78,14 @@ class MaskedLM(nn.Module):
         self.encoder = getattr(mlm, mlm.base_model_prefix)
         self.head_kind, self.head_mlm = _head(mlm)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Vocabulary logits ``(M, V)`` at the ``M`` masked positions (``labels != -100``, row-major) and those
-        positions' labels ``(M,)``."""
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor
+                ) -> torch.Tensor:
+        """Vocabulary logits ``(M, V)`` at ``positions`` (``M`` flat indices into the ``B × L`` tokens: the masked
+        ones, in row-major order, padded when the batch shapes are bucketed)."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        picked = labels != IGNORE
-        h = hidden[picked].unsqueeze(0)   # (1, M, H): the heads take a sequence
+        h = hidden.reshape(-1, hidden.shape[-1])[positions].unsqueeze(0)   # (1, M, H): the heads take a sequence
         if self.head_kind == "lm_predictions":   # DeBERTa-v2 (non-legacy): the head reads the embedding table
             logits = self.head_mlm(h, self.encoder.embeddings.word_embeddings)
         else:
             logits = self.head_mlm(h)
-        return logits[0], labels[picked]
+        return logits[0]

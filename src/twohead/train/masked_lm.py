@@ -26,7 +26,7 @@ import pyarrow as pa
 import torch
 
 from ..config.schema import HISTORY_COLUMNS
-from ..data.batching import TokenizedDataset
+from ..data.batching import TokenizedDataset, bucket_width
 from ..data.prepared import read_split
 from ..data.stream import iter_texts
 from ..data.tokenization import encode, to_arrow
@@ -43,6 +43,7 @@ class MaskedLMObjective(Callback):
         self.masker.generator = torch.Generator().manual_seed(seed)   # the training masks' stream
         self.special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
         self.seed = seed
+        self.buckets = False   # set by hook(): pad the masked positions to the bucket ladder
 
     def state_dict(self) -> dict:
         """Where the mask stream stands: a resumed run draws exactly the masks an uninterrupted one would."""
@@ -52,26 +53,35 @@ class MaskedLMObjective(Callback):
         self.masker.generator.set_state(state["masks"])
 
     def mask(self, batch: dict) -> None:
-        """Mask a padded batch in place: ``input_ids`` masked, ``mlm_labels`` (B, L; -100 where not masked) and, as
-        the epoch's accuracy counts expect, ``labels_task1`` = the masked positions' labels (M,), row-major. Drawn
-        here, at the step (not in the loader, which Accelerate runs a batch ahead), so the stream's saved state is
-        exactly the steps taken."""
+        """Mask a padded batch in place: ``input_ids`` masked, ``mlm_positions`` = the masked tokens' flat indices
+        (row-major) and ``labels_task1`` = their labels, as the epoch's accuracy counts expect. With bucketed shapes
+        (``train.padding`` on MPS / CUDA) both are padded to the bucket ladder (label -100: no loss, not counted),
+        so the head sees a short ladder of shapes, not one per batch. Drawn here, at the step (not in the loader,
+        which Accelerate runs a batch ahead), so the stream's saved state is exactly the steps taken."""
         ids = batch["input_ids"]
         cpu = ids.cpu()
         special = (batch["attention_mask"].cpu() == 0) | torch.isin(cpu, self.special)
         masked, labels = self.masker.torch_mask_tokens(cpu.clone(), special_tokens_mask=special)
-        labels = labels.to(ids.device)
-        y = labels[labels != IGNORE]
-        batch.update({"input_ids": masked.to(ids.device), "mlm_labels": labels, "labels_task1": y,
-                      "labels_task2": torch.full_like(y, IGNORE)})
+        flat = labels.reshape(-1)
+        positions = (flat != IGNORE).nonzero().squeeze(1)
+        y = flat[positions]
+        if self.buckets:
+            extra = bucket_width(len(positions)) - len(positions)
+            positions = torch.cat([positions, positions.new_zeros(extra)])
+            y = torch.cat([y, y.new_full((extra,), IGNORE)])
+        batch.update({"input_ids": masked.to(ids.device), "mlm_positions": positions.to(ids.device),
+                      "labels_task1": y.to(ids.device), "labels_task2": torch.full_like(y, IGNORE).to(ids.device)})
 
-    def hook(self, loss_fn: TwoTaskLoss):
+    def hook(self, loss_fn: TwoTaskLoss, padding: str = "longest"):
         """The step's forward + loss: mask the batch (:meth:`mask`), then ``(logits at the masked positions, an
-        empty Task2, loss terms)``."""
+        empty Task2, loss terms)``. ``padding``: the run's resolved ``train.padding``."""
+        self.buckets = padding == "buckets"
+
         def forward_and_loss(model, batch):
-            if "mlm_labels" not in batch:   # AWP-style second passes never happen here; a batch is masked once
+            if "mlm_positions" not in batch:   # a batch is masked once
                 self.mask(batch)
-            logits, y = model(batch["input_ids"], batch["attention_mask"], batch["mlm_labels"])
+            logits = model(batch["input_ids"], batch["attention_mask"], batch["mlm_positions"])
+            y = batch["labels_task1"]
             none = logits.new_zeros((logits.shape[0], 1))
             return logits, none, loss_fn.terms(logits, none, y, torch.full_like(y, IGNORE))
 
@@ -85,7 +95,7 @@ class MaskedLMObjective(Callback):
         model.eval()
         sums = LossAccumulator(accelerator.device)
         counts = torch.zeros(2, device=accelerator.device)
-        forward = self.hook(loss_fn)
+        forward = self.hook(loss_fn, "buckets" if self.buckets else "longest")
         training = self.masker.generator
         self.masker.generator = torch.Generator().manual_seed(self.seed)
         try:
@@ -93,7 +103,7 @@ class MaskedLMObjective(Callback):
                 logits, _, terms = forward(model, batch)
                 sums.add(terms)
                 y = batch["labels_task1"]
-                counts += torch.stack([(logits.argmax(-1) == y).sum(), torch.tensor(y.numel(), device=y.device)])
+                counts += torch.stack([((logits.argmax(-1) == y) & (y != IGNORE)).sum(), (y != IGNORE).sum()])
         finally:
             self.masker.generator = training
         if accelerator.num_processes > 1:

@@ -82,7 +82,8 @@ def prepare_training(model, data: FitData, cfg: RunConfig, *, base_lr: float | N
     w1, w2 = (torch.tensor(w, dtype=torch.float32, device=accelerator.device)  # float32: MPS has no float64
               for w in (data.weights_task1, data.weights_task2))
     loss_fn = loss_for_run(cfg, w1, w2, log_vars=raw_model.loss_log_vars)
-    hook, awp = (objective.hook(loss_fn), None) if objective is not None else switches.build(raw_model, loss_fn, cfg)
+    hook, awp = (objective.hook(loss_fn, padding), None) if objective is not None else \
+        switches.build(raw_model, loss_fn, cfg)
     step = StepContext(accelerator, model, optimizer, scheduler, loss_fn, t.max_grad_norm, hook, awp)
     return Setup(accelerator, model, raw_model, sampler, train_loader, val_loader, optimizer, scheduler, loss_fn,
                  step, group_summary, initial_lrs, steps_per_epoch, windowed, padding, t.padding, val_shapes,
