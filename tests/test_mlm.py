@@ -184,7 +184,7 @@ def test_bucketed_shapes_pad_the_masked_positions_without_changing_the_loss(demo
         with torch.no_grad():
             logits, _, terms = obj.hook(loss_fn, padding)(model, batch)
         out[padding] = (batch, logits, terms)
-    (b0, l0, t0), (b1, l1, t1) = out["longest"], out["buckets"]
+    (b0, _, t0), (b1, l1, t1) = out["longest"], out["buckets"]
     m = len(b0["mlm_positions"])
     assert len(b1["mlm_positions"]) == bucket_width(m) > m and l1.shape[0] == bucket_width(m)
     assert (b1["labels_task1"][m:] == -100).all() and torch.equal(b1["labels_task1"][:m], b0["labels_task1"])
