@@ -271,7 +271,7 @@ def run(p: Params, paths: ToolPaths, cfg: RangeTestConfig, stage: str = "stage2"
     from ..train.step import cycle_batches, forward_and_loss
 
     cfg.validate()
-    r = recipe(p, stage, paths.inputs(), rows=cfg.rows, with_val=False)
+    r = recipe(p, stage, paths.inputs(p), rows=cfg.rows, with_val=False)
     t, ds = r.cfg.train, r.data.train
     set_seed(t.seed)  # before the heads are initialised
     model = r.build()

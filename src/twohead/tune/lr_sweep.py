@@ -396,7 +396,7 @@ def run(p: Params, paths: ToolPaths, cfg: SweepConfig, stage: str = "stage2", pr
 
     cfg.validate()
     t_start = time.perf_counter()
-    r = recipe(p, stage, paths.inputs())
+    r = recipe(p, stage, paths.inputs(p))
     run_cfg, train_ds, val_ds, t = r.cfg, r.data.train, r.data.val, r.cfg.train
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise MissingInputError(f"{paths.tokenized if stage == 'stage2' else paths.prepared}: the sweep needs"

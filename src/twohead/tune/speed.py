@@ -547,7 +547,7 @@ def run(p: Params, paths: ToolPaths, cfg: SpeedConfig, stage: str = "stage2", lo
     cfg.validate()
     seconds = cfg.seconds
     t_start = time.perf_counter()
-    r = recipe(p, stage, paths.inputs())
+    r = recipe(p, stage, paths.inputs(p))
     run_cfg, data, train_ds, val_ds, build, t = r.cfg, r.data, r.data.train, r.data.val, r.build, r.cfg.train
     device_type = resolve_device(t.device)
     base = Setting(t.precision, t.batch_size, t.fast_attention, t.compile, resolve_padding(t.padding, device_type),
