@@ -81,7 +81,7 @@ def test_an_experiment_run_on_one_machine_arrives_whole_on_another(shared_projec
     (mac / "cmp.json").unlink()
     run(["dvc", "exp", "apply", "gpu-seed7"], mac)
     tested = json.loads((mac / "metrics" / "test.json").read_text())["test"]["task2"]["acc"]
-    assert cmp["other"] == pytest.approx(tested)
+    assert cmp["other"] == pytest.approx(tested, abs=5e-7)   # metrics files carry 6 significant digits
     assert "up to date" in run(["dvc", "status"], mac).stdout  # outputs and dvc.lock agree: nothing to re-run
 
     travelled = ("metrics", "plots", "models/stage2", "models/decision.json", "data/scored", "dvc.lock",
