@@ -2,7 +2,7 @@
 
     python benchmarks/bench_mlm.py --out runs/mlm_demo [--epochs 0 1 3 10] [--seeds 1 2 3] [--set KEY=VALUE ...]
         [--base-model DIR]
-    twohead compare --group-by mlm.epochs --runs-dir runs/mlm_demo --md F --json F
+    python benchmarks/bench_mlm.py --out runs/mlm_demo --report benchmarks/results/mlm_demo   # .md + .json
 
 Each run is the pipeline's training path in its own folder laid out as the project (dvc.yaml, params.yaml, data/,
 models/, metrics/): prepare_labels → pretrain_mlm (``mlm.epochs`` = E; 0 = off) → pretrain_stage1 → tokenize →
@@ -83,6 +83,39 @@ def one_run(epochs: int, seed: int, out: Path, sets: dict, base_model: str | Non
     return f"{folder.name}: {sum(timings.values()):.0f}s ({', '.join(f'{k} {v:.0f}s' for k, v in timings.items())})"
 
 
+def report(out: Path, dest: Path) -> None:
+    """``twohead compare --group-by mlm.epochs`` over the run folders (paired by seed), plus the cost: the masked-LM
+    phase's minutes per run and seconds per epoch, the whole run's minutes (each folder's ``timings.json`` and
+    ``metrics/mlm_speed.json``)."""
+    import numpy as np
+
+    from twohead.experiments.ablation import load_runs
+    from twohead.experiments.compare import group_runs, groups_markdown
+
+    g = group_runs(load_runs(runs_dir=out), "mlm.epochs", seed_key="train.seed")
+    layout = dvc_paths(ROOT)
+    cost = {}
+    for grp in g["groups"]:
+        rows = []
+        for r in grp["runs"]:
+            folder = out / r["rev"]
+            t = json.loads((folder / "timings.json").read_text())
+            speed = json.loads((folder / layout["mlm_speed"]).read_text())
+            rows.append((t["pretrain_mlm"], speed.get("epoch_seconds_mean", 0.0), sum(t.values())))
+        cost[grp["value"]] = {k: float(np.median([x[i] for x in rows])) for i, k in
+                              enumerate(("mlm_seconds", "mlm_epoch_seconds", "run_seconds"))}
+    g["cost"] = cost
+    lines = [groups_markdown(g), "Cost per run (median over its seeds; the 2-core box — runs that shared the cores with"
+             " other work are slower, see each folder's timings.json):", "",
+             "| mlm.epochs | masked-LM phase, minutes | seconds per masked-LM epoch | whole run, minutes |",
+             "|---|---|---|---|"]
+    lines += [f"| {v} | {c['mlm_seconds'] / 60:.1f} | {c['mlm_epoch_seconds']:.0f} | {c['run_seconds'] / 60:.1f} |"
+              for v, c in cost.items()]
+    dest.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    dest.with_suffix(".json").write_text(json.dumps(g, indent=2, default=str) + "\n", encoding="utf-8")
+    print(dest.with_suffix(".md").read_text())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, type=Path)
@@ -90,7 +123,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="an extra param for every run")
     ap.add_argument("--base-model", help="stage1.base_model for every run (default: the demo encoder)")
+    ap.add_argument("--report", type=Path, metavar="PREFIX", help="write the table of --out's runs to PREFIX.md and"
+                                                                  " PREFIX.json instead of running")
     args = ap.parse_args()
+    if args.report:
+        report(args.out, args.report)
+        return
     sets = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     t0 = time.perf_counter()
     for seed in args.seeds:           # seed-major: an interrupted grid still has complete pairs

@@ -4,7 +4,8 @@ the endless batch stream: what the epoch loop, the LR sweep and ``twohead speed`
 Read :func:`forward_and_loss` then :func:`train_step`: with every switch off (the plain recipe) a step is the model's
 forward, :meth:`TwoTaskLoss.terms <twohead.train.losses.TwoTaskLoss.terms>` (L = λ1·L1 + λ2·L2), backward, clipping
 and AdamW + the LR schedule. A switch changes it through one optional hook (``StepContext.hook``, in
-:mod:`twohead.train.switches`) and AWP's second pass; both are None when off."""
+:mod:`twohead.train.switches`) and AWP's second pass; both are None when off. The masked-LM phase trains with this
+same step, its forward + loss the hook of :mod:`twohead.train.masked_lm`."""
 
 from __future__ import annotations
 
@@ -28,13 +29,14 @@ class StepContext:
     scheduler: Any
     loss_fn: TwoTaskLoss
     max_grad_norm: float
-    hook: SwitchedForward | None = None  # a switch's forward + loss (R-Drop, multi-sample dropout); None = plain
+    hook: SwitchedForward | None = None  # a switch's forward + loss (R-Drop, multi-sample dropout), or the masked-LM
+                                         # phase's; None = plain
     awp: AWP | None = None               # adversarial weight perturbation (switches.awp_*), None = off
 
 
 def forward_and_loss(ctx: StepContext, batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """Both heads' logits and the loss terms of one batch (``terms["total"]`` is what backward sees)."""
-    if ctx.hook is not None:            # a switch is on (train/switches.py); the plain recipe never comes here
+    if ctx.hook is not None:   # a switch is on (train/switches.py), or the masked-LM phase; the plain recipe never is
         return ctx.hook(ctx.model, batch)
     logits1, logits2 = ctx.model(batch["input_ids"], batch["attention_mask"])
     terms = ctx.loss_fn.terms(logits1, logits2, batch["labels_task1"], batch["labels_task2"])
