@@ -2,7 +2,8 @@
 
     python benchmarks/bench_mlm.py --out runs/mlm_demo [--epochs 0 1 3 10] [--seeds 1 2 3] [--set KEY=VALUE ...]
         [--base-model DIR]
-    python benchmarks/bench_mlm.py --out runs/mlm_demo --report benchmarks/results/mlm_demo   # .md + .json
+    python benchmarks/bench_mlm.py --out runs/mlm_demo --report PREFIX   # PREFIX.md + PREFIX.json, e.g.
+        # benchmarks/results/mlm_demo.md
 
 Each run is the pipeline's training path in its own folder laid out as the project (dvc.yaml, params.yaml, data/,
 models/, metrics/): prepare_labels → pretrain_mlm (``mlm.epochs`` = E; 0 = off) → pretrain_stage1 → tokenize →

@@ -148,7 +148,7 @@ def test_stage1_resume_fingerprint_ignores_lr_and_saving_keys(tmp_path):
     (tmp_path / "prepared" / "train.parquet").write_bytes(b"x")
     (tmp_path / "base").mkdir()
     (tmp_path / "base" / "config.json").write_text("{}")
-    paths = Stage1Paths(*(tmp_path / n for n in ("prepared", "s1", "h.csv", "m.json", "sp.json", "state")))
+    paths = Stage1Paths(*(tmp_path / n for n in ("prepared", "mlm", "s1", "h.csv", "m.json", "sp.json", "state")))
     p = make_params(stage1={"base_model": str(tmp_path / "base")})
     base = state_fingerprint(p, paths)
     for key, value in (("lr", 0.5), ("checkpoint_every_steps", 7), ("on_nonfinite", "skip")):

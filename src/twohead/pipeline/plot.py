@@ -122,5 +122,6 @@ def run(p: Params, paths: PlotPaths) -> list[Path]:
                                                else None,  # the review stage's section (run without it: none)
                                                str(Path(paths.pairs_plot).relative_to(Path(paths.summary).parent)),
                                                read_json(paths.train_metrics), p.report.target_task2_acc, curve,
-                                               read_json(paths.tokenizer_metrics), read_json(paths.mlm_metrics)))
+                                               *(read_json(f) if Path(f).is_file() else None   # run without them: none
+                                                 for f in (paths.tokenizer_metrics, paths.mlm_metrics))))
     return made
