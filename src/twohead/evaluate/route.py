@@ -108,8 +108,8 @@ def route_section(test: dict, target: float, review: dict | None = None, curve: 
              " training time |",
              "| teach the encoder your texts (the masked-LM phase before Stage 1, `mlm.epochs`) | demo: +1.9"
              " [+1.4, +2.5] at 10 epochs (3 seeds); a pretrained encoder: docs/mlm.md | docs/mlm.md; yours:"
-             " `dvc exp run --queue -S mlm.epochs=0,10 -S train.seed=1,2,3`, then `twohead compare --group-by mlm.epochs` | 22 s per epoch"
-             " per 8,000 demo texts on 2 CPU cores; more for a larger encoder |",
+             " `dvc exp run --queue -S mlm.epochs=0,10 -S train.seed=1,2,3`, then `twohead compare --group-by"
+             " mlm.epochs` | 22 s per epoch per 8,000 demo texts on 2 CPU cores; more for a larger encoder |",
              "| another encoder (a larger or in-domain checkpoint) | not measured here — `dvc exp run -S"
              " model.stage1_checkpoint=/path/to/checkpoint`, then `twohead compare main <exp>` | on the demo the"
              " encoder was the one route that moved Task2 beyond noise (docs/what-moved-task2.md) | a bigger model,"
