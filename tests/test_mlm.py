@@ -97,6 +97,7 @@ def test_mlm_learns_saves_the_encoder_and_stage1_starts_from_it(layout, tiny_dat
     paths = _paths(tmp_path, data_dir)
     m = pretrain_mlm.run(p, paths, log=lambda *a: None)
     assert m["trained"] and m["fresh_head"] and m["epoch"] == 3
+    assert m["trained_texts"] == m["train_texts"] > 0 and m["pool_texts"] == 0   # no pool: the train split alone
     import pandas as pd
 
     hist = pd.read_csv(paths.mlm_history)

@@ -150,7 +150,7 @@ def mlm_row(m: dict | None) -> str:
     if not m or not m.get("trained"):
         why = page_safe_cell((m or {}).get("reason", "not run"))
         return f"| masked-LM phase (mlm.epochs) | off ({why}) | {where} | | |"
-    texts = m.get("train_texts", 0)
+    texts = m.get("trained_texts", 0)   # every source: train split, pool, val/test if transductive
     return (f"| masked-LM phase (mlm.epochs) | {m['epoch']} epochs on {texts:,} texts; val masked-token acc"
             f" {_f(m['val_acc'])}, loss {_f(m['val_loss'])} | {where} | | before Stage 1 (metrics/mlm_speed.json) |")
 

@@ -91,7 +91,7 @@ def run(p: Params, paths: MlmPaths, log=print) -> dict:
     res = fit(model, r.data, r.cfg, callbacks=[r.objective], store=store, objective=r.objective)
     history = pd.DataFrame(res.history).rename(columns=MLM_RENAME)[MLM_COLUMNS]
     last = history.iloc[-1].to_dict()
-    metrics = {**last, "trained": True, "epoch": int(last["epoch"]), "train_texts": len(r.data.train),
+    metrics = {**last, "trained": True, "epoch": int(last["epoch"]), "trained_texts": len(r.data.train),
                "val_texts": len(r.data.val), **r.sources, "fresh_head": bool(model.fresh_head),
                "base_model": str(r.checkpoint)}
     if res.accelerator.is_main_process:
